@@ -1,0 +1,156 @@
+"""One fused denoiser call, in plain torch: run the passes a step needs and blend them.
+
+The host hands over, per step, the batch's latents, sigmas and image conditioning and,
+per model, a callable and its conditioning. This module never sees the WebUI: it builds
+the model's rows, applies classifier-free guidance exactly as the WebUI's
+``CFGDenoiser.combine_denoised`` does (``AND`` sub-prompts with weights), blends with
+:mod:`lib_fusion.snb` and spreads the result over the host's row layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+
+from lib_fusion import snb
+from lib_fusion.conds import Cond, cat_conds, row_count, take_rows, token_width
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor, Cond, torch.Tensor], torch.Tensor]
+"""(x rows, sigma rows, text cond rows, image cond rows) -> model output rows."""
+
+CondsList = list[list[tuple[int, float]]]
+"""Per image: (row of the stacked cond tensor, weight) for each ``AND`` sub-prompt."""
+
+
+@dataclass
+class Conditioning:
+    """One model's text conditioning for the current step."""
+
+    conds_list: CondsList
+    cond: Cond
+    uncond: Cond
+
+    def check(self, batch: int, label: str) -> None:
+        if len(self.conds_list) != batch or row_count(self.uncond) != batch:
+            raise ValueError(
+                f"{label}: conditioning covers {len(self.conds_list)} prompts and {row_count(self.uncond)} negative "
+                f"prompts, but the batch has {batch} images"
+            )
+
+
+@dataclass
+class Model:
+    """A model's callable with the conditioning it uses this step."""
+
+    name: str
+    fn: ModelFn
+    conditioning: Conditioning
+
+
+@dataclass
+class StepInput:
+    """The batch as one image per row (the host repeats rows for ``AND`` and uncond)."""
+
+    x: torch.Tensor
+    sigma: torch.Tensor
+    image_cond: torch.Tensor
+    image_uncond: torch.Tensor
+    cfg_scale: float
+    units: Literal["eps", "x0"]
+    """What the model callables return: eps (timestep samplers) or denoised x0 (k-diffusion)."""
+    max_rows: int | None = None
+    """Rows per model call (None: all in one call, the WebUI's ``batch_cond_uncond``)."""
+
+
+@dataclass
+class SnbOptions:
+    kg: float
+    ke: float
+    saliency_uncond: snb.SaliencyUncond = "solo"
+    blur: snb.Blur = "box"
+    soft: bool = False
+
+
+def guided(model: Model, step: StepInput) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model`` on cond rows and uncond rows; return (uncond, guided) per image.
+
+    Guidance follows ``CFGDenoiser.combine_denoised``:
+    ``u_i + sum_j (c_ij - u_i) * (w_ij * s)``.
+    """
+    conditioning = model.conditioning
+    batch = step.x.shape[0]
+    conditioning.check(batch, model.name)
+    image_of_row = [i for i, conds in enumerate(conditioning.conds_list) for _ in conds]
+    cond_rows = [index for conds in conditioning.conds_list for index, _ in conds]
+    cond = take_rows(conditioning.cond, cond_rows)
+    outputs: list[torch.Tensor] = []
+    if token_width(cond) == token_width(conditioning.uncond):
+        rows = image_of_row + list(range(batch))
+        outputs.append(_run(model.fn, step, rows, cat_conds([cond, conditioning.uncond]), len(image_of_row)))
+    else:
+        outputs.append(_run(model.fn, step, image_of_row, cond, len(image_of_row)))
+        outputs.append(_run(model.fn, step, list(range(batch)), conditioning.uncond, 0))
+    out = torch.cat(outputs)
+    uncond_out = out[-batch:]
+    result = uncond_out.clone()
+    row = 0
+    for i, conds in enumerate(conditioning.conds_list):
+        for _, weight in conds:
+            result[i] += (out[row] - uncond_out[i]) * (weight * step.cfg_scale)
+            row += 1
+    return uncond_out, result
+
+
+def _run(fn: ModelFn, step: StepInput, rows: list[int], cond: Cond, n_cond_rows: int) -> torch.Tensor:
+    """Call ``fn`` on the given image rows, the first ``n_cond_rows`` with cond image conditioning."""
+    index = torch.tensor(rows, dtype=torch.long, device=step.x.device)
+    x = step.x[index]
+    sigma = step.sigma[index]
+    image_cond = torch.cat([step.image_cond[index[:n_cond_rows]], step.image_uncond[index[n_cond_rows:]]])
+    chunk = step.max_rows or len(rows)
+    outputs = []
+    for start in range(0, len(rows), chunk):
+        stop = min(start + chunk, len(rows))
+        part = take_rows(cond, list(range(start, stop)))
+        outputs.append(fn(x[start:stop], sigma[start:stop], part, image_cond[start:stop]))
+    return torch.cat(outputs)
+
+
+def eps_response(response: torch.Tensor, step: StepInput) -> torch.Tensor:
+    """A guidance response in eps units: ``d_eps = -d_x0 / sigma`` for k-diffusion outputs.
+
+    Saliency must be measured in eps units (algorithms.md section 1, "Porting"): otherwise
+    the softmax logits are rescaled by sigma and the mask changes.
+    """
+    if step.units == "eps":
+        return response
+    return response / step.sigma.to(response.dtype).view(-1, *([1] * (response.ndim - 1)))
+
+
+def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fused step: both models, CFG each, saliency-aware blend. Returns (prediction, mask).
+
+    The choice is made between guided predictions in the sampler's own units (choosing eps
+    per pixel equals choosing x0 per pixel at one x and sigma); only the saliency is
+    measured in eps units.
+    """
+    uncond_a, guided_a = guided(model_a, step)
+    uncond_b, guided_b = guided(model_b, step)
+    reference_b = uncond_a if options.saliency_uncond == "solo" else uncond_b
+    response_a = eps_response(guided_a - uncond_a, step)
+    response_b = eps_response(guided_b - reference_b, step)
+    return snb.fuse_guided(guided_a, guided_b, response_a, response_b, options.kg, options.ke, options.blur, options.soft)
+
+
+def spread_to_rows(per_image: torch.Tensor, host_conds_list: CondsList) -> torch.Tensor:
+    """Host rows whose CFG combine gives back ``per_image`` exactly.
+
+    Every cond row and the uncond row of image i carry the same prediction, so
+    ``u + sum (c - u) w s`` equals it bit for bit, whatever the weights, the scale, or a
+    skipped uncond (the host then copies the first cond row).
+    """
+    cond_images = [i for i, conds in enumerate(host_conds_list) for _ in conds]
+    index = torch.tensor(cond_images + list(range(per_image.shape[0])), dtype=torch.long, device=per_image.device)
+    return per_image[index]

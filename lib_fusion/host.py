@@ -1,0 +1,409 @@
+"""The one module that touches the WebUI's internals (AUTOMATIC1111 1.10.x, ``modules.*``).
+
+Contract (see docs/webui-host.md of the project): the host swallows exceptions raised in
+script hooks and callbacks, so everything that can fail runs inside the sampling call
+path: in a wrapper around ``p.sample`` (arguments, model loading) or in the wrapped inner
+model of the sampler's ``CFGDenoiser`` (prompt encoding, the model passes). Hooks live only
+while ``p.sample`` runs and are removed in its ``finally``: errors and interrupts included.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from modules import devices, extra_networks, prompt_parser, script_callbacks, sd_disable_initialization, sd_models, shared
+
+from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.conds import Cond
+from lib_fusion.denoise import Conditioning
+from lib_fusion.models import CACHE, CacheKey, FusionModelError
+from lib_fusion.run import FusionRun, HostStep, SamplingPass
+
+UNET_PREFIX = "model.diffusion_model."
+TEXT_ENCODER_PREFIX = "cond_stage_model."
+RUN_ATTRIBUTE = "model_fusion_run"
+_WRAPPED_MARK = "__model_fusion_wrapper__"
+
+
+# -- checkpoints ------------------------------------------------------------------------
+def checkpoint_titles() -> list[str]:
+    """Titles of the WebUI's checkpoints, as its own dropdown lists them."""
+    return sorted(sd_models.checkpoints_list, key=str.lower)
+
+
+def refresh_checkpoints() -> list[str]:
+    sd_models.list_models()
+    return checkpoint_titles()
+
+
+def resolve_checkpoint(name: str) -> Any:
+    """The WebUI's own lookup (title, name or hash); only listed checkpoints, no paths."""
+    info = sd_models.get_closet_checkpoint_match(name)
+    if info is None:
+        known = ", ".join(checkpoint_titles()[:8]) or "none found"
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {name!r} is not in the WebUI's checkpoint list "
+            f"(give a title, name or hash; refresh the list after adding files). Known: {known}"
+        )
+    return info
+
+
+def is_active_checkpoint(info: Any) -> bool:
+    active = getattr(shared.sd_model, "sd_checkpoint_info", None)
+    return active is not None and active.filename == info.filename
+
+
+@dataclass
+class FusionModel:
+    """The secondary checkpoint's parts: a UNet, and a text encoder when one is needed."""
+
+    title: str
+    unet: torch.nn.Module | None
+    """None: the fusion checkpoint is the active one, whose UNet is reused."""
+    text_encoder: Any = None
+
+
+def load_fusion_model(info: Any, need_text_encoder: bool) -> FusionModel:
+    """Cached secondary model; built without touching ``shared.sd_model``."""
+    if is_active_checkpoint(info):
+        return FusionModel(info.title, None, None)
+    parts = ("unet", "text_encoder") if need_text_encoder else ("unet",)
+    key = CacheKey.for_file(info.filename, str(shared.sd_model.used_config), parts)
+    return CACHE.get(key, lambda: _build(info, need_text_encoder))
+
+
+def _build(info: Any, need_text_encoder: bool) -> FusionModel:
+    try:
+        state_dict = sd_models.read_state_dict(info.filename, map_location="cpu")
+    except Exception as error:  # safetensors/unpickler errors name neither the file nor a fix
+        raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r} ({info.filename}): {error}") from error
+    config = _active_config()
+    unet_weights = _with_prefix(state_dict, UNET_PREFIX)
+    _check_family(info, unet_weights, shared.sd_model.model.diffusion_model.state_dict())
+    unet_config = config.model.params.get("unet_config") or config.model.params.get("network_config")
+    with sd_disable_initialization.DisableInitialization(disable_clip=False):
+        unet = sd_models.instantiate_from_config(unet_config)
+    unet.load_state_dict(unet_weights, strict=True)
+    unet = unet.to(devices.device, dtype=devices.dtype_unet).eval().requires_grad_(False)
+    text_encoder = _build_text_encoder(info, config, state_dict) if need_text_encoder else None
+    return FusionModel(info.title, unet, text_encoder)
+
+
+def _active_config() -> Any:
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(shared.sd_model.used_config)
+    sd_models.repair_config(config)
+    return config
+
+
+def _with_prefix(state_dict: dict, prefix: str) -> dict:
+    return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+
+
+def _check_family(info: Any, weights: dict, active: dict) -> None:
+    """Refuse another architecture (SD1 vs SD2 vs SDXL, inpainting vs plain) by weight shapes."""
+    missing = sorted(set(active) - set(weights))
+    unexpected = sorted(set(weights) - set(active))
+    mismatched = sorted(k for k in set(active) & set(weights) if tuple(active[k].shape) != tuple(weights[k].shape))
+    if not (missing or unexpected or mismatched):
+        return
+    if mismatched:
+        k = mismatched[0]
+        example = f"{k} is {tuple(weights[k].shape)} but the active model's is {tuple(active[k].shape)}"
+    elif missing:
+        example = f"{len(missing)} UNet weights are missing, e.g. {missing[0]}"
+    else:
+        example = f"{len(unexpected)} UNet weights are unknown, e.g. {unexpected[0]}"
+    raise FusionModelError(
+        f"{TITLE}: fusion checkpoint {info.title!r} is not of the active checkpoint's family "
+        f"({shared.sd_model.used_config}): {example}. Choose a checkpoint of the same family (SD1 with SD1, SDXL with SDXL)."
+    )
+
+
+def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:
+    """A second text encoder, wrapped like the host wraps its own (emphasis, BREAK, embeddings)."""
+    from modules import sd_hijack, sd_hijack_clip
+
+    with sd_disable_initialization.DisableInitialization(disable_clip=True):
+        encoder = sd_models.instantiate_from_config(config.model.params.cond_stage_config)
+    if type(encoder).__name__ != "FrozenCLIPEmbedder":
+        raise FusionModelError(
+            f"{TITLE}: text_encoder='own' supports SD1 (CLIP ViT-L) checkpoints for now; "
+            f"{info.title!r} uses {type(encoder).__name__}. Use text_encoder='solo'."
+        )
+    encoder.load_state_dict(_with_prefix(state_dict, TEXT_ENCODER_PREFIX), strict=False)
+    encoder = encoder.to(devices.device, dtype=devices.dtype).eval().requires_grad_(False)
+    embeddings = encoder.transformer.text_model.embeddings
+    embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, sd_hijack.model_hijack)
+    return sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(encoder, sd_hijack.model_hijack)
+
+
+class _EncoderModel:
+    """What ``prompt_parser`` needs of a model: ``get_learned_conditioning(texts)``."""
+
+    def __init__(self, text_encoder: Any) -> None:
+        self.text_encoder = text_encoder
+
+    def get_learned_conditioning(self, texts: Any) -> Any:
+        return self.text_encoder(texts)
+
+
+class _UNetModel:
+    """``apply_model`` of the host model (ldm ``DiffusionWrapper`` / sgm wrapper) over another UNet."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.unet = unet
+        self.alphas_cumprod = shared.sd_model.alphas_cumprod
+        self.conditioning_key = getattr(getattr(shared.sd_model, "model", None), "conditioning_key", "crossattn")
+
+    def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        if "crossattn" in cond:  # SDXL (sgm): concat is its own key, context and vector
+            concat = cond.get("concat")
+            x = torch.cat([x, concat], dim=1) if concat is not None else x
+            return self.unet(x, t, context=cond["crossattn"], y=cond.get("vector"))
+        context = torch.cat(cond["c_crossattn"], 1)
+        if self.conditioning_key == "hybrid":
+            return self.unet(torch.cat([x, *cond["c_concat"]], dim=1), t, context=context)
+        if self.conditioning_key == "crossattn-adm":
+            return self.unet(x, t, context=context, y=cond["c_adm"])
+        return self.unet(x, t, context=context)
+
+
+# -- one generation ---------------------------------------------------------------------
+def start(p: Any, args: FusionArgs) -> FusionRun | None:
+    """``Script.process``: validate, note the infotext, wrap ``p.sample``. Never raises."""
+    _unwrap_sample(p)
+    if not args.enabled:
+        return None
+    run = FusionRun(args)
+    try:
+        _check_host(p)
+        run.model_info = resolve_checkpoint(args.model)
+        from lib_fusion.infotext import to_infotext
+
+        p.extra_generation_params.update(to_infotext(args, run.model_info.title))
+    except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
+        run.error = error
+    setattr(p, RUN_ATTRIBUTE, run)
+    _wrap_sample(p, run)
+    return run
+
+
+def start_with_error(p: Any, error: Exception) -> None:
+    """Arguments that did not even parse: fail the generation from ``p.sample``."""
+    _unwrap_sample(p)
+    run = FusionRun(FusionArgs())
+    run.error = error
+    setattr(p, RUN_ATTRIBUTE, run)
+    _wrap_sample(p, run)
+
+
+def _check_host(p: Any) -> None:
+    if getattr(shared.sd_model, "cond_stage_key", None) == "edit":
+        raise FusionArgumentError(f"{TITLE}: InstructPix2Pix (edit) checkpoints cannot be fused; load a text-to-image checkpoint")
+    if getattr(p, "refiner_checkpoint", None) not in (None, "", "None", "none"):
+        raise FusionArgumentError(f"{TITLE}: the refiner switches checkpoints mid-sampling; turn the refiner off to fuse")
+
+
+def finish(p: Any) -> None:
+    """``Script.postprocess``: drop the wrapper and the run."""
+    _unwrap_sample(p)
+    if hasattr(p, RUN_ATTRIBUTE):
+        delattr(p, RUN_ATTRIBUTE)
+
+
+def _wrap_sample(p: Any, run: FusionRun) -> None:
+    original = p.sample
+
+    @functools.wraps(original)
+    def sample(*args: Any, **kwargs: Any) -> Any:
+        if run.error is not None:
+            raise run.error
+        run.fusion_model = load_fusion_model(run.model_info, _needs_fusion_text_encoder(run.args))
+        patched: list[Any] = []
+        run.patched = patched
+        script_callbacks.on_cfg_denoiser(run.callback, name="model_fusion")
+        try:
+            result = original(*args, **kwargs)
+        finally:
+            script_callbacks.remove_callbacks_for_function(run.callback)
+            for inner in patched:
+                inner.__dict__.pop("forward", None)
+            patched.clear()
+        if run.error is not None:
+            raise run.error
+        _check_every_pass_fused(run)
+        return result
+
+    setattr(sample, _WRAPPED_MARK, original)
+    run.callback = functools.partial(_on_cfg_denoiser, run)
+    p.sample = sample
+
+
+def _unwrap_sample(p: Any) -> None:
+    original = getattr(p.__dict__.get("sample"), _WRAPPED_MARK, None)
+    if original is not None:
+        if getattr(original, "__self__", None) is p and original.__func__ is getattr(type(p), "sample", None):
+            del p.sample
+        else:
+            p.sample = original
+
+
+def _check_every_pass_fused(run: FusionRun) -> None:
+    """Never silent: a pass whose sampler never reached our hook produced an unfused image."""
+    if shared.state.interrupted or shared.state.skipped:
+        return
+    for sampling_pass in run.passes:
+        if sampling_pass.calls == 0:
+            raise RuntimeError(
+                f"{TITLE}: the sampler never called the fusion hook (another extension may replace the "
+                "sampler's denoiser); the image would not be fused, so it was not kept"
+            )
+
+
+def _needs_fusion_text_encoder(args: FusionArgs) -> bool:
+    return args.text_encoder == "own" or args.solo == "fusion"
+
+
+def begin_pass(p: Any) -> None:
+    """``process_before_every_sampling``: hook the sampler of this pass. Errors go to the run."""
+    run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
+    if run is None or run.error is not None or run.patched is None:
+        return
+    try:
+        denoiser = p.sampler.model_wrap_cfg
+        inner = denoiser.inner_model
+        original = inner.forward
+        run.begin_pass(_sampling_pass(p, run, denoiser, inner, original))
+        inner.forward = functools.partial(run.forward, original)
+        run.patched.append(inner)
+    except Exception as error:
+        run.error = error
+
+
+def _on_cfg_denoiser(run: FusionRun, params: Any) -> None:
+    try:
+        denoiser = params.denoiser
+        extra = denoiser.sampler.sampler_extra_args
+        conds_list, _ = prompt_parser.reconstruct_multicond_batch(extra["cond"], denoiser.step)
+        run.begin_step(
+            HostStep(
+                x_in=params.x,
+                sigma_in=params.sigma,
+                image_cond_in=params.image_cond,
+                text_cond=params.text_cond,
+                text_uncond=params.text_uncond,
+                conds_list=conds_list,
+                index=denoiser.step,
+                cfg_scale=float(extra["cond_scale"]) * float(getattr(denoiser, "cond_scale_miltiplier", 1.0)),
+            )
+        )
+    except Exception as error:  # the host would only log it; the next model call raises it
+        run.error = error
+
+
+def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: Callable) -> SamplingPass:
+    args = run.args
+    fusion: FusionModel = run.fusion_model
+    is_kdiffusion = hasattr(inner, "sigma_to_t")
+    make_cond = _condition_dict_maker(denoiser)
+
+    def call(model_forward: Callable) -> Callable:
+        def fn(x: torch.Tensor, sigma: torch.Tensor, cond: Cond, image_cond: torch.Tensor) -> torch.Tensor:
+            return model_forward(x, sigma, cond=make_cond(cond, image_cond))
+
+        return fn
+
+    if fusion.unet is None:
+        fusion_forward = original
+    elif is_kdiffusion:
+        fusion_forward = type(inner)(_UNetModel(fusion.unet), quantize=getattr(inner, "quantize", False))
+    else:
+        fusion_forward = type(inner)(_UNetModel(fusion.unet))
+
+    hires = bool(getattr(p, "is_hr_pass", False))
+    main_prompts = list(p.hr_prompts if hires else p.prompts)
+    main_negatives = list(p.hr_negative_prompts if hires else p.negative_prompts)
+    active_encoder = shared.sd_model
+    fusion_encoder = _EncoderModel(fusion.text_encoder) if fusion.text_encoder is not None else shared.sd_model
+    solo_active = args.solo == "active"
+    own = args.text_encoder == "own"
+    encoder_of_active = active_encoder if (own or solo_active) else fusion_encoder
+    encoder_of_fusion = fusion_encoder if (own or not solo_active) else active_encoder
+    fusion_prompts = [_strip_networks(args.prompt)] * len(main_prompts) if args.prompt else main_prompts
+    fusion_negatives = [_strip_networks(args.negative_prompt)] * len(main_negatives) if args.negative_prompt else main_negatives
+    steps = _schedule_steps(p, hires)
+
+    def host_conditioning(step: HostStep) -> Conditioning:
+        return Conditioning(step.conds_list, step.text_cond, step.text_uncond)
+
+    def encoded(encoder: Any, prompts: list[str], negatives: list[str]) -> Callable[[HostStep], Conditioning]:
+        if encoder is active_encoder and prompts == main_prompts and negatives == main_negatives:
+            return host_conditioning
+        cache: dict[str, Any] = {}
+
+        def conditioning(step: HostStep) -> Conditioning:
+            if not cache:  # once per pass, at the first step that needs it
+                cache.update(_encode(p, encoder, prompts, negatives, steps))
+            conds_list, cond = prompt_parser.reconstruct_multicond_batch(cache["c"], step.index)
+            uncond = prompt_parser.reconstruct_cond_batch(cache["uc"], step.index)
+            return Conditioning(conds_list, cond, uncond)
+
+        return conditioning
+
+    active_conditioning = encoded(encoder_of_active, main_prompts, main_negatives)
+    return SamplingPass(
+        active_fn=call(original),
+        fusion_fn=call(fusion_forward),
+        active_conditioning=active_conditioning,
+        fusion_conditioning=encoded(encoder_of_fusion, fusion_prompts, fusion_negatives),
+        active_uses_host_conds=active_conditioning is host_conditioning,
+        sigma_to_t=(lambda s: float(inner.sigma_to_t(s)[0])) if is_kdiffusion else (lambda s: float(s[0])),
+        units="x0" if is_kdiffusion else "eps",
+        max_rows=None if shared.opts.batch_cond_uncond else len(main_prompts),
+    )
+
+
+def _condition_dict_maker(denoiser: Any) -> Callable[[Cond, torch.Tensor], dict]:
+    """The host's ``make_condition_dict`` (CFGDenoiser.forward) for this model."""
+    if shared.sd_model.model.conditioning_key == "crossattn-adm":
+        return lambda c, image_cond: {"c_crossattn": [c], "c_adm": image_cond}
+    return lambda c, image_cond: {**c, "c_concat": [image_cond]} if isinstance(c, dict) else {"c_crossattn": [c], "c_concat": [image_cond]}
+
+
+def _strip_networks(prompt: str) -> str:
+    """Extra-network tags (``<lora:...>``) act on the active model only; drop them from the fusion prompt."""
+    prompts, _ = extra_networks.parse_prompts([prompt])
+    return prompts[0]
+
+
+def _schedule_steps(p: Any, hires: bool) -> tuple[int, int | None]:
+    """Steps for prompt-editing schedules, as the host computes them for this pass."""
+    multiplier = getattr(p, "step_multiplier", 1) or 1
+    first = getattr(p, "firstpass_steps", None) or p.steps * multiplier
+    if not hires:
+        return first, None
+    return first, (getattr(p, "hr_second_pass_steps", 0) or p.steps) * multiplier
+
+
+def _encode(p: Any, encoder: Any, prompts: list[str], negatives: list[str], steps: tuple[int, int | None]) -> dict:
+    first, hires_steps = steps
+    old = bool(getattr(shared.opts, "use_old_scheduling", False))
+    positive = prompt_parser.SdConditioning(prompts, width=p.width, height=p.height)
+    negative = prompt_parser.SdConditioning(negatives, width=p.width, height=p.height, is_negative_prompt=True)
+    with devices.autocast(), torch.no_grad():
+        return {
+            "c": prompt_parser.get_multicond_learned_conditioning(encoder, positive, first, hires_steps, old),
+            "uc": prompt_parser.get_learned_conditioning(encoder, negative, first, hires_steps, old),
+        }
+
+
+def unload() -> bool:
+    """Free the cached fusion model (UI button, API route)."""
+    freed = CACHE.unload()
+    devices.torch_gc()
+    return freed

@@ -1,0 +1,73 @@
+"""The secondary checkpoint: one cached copy, rebuilt only when its file or the active family changes.
+
+Loading is injected (``loader``) so the cache policy is testable without the WebUI.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+
+class FusionModelError(ValueError):
+    """A fusion checkpoint that cannot be used; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What makes a loaded secondary model stale."""
+
+    filename: str
+    mtime_ns: int
+    size: int
+    family: Hashable
+    """The active model's architecture (its config), so a family switch reloads."""
+    parts: tuple[str, ...]
+    """Which parts were built ("unet", "text_encoder")."""
+
+    @classmethod
+    def for_file(cls, filename: str, family: Hashable, parts: tuple[str, ...]) -> CacheKey:
+        stat = os.stat(filename)
+        return cls(os.path.abspath(filename), stat.st_mtime_ns, stat.st_size, family, parts)
+
+
+@dataclass
+class ModelCache:
+    """Holds at most one secondary model; a new key frees the old one before loading."""
+
+    _key: CacheKey | None = None
+    _value: Any = None
+    loads: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: CacheKey, loader: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._key == key:
+                return self._value
+            self._release()
+            value = loader()
+            self._key, self._value = key, value
+            self.loads += 1
+            return value
+
+    def unload(self) -> bool:
+        """Free the cached model; True if one was held."""
+        with self._lock:
+            held = self._key is not None
+            self._release()
+            return held
+
+    @property
+    def key(self) -> CacheKey | None:
+        return self._key
+
+    def _release(self) -> None:
+        self._key, self._value = None, None
+        gc.collect()
+
+
+CACHE = ModelCache()
+"""The process-wide cache (one secondary model at a time)."""

@@ -1,0 +1,79 @@
+"""The SNB fusion window: MagicFusion's ``fusion_selection="v1,kg,ke"`` plus ``mode``.
+
+In the official ``p_sample_ddim`` the step's DDPM timestep ``t`` is compared with ``v1``
+(strictly, ``t > v1``): mode 1 runs model A alone while ``t > v1`` and fuses afterwards,
+mode 2 fuses while ``t > v1`` and then runs A alone, mode 0 never fuses.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+T_MAX = 1000.0
+"""DDPM timesteps run over [0, 1000); v1 beyond that range is meaningless."""
+
+K_MAX = 1000.0
+"""Upper bound for kg/ke: larger factors overflow the softmax logits in fp16."""
+
+
+class StepKind(str, Enum):
+    """What one denoiser call needs."""
+
+    SOLO = "solo"
+    FUSED = "fused"
+
+
+def parse_fusion_selection(text: str) -> tuple[float, float, float]:
+    """Parse the paper's ``"v1,kg,ke"`` string into floats.
+
+    v1 is a DDPM timestep in [0, 1000]; kg and ke are the softmax temperatures of
+    equation 4 (saliency of model A and of model B), finite and in (0, 1000].
+    Raises ``ValueError`` naming the bad part.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"fusion_selection must be a string like '600,1,1', got {type(text).__name__}")
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3 or any(part == "" for part in parts):
+        raise ValueError(f"fusion_selection {text!r} must have three comma-separated numbers 'v1,kg,ke', e.g. '600,1,1'")
+    values = []
+    for name, part in zip(("v1", "kg", "ke"), parts):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"fusion_selection {text!r}: {name}={part!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"fusion_selection {text!r}: {name}={part} must be finite")
+        values.append(value)
+    v1, kg, ke = values
+    if not 0.0 <= v1 <= T_MAX:
+        raise ValueError(f"fusion_selection {text!r}: v1={v1:g} must be a DDPM timestep in [0, {T_MAX:g}]")
+    for name, value in (("kg", kg), ("ke", ke)):
+        if not 0.0 < value <= K_MAX:
+            raise ValueError(f"fusion_selection {text!r}: {name}={value:g} must be in (0, {K_MAX:g}]")
+    return v1, kg, ke
+
+
+def format_fusion_selection(v1: float, kg: float, ke: float) -> str:
+    """Inverse of :func:`parse_fusion_selection` with the shortest exact spelling."""
+    return ",".join(_short(value) for value in (v1, kg, ke))
+
+
+def _short(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def is_fused(t: float, v1: float, mode: int) -> bool:
+    """Whether the step at DDPM timestep ``t`` blends both models (official test ``t > v1``)."""
+    if mode == 0:
+        return False
+    if mode == 1:
+        return not t > v1
+    if mode == 2:
+        return t > v1
+    raise ValueError(f"mode must be 0 (no fusion), 1 (fuse when t <= v1) or 2 (fuse while t > v1), got {mode!r}")
+
+
+def step_kind(t: float, v1: float, mode: int) -> StepKind:
+    """The passes a step needs: both models (FUSED) or model A alone (SOLO)."""
+    return StepKind.FUSED if is_fused(t, v1, mode) else StepKind.SOLO

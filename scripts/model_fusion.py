@@ -1,0 +1,36 @@
+"""Model Fusion: an always-visible WebUI script; wires the UI and the hooks to ``lib_fusion``."""
+
+from modules import scripts
+
+from lib_fusion import host
+from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+
+
+class ModelFusionScript(scripts.Script):
+    def title(self) -> str:
+        return TITLE
+
+    def show(self, is_img2img: bool):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img: bool):
+        from lib_fusion import ui
+
+        controls = ui.build(is_img2img, self.elem_id)
+        self.infotext_fields = controls.infotext_fields
+        self.paste_field_names = controls.paste_field_names
+        return controls.components
+
+    def process(self, p, *args):
+        try:
+            fusion_args = FusionArgs.from_script_args(args)
+        except FusionArgumentError as error:
+            host.start_with_error(p, error)
+            return
+        host.start(p, fusion_args)
+
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        host.begin_pass(p)
+
+    def postprocess(self, p, processed, *args):
+        host.finish(p)
