@@ -210,10 +210,11 @@ def _check_host(p: Any) -> None:
 
 
 def finish(p: Any) -> None:
-    """``Script.postprocess``: drop the wrapper and the run."""
+    """``Script.postprocess``: drop the wrapper and the run's model references (its stats stay on ``p``)."""
     _unwrap_sample(p)
-    if hasattr(p, RUN_ATTRIBUTE):
-        delattr(p, RUN_ATTRIBUTE)
+    run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
+    if run is not None:
+        run.release()
 
 
 def _wrap_sample(p: Any, run: FusionRun) -> None:

@@ -97,6 +97,12 @@ class FusionRun:
         self.patched: list[Any] | None = None
         self.callback: Callable[[Any], None] | None = None
 
+    def release(self) -> None:
+        """Drop references to models and tensors once the generation is over."""
+        self.passes.clear()
+        self._pass = self._step = None
+        self.fusion_model = None
+
     # -- hooks ------------------------------------------------------------------------
     def begin_pass(self, sampling_pass: SamplingPass) -> None:
         self._pass = sampling_pass

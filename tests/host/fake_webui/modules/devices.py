@@ -1,0 +1,15 @@
+import contextlib
+
+import torch
+
+device = torch.device("cpu")
+dtype = torch.float32
+dtype_unet = torch.float32
+
+
+def autocast(disable=False):
+    return contextlib.nullcontext()
+
+
+def torch_gc():
+    pass

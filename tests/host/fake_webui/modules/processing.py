@@ -1,0 +1,135 @@
+"""process_images with the host's hook order and sampling passes (txt2img + hires, img2img)."""
+
+import torch
+
+from modules import extra_networks, infotext_utils, prompt_parser, sd_samplers, shared
+from modules.sd_samplers_common import noise_like
+
+
+class StableDiffusionProcessing:
+    def __init__(self, prompt="", negative_prompt="", seed=1, steps=4, cfg_scale=7.0, width=64, height=64,
+                 batch_size=1, n_iter=1, sampler_name="Euler", scripts=None, script_args=(), s_min_uncond=0.0,
+                 refiner_checkpoint=None, denoising_strength=0.75):
+        self.prompt, self.negative_prompt, self.seed, self.steps = prompt, negative_prompt, seed, steps
+        self.cfg_scale, self.width, self.height = cfg_scale, width, height
+        self.batch_size, self.n_iter, self.sampler_name = batch_size, n_iter, sampler_name
+        self.scripts, self.script_args = scripts, tuple(script_args)
+        self.s_min_uncond, self.refiner_checkpoint, self.denoising_strength = s_min_uncond, refiner_checkpoint, denoising_strength
+        self.extra_generation_params = {}
+        self.sd_model = None
+        self.sampler = None
+        self.is_hr_pass = False
+
+    def latent_shape(self, width=None, height=None):
+        return (4, (height or self.height) // 8, (width or self.width) // 8)
+
+    def rng(self, shape):
+        return torch.stack([noise_like(torch.zeros(shape), seed) for seed in self.seeds])
+
+    def setup_conds(self):
+        config = sd_samplers.find_sampler_config(self.sampler_name)
+        total = config.total_steps(self.steps)
+        self.step_multiplier = total // self.steps
+        self.firstpass_steps = total
+        negatives = prompt_parser.SdConditioning(self.negative_prompts, width=self.width, height=self.height, is_negative_prompt=True)
+        prompts = prompt_parser.SdConditioning(self.prompts, width=self.width, height=self.height)
+        self.uc = prompt_parser.get_learned_conditioning(shared.sd_model, negatives, total)
+        self.c = prompt_parser.get_multicond_learned_conditioning(shared.sd_model, prompts, total)
+
+    def txt2img_image_conditioning(self, x):
+        return x.new_zeros(x.shape[0], 5, 1, 1)
+
+
+class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    def __init__(self, enable_hr=False, hr_scale=2.0, hr_second_pass_steps=0, **kwargs):
+        super().__init__(**kwargs)
+        self.enable_hr, self.hr_scale, self.hr_second_pass_steps = enable_hr, hr_scale, hr_second_pass_steps
+
+    def init(self):
+        pass
+
+    def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
+        x = self.rng(self.latent_shape())
+        self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning)
+        samples = self.sampler.sample(self, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x))
+        if not self.enable_hr:
+            return samples
+        return self.sample_hr_pass(samples)
+
+    def sample_hr_pass(self, samples):
+        self.is_hr_pass = True
+        width, height = int(self.width * self.hr_scale), int(self.height * self.hr_scale)
+        samples = torch.nn.functional.interpolate(samples, size=(height // 8, width // 8), mode="nearest")
+        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
+        self.hr_prompts, self.hr_negative_prompts = self.prompts, self.negative_prompts
+        self.hr_c, self.hr_uc = self.c, self.uc
+        noise = self.rng(self.latent_shape(width, height))
+        self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc)
+        steps = self.hr_second_pass_steps or self.steps
+        samples = self.sampler.sample_img2img(self, samples, noise, self.hr_c, self.hr_uc, steps=steps, image_conditioning=self.txt2img_image_conditioning(samples))
+        self.sampler = None
+        self.is_hr_pass = False
+        return samples
+
+
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    def __init__(self, init_latent=None, mask=None, **kwargs):
+        super().__init__(**kwargs)
+        self.init_latent_source = init_latent
+        self.mask_source = mask
+
+    def init(self):
+        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
+        self.init_latent = self.init_latent_source.expand(self.batch_size, *self.init_latent_source.shape[1:]).clone()
+        if self.mask_source is not None:
+            self.mask = 1 - self.mask_source  # keep the original where the user did not paint
+            self.nmask = self.mask_source
+        else:
+            self.mask = self.nmask = None
+
+    def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        x = self.rng(self.latent_shape())
+        self.scripts.process_before_every_sampling(self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning)
+        return self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x))
+
+
+class Processed:
+    def __init__(self, p, images, infotexts):
+        self.images = images
+        self.infotexts = infotexts
+        self.extra_generation_params = p.extra_generation_params
+
+
+def create_infotext(p):
+    params = {"Steps": p.steps, "Sampler": p.sampler_name, "CFG scale": p.cfg_scale, "Seed": p.seed, **p.extra_generation_params}
+    line = ", ".join(f"{k}: {infotext_utils.quote(v)}" for k, v in params.items() if v is not None)
+    return f"{p.prompt}\nNegative prompt: {p.negative_prompt}\n{line}"
+
+
+def process_images(p):
+    """The hook order of process_images_inner; an exception from p.sample fails the generation."""
+    p.sd_model = shared.sd_model
+    shared.state.reset()
+    total = p.batch_size * p.n_iter
+    p.all_prompts = [p.prompt] * total if isinstance(p.prompt, str) else list(p.prompt)
+    p.all_negative_prompts = [p.negative_prompt] * total
+    p.all_seeds = [p.seed + i for i in range(total)]
+    p.scripts.process(p)
+    images = []
+    for n in range(p.n_iter):
+        if shared.state.skipped:
+            shared.state.skipped = False
+        if shared.state.interrupted:
+            break
+        batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
+        p.prompts, _ = extra_networks.parse_prompts(p.all_prompts[batch])
+        p.negative_prompts = p.all_negative_prompts[batch]
+        p.seeds = p.all_seeds[batch]
+        p.init()
+        p.setup_conds()
+        samples = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=None, subseed_strength=0, prompts=p.prompts)
+        images.extend(samples[i] for i in range(samples.shape[0]))
+    processed = Processed(p, images, [create_infotext(p)] * len(images))
+    p.scripts.postprocess(p, processed)
+    return processed

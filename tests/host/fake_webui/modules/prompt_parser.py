@@ -1,0 +1,91 @@
+"""Prompts to conditioning with the host's data shapes: AND sub-prompts with weights and
+``[from:to:when]`` prompt editing (one level), reconstructed per denoiser step."""
+
+import re
+from collections import namedtuple
+
+import torch
+
+ScheduledPromptConditioning = namedtuple("ScheduledPromptConditioning", ["end_at_step", "cond"])
+ComposableScheduledPromptConditioning = namedtuple("ComposableScheduledPromptConditioning", ["schedules", "weight"])
+MulticondLearnedConditioning = namedtuple("MulticondLearnedConditioning", ["shape", "batch"])
+
+_EDIT = re.compile(r"\[([^\[\]:]*):([^\[\]:]*):([0-9.]+)\]")
+_AND = re.compile(r"\bAND\b")
+_WEIGHT = re.compile(r"^(.*?)(?::\s*([-+]?[0-9.]+))?\s*$", re.S)
+
+
+class SdConditioning(list):
+    def __init__(self, prompts, is_negative_prompt=False, width=None, height=None, copy_from=None):
+        super().__init__(prompts)
+        self.is_negative_prompt = is_negative_prompt
+        self.width = width
+        self.height = height
+
+
+def schedules_for(prompt, steps):
+    match = _EDIT.search(prompt)
+    if not match:
+        return [(steps, prompt)]
+    when = float(match.group(3))
+    at = int(when * steps) if when < 1 else int(when)
+    before = prompt[: match.start()] + match.group(1) + prompt[match.end() :]
+    after = prompt[: match.start()] + match.group(2) + prompt[match.end() :]
+    return [(at, before), (steps, after)]
+
+
+def get_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
+    total = hires_steps or steps
+    result = []
+    for prompt in prompts:
+        schedules = schedules_for(prompt, total)
+        conds = model.get_learned_conditioning([text for _, text in schedules])
+        result.append([ScheduledPromptConditioning(end, conds[i]) for i, (end, _) in enumerate(schedules)])
+    return result
+
+
+def get_multicond_prompt_list(prompts):
+    res_indexes, flat = [], []
+    for prompt in prompts:
+        indexes = []
+        for subprompt in _AND.split(prompt):
+            text, weight = _WEIGHT.match(subprompt).groups()
+            indexes.append((len(flat), 1.0 if weight is None else float(weight)))
+            flat.append(text.strip())
+        res_indexes.append(indexes)
+    return res_indexes, flat
+
+
+def get_multicond_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
+    res_indexes, flat = get_multicond_prompt_list(prompts)
+    learned = get_learned_conditioning(model, flat, steps, hires_steps, use_old_scheduling)
+    batch = [[ComposableScheduledPromptConditioning(learned[i], weight) for i, weight in indexes] for indexes in res_indexes]
+    return MulticondLearnedConditioning(shape=(len(prompts),), batch=batch)
+
+
+def _pick(schedules, step):
+    for entry in schedules:
+        if step <= entry.end_at_step:
+            return entry.cond
+    return schedules[0].cond
+
+
+def _stack_padded(tensors):
+    width = max(t.shape[0] for t in tensors)
+    padded = [torch.cat([t, t[-1:].repeat(width - t.shape[0], 1)]) if t.shape[0] < width else t for t in tensors]
+    return torch.stack(padded)
+
+
+def reconstruct_cond_batch(c, current_step):
+    return _stack_padded([_pick(schedules, current_step) for schedules in c])
+
+
+def reconstruct_multicond_batch(c, current_step):
+    tensors, conds_list = [], []
+    for composable_prompts in c.batch:
+        conds = []
+        for composable in composable_prompts:
+            conds.append((len(tensors), composable.weight))
+            tensors.append(_pick(composable.schedules, current_step))
+        conds_list.append(conds)
+    return conds_list, _stack_padded(tensors)

@@ -1,0 +1,56 @@
+"""Script base class and a runner whose hook loops swallow exceptions, like the host's."""
+
+from modules import errors
+
+AlwaysVisible = object()
+
+
+class Script:
+    filename = None
+    args_from = None
+    args_to = None
+    alwayson = False
+    is_txt2img = False
+    is_img2img = False
+    infotext_fields = None
+    paste_field_names = None
+
+    def title(self):
+        raise NotImplementedError
+
+    def show(self, is_img2img):
+        return True
+
+    def elem_id(self, item_id):
+        return f"script_{'img2img' if self.is_img2img else 'txt2img'}_model_fusion_{item_id}"
+
+    def process(self, p, *args):
+        pass
+
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        pass
+
+    def postprocess(self, p, processed, *args):
+        pass
+
+
+class ScriptRunner:
+    def __init__(self, scripts):
+        self.alwayson_scripts = list(scripts)
+
+    def _each(self, hook, p, *extra, **kwargs):
+        for script in self.alwayson_scripts:
+            try:
+                args = p.script_args[script.args_from : script.args_to]
+                getattr(script, hook)(p, *extra, *args, **kwargs)
+            except Exception:
+                errors.report(f"Error running {hook}: {script.filename}", exc_info=True)
+
+    def process(self, p):
+        self._each("process", p)
+
+    def process_before_every_sampling(self, p, **kwargs):
+        self._each("process_before_every_sampling", p, **kwargs)
+
+    def postprocess(self, p, processed):
+        self._each("postprocess", p, processed)

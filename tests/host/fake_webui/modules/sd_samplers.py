@@ -1,0 +1,15 @@
+from types import SimpleNamespace
+
+from modules import sd_samplers_kdiffusion, sd_samplers_timesteps
+
+NAMES = ["Euler", "Euler a", "DPM++ 2M", "DDIM"]
+
+
+def find_sampler_config(name):
+    return SimpleNamespace(name=name, total_steps=lambda steps: steps)
+
+
+def create_sampler(name, model):
+    if name == "DDIM":
+        return sd_samplers_timesteps.CompVisSampler(name, model)
+    return sd_samplers_kdiffusion.KDiffusionSampler(name, model)

@@ -1,0 +1,141 @@
+"""k-diffusion style samplers over a CompVisDenoiser (outputs denoised x0)."""
+
+import math
+
+import torch
+
+from modules import sd_samplers_cfg_denoiser, sd_samplers_common, shared
+
+
+class CompVisDenoiser(torch.nn.Module):
+    """eps-prediction model in sigma space: x0 = x - sigma * eps(x * c_in, t(sigma))."""
+
+    def __init__(self, model, quantize=False):
+        super().__init__()
+        self.inner_model = model
+        self.quantize = quantize
+        alphas = model.alphas_cumprod
+        self.register_buffer("sigmas", ((1 - alphas) / alphas) ** 0.5)
+        self.register_buffer("log_sigmas", self.sigmas.log())
+
+    @property
+    def sigma_min(self):
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self):
+        return self.sigmas[-1]
+
+    def sigma_to_t(self, sigma, quantize=None):
+        """Piecewise-linear interpolation of the timestep in log-sigma."""
+        log_sigma = sigma.log()
+        above = (log_sigma[None, :] >= self.log_sigmas[:, None]).sum(dim=0) - 1
+        low = above.clamp(0, self.log_sigmas.shape[0] - 2)
+        lo, hi = self.log_sigmas[low], self.log_sigmas[low + 1]
+        w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
+        return (low + w).view(sigma.shape)
+
+    def t_to_sigma(self, t):
+        low = t.floor().long().clamp(0, 998)
+        w = t - low
+        return (self.log_sigmas[low] * (1 - w) + self.log_sigmas[low + 1] * w).exp()
+
+    def forward(self, input, sigma, **kwargs):
+        c_out = -sigma[:, None, None, None]
+        c_in = 1 / (sigma**2 + 1) ** 0.5
+        eps = self.inner_model.apply_model(input * c_in[:, None, None, None], self.sigma_to_t(sigma), **kwargs)
+        return input + eps * c_out
+
+
+class CFGDenoiserKDiffusion(sd_samplers_cfg_denoiser.CFGDenoiser):
+    @property
+    def inner_model(self):
+        if self.model_wrap is None:
+            self.model_wrap = CompVisDenoiser(shared.sd_model, quantize=shared.opts.enable_quantization)
+        return self.model_wrap
+
+
+def karras_sigmas(n, sigma_min, sigma_max, rho=7.0):
+    ramp = torch.linspace(0, 1, n)
+    sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def sample_euler(model, x, sigmas, extra_args, callback, seed):
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        callback(i)
+        d = (x - denoised) / sigmas[i]
+        x = x + d * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+def sample_euler_ancestral(model, x, sigmas, extra_args, callback, seed):
+    generator = torch.Generator().manual_seed(seed + 1)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        callback(i)
+        s_from, s_to = sigmas[i], sigmas[i + 1]
+        sigma_up = min(s_to, (s_to**2 * (s_from**2 - s_to**2) / s_from**2) ** 0.5)
+        sigma_down = (s_to**2 - sigma_up**2) ** 0.5
+        d = (x - denoised) / s_from
+        x = x + d * (sigma_down - s_from)
+        if s_to > 0:
+            x = x + torch.randn(x.shape, generator=generator) * sigma_up
+    return x
+
+
+def sample_dpmpp_2m(model, x, sigmas, extra_args, callback, seed):
+    s_in = x.new_ones([x.shape[0]])
+    old_denoised = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        callback(i)
+        t, t_next = -sigmas[i].log(), -sigmas[i + 1].log() if sigmas[i + 1] > 0 else math.inf
+        h = t_next - t
+        if old_denoised is None or sigmas[i + 1] == 0:
+            x = (sigmas[i + 1] / sigmas[i]) * x - torch.expm1(-h) * denoised if sigmas[i + 1] > 0 else denoised
+        else:
+            h_last = t - (-sigmas[i - 1].log())
+            r = h_last / h
+            denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+            x = (sigmas[i + 1] / sigmas[i]) * x - torch.expm1(-h) * denoised_d
+        old_denoised = denoised
+    return x
+
+
+FUNCTIONS = {"Euler": (sample_euler, False), "Euler a": (sample_euler_ancestral, False), "DPM++ 2M": (sample_dpmpp_2m, True)}
+
+
+class KDiffusionSampler(sd_samplers_common.Sampler):
+    def __init__(self, name, sd_model):
+        super().__init__(name)
+        self.func, self.karras = FUNCTIONS[name]
+        self.model_wrap_cfg = CFGDenoiserKDiffusion(self)
+        self.model_wrap = self.model_wrap_cfg.inner_model
+
+    def get_sigmas(self, steps):
+        wrap = self.model_wrap
+        if self.karras:
+            return karras_sigmas(steps, float(wrap.sigma_min), float(wrap.sigma_max))
+        t = torch.linspace(999, 0, steps)
+        return torch.cat([wrap.t_to_sigma(t), torch.zeros(1)])
+
+    def _run(self, p, x, sigmas, cond, uncond, image_conditioning, steps):
+        self.setup_denoiser(p, steps, len(sigmas) - 1)
+        extra = self.extra_args(p, cond, uncond, image_conditioning)
+        seed = p.seeds[0]
+        return self.launch_sampling(steps, lambda: self.func(self.model_wrap_cfg, x, sigmas, extra, self.callback_state, seed))
+
+    def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
+        steps = steps or p.steps
+        sigmas = self.get_sigmas(steps)
+        return self._run(p, x * sigmas[0], sigmas, conditioning, unconditional_conditioning, image_conditioning, steps)
+
+    def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
+        steps = steps or p.steps
+        t_enc = max(1, int(p.denoising_strength * steps))
+        sigmas = self.get_sigmas(steps)[steps - t_enc - 1 :]
+        return self._run(p, x + noise * sigmas[0], sigmas, conditioning, unconditional_conditioning, image_conditioning, t_enc)

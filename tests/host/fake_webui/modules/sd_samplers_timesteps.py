@@ -1,0 +1,73 @@
+"""DDIM over CompVisTimestepsDenoiser (outputs eps; sigma carries the DDPM timestep)."""
+
+import torch
+
+from modules import sd_samplers_cfg_denoiser, sd_samplers_common, shared
+
+
+class CompVisTimestepsDenoiser(torch.nn.Module):
+    def __init__(self, model, *args, **kwargs):
+        super().__init__()
+        self.inner_model = model
+
+    def forward(self, input, timesteps, **kwargs):
+        return self.inner_model.apply_model(input, timesteps, **kwargs)
+
+
+class CFGDenoiserTimesteps(sd_samplers_cfg_denoiser.CFGDenoiser):
+    def __init__(self, sampler):
+        super().__init__(sampler)
+        self.alphas = shared.sd_model.alphas_cumprod
+        self.mask_before_denoising = True
+
+    def get_pred_x0(self, x_in, x_out, sigma):
+        a_t = self.alphas[sigma.to(dtype=int)][:, None, None, None]
+        return (x_in - (1 - a_t).sqrt() * x_out) / a_t.sqrt()
+
+    @property
+    def inner_model(self):
+        if self.model_wrap is None:
+            self.model_wrap = CompVisTimestepsDenoiser(shared.sd_model)
+        return self.model_wrap
+
+
+def get_timesteps(steps):
+    return torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps)), dtype=torch.int) + 1, 0, 999)
+
+
+class CompVisSampler(sd_samplers_common.Sampler):
+    def __init__(self, name, sd_model):
+        super().__init__(name)
+        self.model_wrap_cfg = CFGDenoiserTimesteps(self)
+        self.model_wrap = self.model_wrap_cfg.inner_model
+
+    def _ddim(self, x, timesteps, extra):
+        alphas_cumprod = shared.sd_model.alphas_cumprod
+        alphas = alphas_cumprod[timesteps]
+        alphas_prev = torch.cat([alphas_cumprod[:1], alphas_cumprod[timesteps[:-1]]])
+        s_in = x.new_ones([x.shape[0]])
+        for i in range(len(timesteps) - 1):
+            index = len(timesteps) - 1 - i
+            e_t = self.model_wrap_cfg(x, timesteps[index].item() * s_in, **extra)
+            self.callback_state(i)
+            a_t, a_prev = alphas[index], alphas_prev[index]
+            pred_x0 = (x - (1 - a_t).sqrt() * e_t) / a_t.sqrt()
+            x = a_prev.sqrt() * pred_x0 + (1 - a_prev).sqrt() * e_t
+        return x
+
+    def _run(self, p, x, timesteps, cond, uncond, image_conditioning, steps):
+        self.setup_denoiser(p, steps, len(timesteps) - 1)
+        extra = self.extra_args(p, cond, uncond, image_conditioning)
+        return self.launch_sampling(steps, lambda: self._ddim(x, timesteps, extra))
+
+    def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
+        steps = steps or p.steps
+        return self._run(p, x, get_timesteps(steps), conditioning, unconditional_conditioning, image_conditioning, steps)
+
+    def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
+        steps = steps or p.steps
+        t_enc = max(1, int(p.denoising_strength * steps))
+        timesteps = get_timesteps(steps)[: t_enc + 1]
+        a_t = shared.sd_model.alphas_cumprod[timesteps[-1]]
+        xi = a_t.sqrt() * x + (1 - a_t).sqrt() * noise
+        return self._run(p, xi, timesteps, conditioning, unconditional_conditioning, image_conditioning, t_enc)

@@ -1,0 +1,33 @@
+from types import SimpleNamespace
+
+
+class State:
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.interrupted = False
+        self.skipped = False
+        self.sampling_step = 0
+        self.sampling_steps = 0
+        self.textinfo = None
+
+
+def default_opts():
+    return SimpleNamespace(
+        batch_cond_uncond=True,
+        skip_early_cond=0.0,
+        s_min_uncond_all=False,
+        pad_cond_uncond=False,
+        pad_cond_uncond_v0=False,
+        use_old_scheduling=False,
+        enable_quantization=False,
+        live_preview_content="Prompt",
+    )
+
+
+opts = default_opts()
+state = State()
+cmd_opts = SimpleNamespace(no_half=True, upcast_sampling=False, precision="full")
+sd_model = None
+device = "cpu"

@@ -1,0 +1,123 @@
+"""Tiny stand-ins for an SD1 checkpoint: a UNet, a CLIP-like text encoder, the LDM wrapper."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+from torch import nn
+
+CONTEXT_DIM = 16
+VOCAB = 512
+CHUNK = 75
+
+
+def scaled_linear_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, steps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+class TinyUNet(nn.Module):
+    """eps = f(x, t, context): convolutions modulated by time and pooled text."""
+
+    def __init__(self, in_channels=4, out_channels=4, hidden=16, context_dim=CONTEXT_DIM, use_checkpoint=False, use_fp16=False):
+        super().__init__()
+        self.input = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.time = nn.Linear(16, hidden)
+        self.text = nn.Linear(context_dim, hidden)
+        self.spatial = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.output = nn.Conv2d(hidden, out_channels, 3, padding=1)
+
+    def forward(self, x, timesteps, context=None, y=None):
+        half = torch.arange(8, dtype=torch.float32, device=x.device)
+        freqs = torch.exp(-math.log(10000.0) * half / 8)
+        angles = timesteps.float()[:, None] * freqs[None]
+        t_emb = torch.cat([angles.sin(), angles.cos()], dim=1).to(x.dtype)
+        h = self.input(x) + self.time(t_emb)[:, :, None, None]
+        text = self.text(context).tanh()  # (N, tokens, hidden): token-wise, then max over tokens
+        h = h * (1 + text.amax(dim=1)[:, :, None, None])
+        h = self.spatial(torch.nn.functional.silu(h))
+        return self.output(torch.nn.functional.silu(h))
+
+
+def tokenize(text: str) -> list[int]:
+    return [int(hashlib.md5(word.encode()).hexdigest(), 16) % VOCAB for word in text.lower().split()]
+
+
+class Embeddings(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.token_embedding = nn.Embedding(VOCAB, CONTEXT_DIM)
+
+
+class TextModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embeddings = Embeddings()
+        self.mix = nn.Linear(CONTEXT_DIM, CONTEXT_DIM)
+
+
+class Transformer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.text_model = TextModel()
+
+
+class FrozenCLIPEmbedder(nn.Module):
+    """Named like ldm's SD1 encoder; 77 context rows per 75 tokens, like the WebUI's chunks."""
+
+    def __init__(self):
+        super().__init__()
+        self.transformer = Transformer()
+
+    def encode_one(self, text: str) -> torch.Tensor:
+        tokens = tokenize(text)
+        chunks = max(1, math.ceil(len(tokens) / CHUNK))
+        padded = tokens + [0] * (chunks * CHUNK - len(tokens))
+        rows = []
+        for c in range(chunks):
+            ids = torch.tensor([1] + padded[c * CHUNK : (c + 1) * CHUNK] + [2])
+            rows.append(self.transformer.text_model.embeddings.token_embedding(ids))
+        emb = torch.cat(rows)
+        return self.transformer.text_model.mix(emb).tanh()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        encoded = [self.encode_one(t) for t in texts]
+        width = max(e.shape[0] for e in encoded)
+        if any(e.shape[0] != width for e in encoded):
+            raise ValueError("texts of different lengths in one batch")
+        return torch.stack(encoded)
+
+
+class DiffusionWrapper(nn.Module):
+    def __init__(self, unet: nn.Module, conditioning_key: str = "crossattn"):
+        super().__init__()
+        self.diffusion_model = unet
+        self.conditioning_key = conditioning_key
+
+    def forward(self, x, t, c_concat=None, c_crossattn=None, c_adm=None):
+        context = torch.cat(c_crossattn, 1)
+        if self.conditioning_key == "hybrid":
+            return self.diffusion_model(torch.cat([x, *c_concat], dim=1), t, context=context)
+        return self.diffusion_model(x, t, context=context)
+
+
+class TinySD(nn.Module):
+    """The parts of ldm's LatentDiffusion that the WebUI and the extension use."""
+
+    parameterization = "eps"
+    cond_stage_key = "txt"
+    is_sdxl = False
+
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module, conditioning_key: str = "crossattn"):
+        super().__init__()
+        self.model = DiffusionWrapper(unet, conditioning_key)
+        self.cond_stage_model = text_encoder
+        self.register_buffer("alphas_cumprod", scaled_linear_alphas_cumprod())
+
+    def get_learned_conditioning(self, texts):
+        return self.cond_stage_model(list(texts))
+
+    def apply_model(self, x, t, cond):
+        return self.model(x, t, **cond)

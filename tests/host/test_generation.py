@@ -1,0 +1,76 @@
+"""Whole generations through the stand-in WebUI, driving the real scripts/model_fusion.py."""
+
+import pytest
+import torch
+
+SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DDIM"]
+
+
+def fusion(**overrides):
+    args = {"enabled": True, "model": "expert", "fusion_selection": "600,1,1", "mode": 2}
+    args.update(overrides)
+    return args
+
+
+def test_fused_differs_from_each_model_alone(webui):
+    fused = webui.latents(fusion(), steps=6)
+    active_alone = webui.latents(None, steps=6)
+    fusion_alone = webui.latents(fusion(mode=0, solo="fusion"), steps=6)
+    assert not torch.equal(fused, active_alone)
+    assert not torch.equal(fused, fusion_alone)
+    assert not torch.equal(active_alone, fusion_alone)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_extension_off_is_bit_identical_to_no_extension(webui, sampler):
+    without = webui.latents(None, extension=False, sampler_name=sampler, batch_size=2)
+    disabled = webui.latents(fusion(enabled=False), sampler_name=sampler, batch_size=2)
+    default_ui = webui.latents(None, sampler_name=sampler, batch_size=2)
+    assert torch.equal(without, disabled)
+    assert torch.equal(without, default_ui)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_solo_active_schedule_is_bit_identical_and_runs_no_fusion_pass(webui, sampler):
+    without = webui.latents(None, extension=False, sampler_name=sampler)
+    p = webui.processing(fusion(mode=0), sampler_name=sampler)
+    from modules import processing
+
+    solo = torch.stack(processing.process_images(p).images)
+    assert torch.equal(without, solo)
+    stats = p.model_fusion_run.stats
+    assert stats.fusion_runs == 0 and stats.fused_steps == 0
+    assert stats.passthrough_steps == stats.solo_steps > 0
+
+
+def test_solo_fusion_equals_fusion_checkpoint_loaded_as_active(webui):
+    fused_solo = webui.latents(fusion(mode=0, solo="fusion"))
+    webui.load("expert")
+    expert_alone = webui.latents(None, extension=False)
+    # Same UNet, same text encoder (the fusion model's own, as role A's), same noise.
+    assert torch.allclose(fused_solo, expert_alone, atol=1e-5)
+
+
+def test_hooks_are_gone_after_an_exception_inside_a_unet_call(webui, monkeypatch):
+    from modules import script_callbacks, shared
+
+    calls = {"n": 0}
+    unet = shared.sd_model.model.diffusion_model
+    original = unet.forward
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom inside the UNet")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", failing)
+    p = webui.processing(fusion(), steps=6)
+    with pytest.raises(RuntimeError, match="boom inside the UNet"):
+        from modules import processing
+
+        processing.process_images(p)
+    monkeypatch.undo()
+    assert script_callbacks.registered_count() == 0
+    assert p.model_fusion_run.patched == []  # every wrapped inner model was restored
+    assert torch.equal(webui.latents(None, extension=False), webui.latents(fusion(enabled=False)))
