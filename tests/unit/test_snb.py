@@ -1,0 +1,108 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib_fusion import snb
+
+
+def official_blend(uncond_a, cond_a, cond_b, uncond_b, s, kg, ke):
+    """The official p_sample_ddim maths, restated at the official 64x64 size."""
+    eps_b = uncond_b + s * (cond_b - uncond_b)
+    eps_a = uncond_a + s * (cond_a - uncond_a)
+    resp_b = s * (cond_b - uncond_a)
+    resp_a = s * (cond_a - uncond_a)
+    ceps = torch.stack([eps_a, eps_b])
+    aceps = torch.stack([resp_a, resp_b]).abs().reshape(-1, 4, 64, 64)
+    pooled = torch.nn.AvgPool2d(4, stride=1, padding=1, count_include_pad=True)(aceps)
+    sal = F.interpolate(pooled, size=(64, 64), mode="bilinear", align_corners=False)
+    sal = sal.reshape(2, -1, 4, 64, 64).mean(dim=2, keepdim=True).repeat(1, 1, 4, 1, 1)
+    n = sal.shape[1]
+    la = torch.softmax(kg * sal[0].reshape(n * 4, -1), dim=1).reshape(n, 4, 64, 64)
+    lb = torch.softmax(ke * sal[1].reshape(n * 4, -1), dim=1).reshape(n, 4, 64, 64)
+    choice = torch.argmax(torch.stack([la, lb]), dim=0, keepdim=True)
+    return torch.gather(ceps, 0, choice)[0]
+
+
+def four(n=2, h=64, w=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, 4, h, w, generator=g) for _ in range(4)]
+
+
+def test_matches_the_official_code_at_64x64():
+    ua, ca, ub, cb = four()
+    fused, mask = snb.blend(ua, ca, ub, cb, cfg_scale=10.0, kg=1.0, ke=1.3)
+    expected = official_blend(ua, ca, cb, ub, 10.0, 1.0, 1.3)
+    assert torch.equal(fused, expected)
+    assert 0 < mask.mean() < 1
+
+
+def test_hand_computed_two_pixel_case():
+    """1x2 latent, no blur possible on a side of 1: A is salient left, B right."""
+    ua = torch.zeros(1, 4, 1, 2)
+    ca = torch.tensor([1.0, 0.0]).view(1, 1, 1, 2).expand(1, 4, 1, 2)
+    ub = torch.zeros(1, 4, 1, 2)
+    cb = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2).expand(1, 4, 1, 2)
+    fused, mask = snb.blend(ua, ca, ub, cb, cfg_scale=2.0, kg=1.0, ke=1.0)
+    assert mask.flatten().tolist() == [0.0, 1.0]
+    # left: eps_A = 0 + 2 * 1 = 2; right: eps_B = 0 + 2 * 1 = 2
+    assert fused[0, 0].flatten().tolist() == [2.0, 2.0]
+
+
+def test_identical_models_with_equal_factors_give_a():
+    ua, ca, _, _ = four(seed=3)
+    fused, mask = snb.blend(ua, ca, ua.clone(), ca.clone(), 7.5, 1.0, 1.0)
+    assert torch.equal(mask, torch.zeros_like(mask))  # ties go to A
+    assert torch.equal(fused, ua + 7.5 * (ca - ua))
+
+
+def test_own_uncond_changes_only_b_response():
+    ua, ca, ub, cb = four(seed=4)
+    _, solo = snb.blend(ua, ca, ub, cb, 5.0, 1.0, 1.0, saliency_uncond="solo")
+    _, own = snb.blend(ua, ca, ub, cb, 5.0, 1.0, 1.0, saliency_uncond="own")
+    assert not torch.equal(solo, own)
+
+
+def test_soft_mask_is_b_share_and_blends_linearly():
+    ua, ca, ub, cb = four(seed=5, h=16, w=16)
+    fused, weight = snb.blend(ua, ca, ub, cb, 3.0, 1.0, 1.0, soft=True)
+    assert ((weight > 0) & (weight < 1)).all()
+    eps_a, eps_b = ua + 3 * (ca - ua), ub + 3 * (cb - ub)
+    assert torch.allclose(fused, eps_a + weight * (eps_b - eps_a))
+
+
+def test_gaussian_blur_keeps_size_and_constant_maps():
+    x = torch.full((1, 4, 9, 13), 2.5)
+    assert torch.allclose(snb.gaussian_blur(x), x)
+    assert snb.box_blur(torch.rand(2, 4, 9, 13)).shape == (2, 4, 9, 13)
+
+
+def test_bad_inputs_raise_clear_errors():
+    ua, ca, ub, cb = four(h=8, w=8)
+    with pytest.raises(ValueError, match="one shape"):
+        snb.blend(ua, ca, ub[:1], cb, 7, 1, 1)
+    with pytest.raises(ValueError, match="saliency_uncond"):
+        snb.blend(ua, ca, ub, cb, 7, 1, 1, saliency_uncond="mine")
+    with pytest.raises(ValueError, match="blur"):
+        snb.blend(ua, ca, ub, cb, 7, 1, 1, blur="median")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 20),
+    w=st.integers(1, 20),
+    n=st.integers(1, 3),
+    kg=st.floats(0.1, 50),
+    ke=st.floats(0.1, 50),
+    blur=st.sampled_from(["box", "gaussian"]),
+    seed=st.integers(0, 1000),
+)
+def test_any_latent_size_hard_mask_is_binary_and_picks_one_model(h, w, n, kg, ke, blur, seed):
+    ua, ca, ub, cb = four(n=n, h=h, w=w, seed=seed)
+    fused, mask = snb.blend(ua, ca, ub, cb, 7.0, kg, ke, blur=blur)
+    assert mask.shape == (n, 1, h, w)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    eps_a, eps_b = ua + 7 * (ca - ua), ub + 7 * (cb - ub)
+    chosen = torch.where(mask.bool(), eps_b, eps_a)
+    assert torch.equal(fused, chosen)
