@@ -51,8 +51,17 @@ def test_too_many_positional_values_and_non_dicts_are_rejected():
 
 def test_infotext_round_trip_keeps_every_field():
     args = FusionArgs(
-        enabled=True, model="expert", prompt="cartoon, lion", negative_prompt="photo", solo="fusion",
-        fusion_selection="850,1,1.5", mode=1, saliency_uncond="own", text_encoder="own", blur="gaussian", mask="soft",
+        enabled=True,
+        model="expert",
+        prompt="cartoon, lion",
+        negative_prompt="photo",
+        solo="fusion",
+        fusion_selection="850,1,1.5",
+        mode=1,
+        saliency_uncond="own",
+        text_encoder="own",
+        blur="gaussian",
+        mask="soft",
     )
     pairs = to_infotext(args, "expert.safetensors [0123456789]")
     assert pairs["Fusion model"] == "expert.safetensors [0123456789]"

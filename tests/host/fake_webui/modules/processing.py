@@ -7,9 +7,24 @@ from modules.sd_samplers_common import noise_like
 
 
 class StableDiffusionProcessing:
-    def __init__(self, prompt="", negative_prompt="", seed=1, steps=4, cfg_scale=7.0, width=64, height=64,
-                 batch_size=1, n_iter=1, sampler_name="Euler", scripts=None, script_args=(), s_min_uncond=0.0,
-                 refiner_checkpoint=None, denoising_strength=0.75):
+    def __init__(
+        self,
+        prompt="",
+        negative_prompt="",
+        seed=1,
+        steps=4,
+        cfg_scale=7.0,
+        width=64,
+        height=64,
+        batch_size=1,
+        n_iter=1,
+        sampler_name="Euler",
+        scripts=None,
+        script_args=(),
+        s_min_uncond=0.0,
+        refiner_checkpoint=None,
+        denoising_strength=0.75,
+    ):
         self.prompt, self.negative_prompt, self.seed, self.steps = prompt, negative_prompt, seed, steps
         self.cfg_scale, self.width, self.height = cfg_scale, width, height
         self.batch_size, self.n_iter, self.sampler_name = batch_size, n_iter, sampler_name
@@ -52,7 +67,9 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         x = self.rng(self.latent_shape())
         self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning)
-        samples = self.sampler.sample(self, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x))
+        samples = self.sampler.sample(
+            self, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)
+        )
         if not self.enable_hr:
             return samples
         return self.sample_hr_pass(samples)
@@ -67,7 +84,9 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         noise = self.rng(self.latent_shape(width, height))
         self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc)
         steps = self.hr_second_pass_steps or self.steps
-        samples = self.sampler.sample_img2img(self, samples, noise, self.hr_c, self.hr_uc, steps=steps, image_conditioning=self.txt2img_image_conditioning(samples))
+        samples = self.sampler.sample_img2img(
+            self, samples, noise, self.hr_c, self.hr_uc, steps=steps, image_conditioning=self.txt2img_image_conditioning(samples)
+        )
         self.sampler = None
         self.is_hr_pass = False
         return samples
@@ -91,7 +110,9 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng(self.latent_shape())
         self.scripts.process_before_every_sampling(self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning)
-        return self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x))
+        return self.sampler.sample_img2img(
+            self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)
+        )
 
 
 class Processed:
@@ -128,7 +149,9 @@ def process_images(p):
         p.seeds = p.all_seeds[batch]
         p.init()
         p.setup_conds()
-        samples = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=None, subseed_strength=0, prompts=p.prompts)
+        samples = p.sample(
+            conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=None, subseed_strength=0, prompts=p.prompts
+        )
         images.extend(samples[i] for i in range(samples.shape[0]))
     processed = Processed(p, images, [create_infotext(p)] * len(images))
     p.scripts.postprocess(p, processed)

@@ -119,7 +119,9 @@ class CFGDenoiser(torch.nn.Module):
             for a in range(0, tensor.shape[0], chunk):
                 b = min(a + chunk, tensor.shape[0])
                 x_out[a:b] = run(x_in[a:b], sigma_in[a:b], rows_of(tensor, a, b), image_cond_in[a:b])
-            x_out[-uncond.shape[0] :] = run(x_in[-uncond.shape[0] :], sigma_in[-uncond.shape[0] :], uncond, image_cond_in[-uncond.shape[0] :])
+            x_out[-uncond.shape[0] :] = run(
+                x_in[-uncond.shape[0] :], sigma_in[-uncond.shape[0] :], uncond, image_cond_in[-uncond.shape[0] :]
+            )
         self.log.append(calls)
 
         first_rows = [c[0][0] for c in conds_list]
