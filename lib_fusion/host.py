@@ -248,7 +248,8 @@ def _wrap_sample(p: Any, run: FusionRun) -> None:
 def _unwrap_sample(p: Any) -> None:
     original = getattr(p.__dict__.get("sample"), _WRAPPED_MARK, None)
     if original is not None:
-        if getattr(original, "__self__", None) is p and original.__func__ is getattr(type(p), "sample", None):
+        # A copy of p (X/Y/Z plot cells) carries the wrapper of its source: rebind to the class method.
+        if getattr(original, "__func__", None) is getattr(type(p), "sample", None):
             del p.sample
         else:
             p.sample = original

@@ -186,3 +186,19 @@ def test_same_checkpoint_with_another_prompt_reuses_the_active_unet(webui):
     processing.process_images(p)
     assert p.model_fusion_run.stats.fused_steps > 0
     assert not errors.reported
+
+
+def test_a_copied_processing_object_runs_its_own_sampling(webui):
+    """The X/Y/Z plot copies p per cell; the copy must not sample through the source."""
+    import copy
+
+    p = webui.processing(fusion(), steps=4)
+    processing.process_images(p)
+    wrapped = webui.processing(fusion(), steps=4)
+    wrapped.scripts.process(wrapped)  # wraps wrapped.sample
+    cell = copy.copy(wrapped)
+    cell.seed = 99
+    out = torch.stack(processing.process_images(cell).images)
+    assert cell.model_fusion_run is not wrapped.model_fusion_run
+    reference = webui.latents(fusion(), steps=4, seed=99)
+    assert torch.equal(out, reference)
