@@ -105,7 +105,9 @@ FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 
 
 def _from_ui(name: str, value: Any) -> Any:
-    """Gradio gives numbers as floats and radios as strings; the model wants exact types."""
+    """Gradio gives numbers as floats, radios as strings and an empty dropdown as None."""
+    if value is None and issubclass(FusionArgs.__fields__[name].type_, str):
+        return ""
     if name == "mode" and isinstance(value, (str, float)) and not isinstance(value, bool):
         try:
             number = float(value)

@@ -81,3 +81,10 @@ def test_paste_of_a_broken_infotext_turns_fusion_off_instead_of_failing():
     params = {"Fusion": "snb", "Fusion model": "m", "Fusion mode": "7"}
     assert paste_value(params, "enabled") is False
     assert paste_value({"Fusion": "snb", "Fusion model": "m", "Fusion mode": "1"}, "mode") == "1"
+
+
+def test_ui_defaults_with_an_empty_dropdown_parse_as_disabled():
+    """The UI's initial values (and the API's defaults taken from them) have model=None."""
+    values = FusionArgs().to_ui()
+    values[FIELDS.index("model")] = None
+    assert FusionArgs.from_script_args(values) == FusionArgs()
