@@ -95,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         if response.status_code != 200:
             print(f"{folder}: HTTP {response.status_code}: {_error_text(response)}", file=sys.stderr)
             return 1
+        images = response.json()["images"]
         target = options.outdir / folder
         target.mkdir(parents=True, exist_ok=True)
-        for index, image in enumerate(response.json()["images"]):
+        for index, image in enumerate(images):
             (target / f"{options.seed}_{index:02d}.png").write_bytes(base64.b64decode(image))
-        print(f"{folder}: {len(response.json()['images'])} image(s) in {target}")
+        print(f"{folder}: {len(images)} image(s) in {target}")
     return 0
 
 

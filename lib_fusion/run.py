@@ -156,25 +156,30 @@ class FusionRun:
             units=sampling_pass.units,
             max_rows=sampling_pass.max_rows,
         )
-        active = Model("active checkpoint", sampling_pass.active_fn, sampling_pass.active_conditioning(step))
-        fusion = Model("fusion checkpoint", sampling_pass.fusion_fn, sampling_pass.fusion_conditioning(step))
-        model_a, model_b = (active, fusion) if solo_is_active else (fusion, active)
+        active = ("active checkpoint", sampling_pass.active_fn, sampling_pass.active_conditioning)
+        fusion = ("fusion checkpoint", sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
+        role_a, role_b = (active, fusion) if solo_is_active else (fusion, active)
+        model_a = _model(role_a, step)
         if kind is StepKind.SOLO:
             self.stats.solo_steps += 1
-            self._count(model_a)
+            self._count_runs(active_runs=int(solo_is_active), fusion_runs=int(not solo_is_active))
             prediction = guided(model_a, inputs)[1]
         else:
             self.stats.fused_steps += 1
-            self._count(model_a)
-            self._count(model_b)
-            prediction, self.last_mask = snb_step(model_a, model_b, inputs, self.options)
+            self._count_runs(active_runs=1, fusion_runs=1)
+            prediction, self.last_mask = snb_step(model_a, _model(role_b, step), inputs, self.options)
         current.rows = spread_to_rows(prediction, step.conds_list)
 
-    def _count(self, model: Model) -> None:
-        if model.name.startswith("active"):
-            self.stats.active_runs += 1
-        else:
-            self.stats.fusion_runs += 1
+    def _count_runs(self, active_runs: int, fusion_runs: int) -> None:
+        self.stats.active_runs += active_runs
+        self.stats.fusion_runs += fusion_runs
+
+
+def _model(role: tuple[str, ModelFn, ConditioningFn], step: HostStep) -> Model:
+    """A model with its conditioning for this step; built only for steps that run it
+    (the conditioning may have to be encoded first)."""
+    name, fn, conditioning = role
+    return Model(name, fn, conditioning(step))
 
 
 def _first_rows(conds_list: CondsList) -> list[int]:

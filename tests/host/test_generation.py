@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from modules import processing, script_callbacks, shared
 
 SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DDIM"]
 
@@ -34,8 +35,6 @@ def test_extension_off_is_bit_identical_to_no_extension(webui, sampler):
 def test_solo_active_schedule_is_bit_identical_and_runs_no_fusion_pass(webui, sampler):
     without = webui.latents(None, extension=False, sampler_name=sampler)
     p = webui.processing(fusion(mode=0), sampler_name=sampler)
-    from modules import processing
-
     solo = torch.stack(processing.process_images(p).images)
     assert torch.equal(without, solo)
     stats = p.model_fusion_run.stats
@@ -44,7 +43,10 @@ def test_solo_active_schedule_is_bit_identical_and_runs_no_fusion_pass(webui, sa
 
 
 def test_solo_fusion_equals_fusion_checkpoint_loaded_as_active(webui):
-    fused_solo = webui.latents(fusion(mode=0, solo="fusion"))
+    p = webui.processing(fusion(mode=0, solo="fusion"))
+    fused_solo = torch.stack(processing.process_images(p).images)
+    stats = p.model_fusion_run.stats
+    assert stats.active_runs == 0 and stats.fusion_runs == stats.solo_steps > 0
     webui.load("expert")
     expert_alone = webui.latents(None, extension=False)
     # Same UNet, same text encoder (the fusion model's own, as role A's), same noise.
@@ -52,8 +54,6 @@ def test_solo_fusion_equals_fusion_checkpoint_loaded_as_active(webui):
 
 
 def test_hooks_are_gone_after_an_exception_inside_a_unet_call(webui, monkeypatch):
-    from modules import script_callbacks, shared
-
     calls = {"n": 0}
     unet = shared.sd_model.model.diffusion_model
     original = unet.forward
@@ -67,8 +67,6 @@ def test_hooks_are_gone_after_an_exception_inside_a_unet_call(webui, monkeypatch
     monkeypatch.setattr(unet, "forward", failing)
     p = webui.processing(fusion(), steps=6)
     with pytest.raises(RuntimeError, match="boom inside the UNet"):
-        from modules import processing
-
         processing.process_images(p)
     monkeypatch.undo()
     assert script_callbacks.registered_count() == 0
