@@ -6,21 +6,96 @@ Built on pydantic's v1 API, which both hosts provide: A1111 1.10 pins pydantic 1
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, Literal, Sequence
+from typing import Any, List, Literal, Sequence
 
 try:
-    from pydantic.v1 import BaseModel, Extra, StrictBool, StrictInt, StrictStr, ValidationError, validator
+    from pydantic.v1 import BaseModel, Extra, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
-    from pydantic import BaseModel, Extra, StrictBool, StrictInt, StrictStr, ValidationError, validator
+    from pydantic import BaseModel, Extra, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 
+from lib_fusion.masks import MaskError, canonical
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
 
 TITLE = "Model Fusion"
+MAX_REGIONS = 16
+"""Each region adds a model pass per view and step; more than this is refused up front."""
+MAX_WEIGHT = 100.0
+MAX_VIEW_BATCH = 64
 
 
 class FusionArgumentError(ValueError):
     """A bad argument; the message names it and says what would be valid."""
+
+
+def _number(value: Any) -> float:
+    """A finite JSON number (bools and strings are refused, ints accepted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
+
+
+class RegionArgs(BaseModel):
+    """One region of the Regions method: where, what, and which checkpoint denoises it."""
+
+    box: List[Any] | None = None
+    """(x, y, w, h) as fractions of the canvas, from its top-left corner."""
+    mask: StrictStr | None = None
+    """A base64 PNG of the image's size: white inside the region."""
+    prompt: StrictStr = ""
+    """The region's prompt; empty = the main prompt."""
+    negative_prompt: StrictStr = ""
+    """The region's negative prompt; empty = the main negative prompt."""
+    model: Literal["active", "fusion"] = "fusion"
+    weight: Any = 1.0
+    """How strongly the region counts where it overlaps others (the mask is multiplied by it)."""
+
+    class Config:
+        extra = Extra.forbid
+        allow_mutation = False
+
+    @validator("box")
+    def _valid_box(cls, value: list | None) -> list | None:
+        if value is None:
+            return None
+        if len(value) != 4:
+            raise ValueError(f"{value!r}: give 4 numbers [x, y, w, h], fractions of the canvas")
+        x, y, w, h = (_number(v) for v in value)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"{value!r}: width and height must be above 0")
+        eps = 1e-6
+        if x < -eps or y < -eps or x + w > 1 + eps or y + h > 1 + eps:
+            raise ValueError(f"{value!r}: outside the canvas; need x, y >= 0, x + w <= 1 and y + h <= 1")
+        return [x, y, w, h]
+
+    @validator("mask")
+    def _valid_mask(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return canonical(value)
+        except MaskError as error:
+            raise ValueError(str(error)) from None
+
+    @validator("weight", pre=True, always=True)
+    def _valid_weight(cls, value: Any) -> float:
+        weight = _number(value)
+        if not 0 < weight <= MAX_WEIGHT:
+            raise ValueError(f"{value!r}: must be above 0 and at most {MAX_WEIGHT:g}")
+        return weight
+
+    @root_validator(skip_on_failure=True)
+    def _box_or_mask(cls, values: dict) -> dict:
+        if (values.get("box") is None) == (values.get("mask") is None):
+            raise ValueError("give exactly one of box [x, y, w, h] or mask (base64 PNG)")
+        return values
+
+    def compact(self) -> dict[str, Any]:
+        """The region without its defaults (infotext, UI JSON)."""
+        return self.dict(exclude_defaults=True)
 
 
 class FusionArgs(BaseModel):
@@ -29,7 +104,7 @@ class FusionArgs(BaseModel):
     enabled: StrictBool = False
     model: StrictStr = ""
     """Fusion checkpoint: a title, name or hash the WebUI's checkpoint lookup resolves."""
-    method: Literal["snb"] = "snb"
+    method: Literal["snb", "regions"] = "snb"
     prompt: StrictStr = ""
     """The fusion checkpoint's prompt; empty = the main prompt."""
     negative_prompt: StrictStr = ""
@@ -46,6 +121,18 @@ class FusionArgs(BaseModel):
     """Both prompts through A's text encoder (official) or each model through its own."""
     blur: Literal["box", "gaussian"] = "box"
     mask: Literal["hard", "soft"] = "hard"
+    regions: List[RegionArgs] = []
+    """Regions method: foreground regions over the background (the main prompt, active model)."""
+    bootstrapping: Any = 0.4
+    """Regions method: fraction of the steps whose foreground passes are bootstrapped (official 20/50)."""
+    window: StrictInt = 0
+    """Regions method: view size in latent pixels; 0 = the model's native size (64 SD1/SD2, 128 SDXL)."""
+    stride: StrictInt = 8
+    """Regions method: latent pixels between neighbouring views of a large canvas."""
+    view_batch_size: StrictInt = 4
+    """Regions method: (view, region) passes per UNet call; changes speed and memory, never the image."""
+    circular: StrictBool = False
+    """Regions method: wrap views round the left/right edge (seam-free 360-degree panoramas)."""
 
     class Config:
         extra = Extra.forbid
@@ -61,14 +148,62 @@ class FusionArgs(BaseModel):
             raise ValueError("must be 0 (no fusion), 1 (fuse when t <= v1) or 2 (fuse while t > v1)")
         return value
 
-    @validator("model", always=True)
-    def _model_when_enabled(cls, value: str, values: dict) -> str:
-        if values.get("enabled") and not value.strip():
-            raise ValueError("choose a fusion checkpoint (a title, name or hash from the WebUI's checkpoint list)")
+    @validator("model")
+    def _strip_model(cls, value: str) -> str:
         return value.strip()
 
+    @validator("regions", pre=True)
+    def _regions_json(cls, value: Any) -> Any:
+        """The UI (and an API caller that wishes) sends the region list as JSON text."""
+        if isinstance(value, str):
+            if not value.strip():
+                return []
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+        if isinstance(value, list) and len(value) > MAX_REGIONS:
+            raise ValueError(f"{len(value)} regions; at most {MAX_REGIONS} (each adds a model pass per view and step)")
+        return value
+
+    @validator("bootstrapping", pre=True, always=True)
+    def _valid_bootstrapping(cls, value: Any) -> float:
+        fraction = _number(value)
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"{value!r}: must be a fraction of the steps from 0 to 1")
+        return fraction
+
+    @validator("window")
+    def _valid_window(cls, value: int) -> int:
+        if value != 0 and not 8 <= value <= 1024:
+            raise ValueError(f"{value}: 0 (the model's native size) or 8 to 1024 latent pixels")
+        return value
+
+    @validator("stride")
+    def _valid_stride(cls, value: int, values: dict) -> int:
+        window = values.get("window") or 1024
+        if not 1 <= value <= window:
+            raise ValueError(f"{value}: from 1 to the window size ({window} latent pixels)")
+        return value
+
+    @validator("view_batch_size")
+    def _valid_view_batch(cls, value: int) -> int:
+        if not 1 <= value <= MAX_VIEW_BATCH:
+            raise ValueError(f"{value}: from 1 to {MAX_VIEW_BATCH}")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _model_when_needed(cls, values: dict) -> dict:
+        if values.get("enabled") and not values.get("model") and _needs_fusion_checkpoint(values):
+            raise ValueError("model: choose a fusion checkpoint (a title, name or hash from the WebUI's checkpoint list)")
+        return values
+
     @property
-    def window(self) -> tuple[float, float, float]:
+    def needs_fusion_checkpoint(self) -> bool:
+        return _needs_fusion_checkpoint(self.__dict__)
+
+    @property
+    def selection(self) -> tuple[float, float, float]:
         """(v1, kg, ke)."""
         return parse_fusion_selection(self.fusion_selection)
 
@@ -100,15 +235,27 @@ class FusionArgs(BaseModel):
         return [_to_ui(name, getattr(self, name)) for name in FIELDS]
 
 
+def _needs_fusion_checkpoint(values: dict) -> bool:
+    """SNB always runs a second checkpoint; Regions only when a region asks for it."""
+    if values.get("method") == "regions":
+        return any(region.model == "fusion" for region in values.get("regions") or ())
+    return True
+
+
 FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 """Field order of the UI components and of positional API arguments."""
+REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
+
+
+INTEGER_FIELDS = ("mode", "window", "stride", "view_batch_size")
 
 
 def _from_ui(name: str, value: Any) -> Any:
     """Gradio gives numbers as floats, radios as strings and an empty dropdown as None."""
-    if value is None and issubclass(FusionArgs.__fields__[name].type_, str):
+    kind = FusionArgs.__fields__[name].type_
+    if value is None and isinstance(kind, type) and issubclass(kind, str):
         return ""
-    if name == "mode" and isinstance(value, (str, float)) and not isinstance(value, bool):
+    if name in INTEGER_FIELDS and isinstance(value, (str, float)) and not isinstance(value, bool):
         try:
             number = float(value)
         except ValueError:
@@ -118,17 +265,29 @@ def _from_ui(name: str, value: Any) -> Any:
 
 
 def _to_ui(name: str, value: Any) -> Any:
+    if name == "regions":
+        return regions_json(value)
     return str(value) if name == "mode" else value
+
+
+def regions_json(regions: Sequence[RegionArgs]) -> str:
+    """Compact JSON of the regions, defaults left out (UI value, infotext)."""
+    return json.dumps([region.compact() for region in regions], separators=(",", ":"))
 
 
 def _describe(error: ValidationError, data: dict) -> str:
     problems = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"])
+        loc = [part for part in item["loc"] if part != "__root__"]
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
         message = item["msg"]
         if item["type"] == "value_error.extra":
-            message = f"unknown field; valid fields: {', '.join(FIELDS)}"
-        elif field in data and repr(data[field]) not in message:
+            valid = REGION_FIELDS if len(loc) > 1 and loc[0] == "regions" else FIELDS
+            message = f"unknown field; valid fields: {', '.join(valid)}"
+        elif not field:
+            problems.append(message)
+            continue
+        elif field in data and repr(data[field]) not in message and len(repr(data[field])) < 200:
             message = f"{data[field]!r}: {message}"
         problems.append(message if message.startswith(field) else f"{field}: {message}")
     return f"{TITLE}: invalid argument{'s' if len(problems) > 1 else ''}: " + "; ".join(problems)

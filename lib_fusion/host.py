@@ -19,8 +19,9 @@ from modules import devices, extra_networks, prompt_parser, script_callbacks, sd
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
+from lib_fusion.masks import decode_mask, mask_size
 from lib_fusion.models import CACHE, CacheKey, FusionModelError
-from lib_fusion.run import FusionRun, HostStep, SamplingPass
+from lib_fusion.run import FusionRun, HostStep, RegionSource, SamplingPass
 
 UNET_PREFIX = "model.diffusion_model."
 TEXT_ENCODER_PREFIX = "cond_stage_model."
@@ -182,10 +183,13 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
     run = FusionRun(args)
     try:
         _check_host(p)
-        run.model_info = resolve_checkpoint(args.model)
+        if args.needs_fusion_checkpoint:
+            run.model_info = resolve_checkpoint(args.model)
+        if args.method == "regions":
+            run.region_images = _region_images(p, args)
         from lib_fusion.infotext import to_infotext
 
-        p.extra_generation_params.update(to_infotext(args, run.model_info.title))
+        p.extra_generation_params.update(to_infotext(args, run.model_info.title if run.model_info else None))
     except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
         run.error = error
     setattr(p, RUN_ATTRIBUTE, run)
@@ -200,6 +204,30 @@ def start_with_error(p: Any, error: Exception) -> None:
     run.error = error
     setattr(p, RUN_ATTRIBUTE, run)
     _wrap_sample(p, run)
+
+
+def native_window() -> int:
+    """The active model's training size in latent pixels: 128 for SDXL, 64 for SD1/SD2."""
+    return 128 if getattr(shared.sd_model, "is_sdxl", False) else 64
+
+
+def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
+    """Decoded masks (None for boxes); a mask must have the image's size."""
+    window = args.window or native_window()
+    if args.stride > window:
+        raise FusionArgumentError(f"{TITLE}: stride {args.stride} is larger than the window ({window} latent pixels); lower the stride")
+    images: list[torch.Tensor | None] = []
+    for index, region in enumerate(args.regions):
+        if region.mask is None:
+            images.append(None)
+            continue
+        width, height = mask_size(region.mask)
+        if (width, height) != (p.width, p.height):
+            raise FusionArgumentError(
+                f"{TITLE}: regions[{index}].mask is {width}x{height} but the image is {p.width}x{p.height}; give a mask of the image's size"
+            )
+        images.append(decode_mask(region.mask))
+    return images
 
 
 def _check_host(p: Any) -> None:
@@ -224,7 +252,8 @@ def _wrap_sample(p: Any, run: FusionRun) -> None:
     def sample(*args: Any, **kwargs: Any) -> Any:
         if run.error is not None:
             raise run.error
-        run.fusion_model = load_fusion_model(run.model_info, _needs_fusion_text_encoder(run.args))
+        if run.model_info is not None:
+            run.fusion_model = load_fusion_model(run.model_info, _needs_fusion_text_encoder(run.args))
         patched: list[Any] = []
         run.patched = patched
         script_callbacks.on_cfg_denoiser(run.callback, name="model_fusion")
@@ -268,6 +297,8 @@ def _check_every_pass_fused(run: FusionRun) -> None:
 
 
 def _needs_fusion_text_encoder(args: FusionArgs) -> bool:
+    if args.method == "regions":
+        return args.text_encoder == "own"
     return args.text_encoder == "own" or args.solo == "fusion"
 
 
@@ -302,6 +333,7 @@ def _on_cfg_denoiser(run: FusionRun, params: Any) -> None:
                 conds_list=conds_list,
                 index=denoiser.step,
                 cfg_scale=float(extra["cond_scale"]) * float(getattr(denoiser, "cond_scale_miltiplier", 1.0)),
+                total_steps=getattr(denoiser, "total_steps", None),
             )
         )
     except Exception as error:  # the host would only log it; the next model call raises it
@@ -310,7 +342,7 @@ def _on_cfg_denoiser(run: FusionRun, params: Any) -> None:
 
 def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: Callable) -> SamplingPass:
     args = run.args
-    fusion: FusionModel = run.fusion_model
+    fusion = run.fusion_model or FusionModel("", None)  # None: no region uses the fusion checkpoint
     is_kdiffusion = hasattr(inner, "sigma_to_t")
     make_cond = _condition_dict_maker(denoiser)
 
@@ -358,6 +390,23 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         return conditioning
 
     active_conditioning = encoded(encoder_of_active, main_prompts, main_negatives)
+    regions = None
+    if args.method == "regions":
+        roles = []
+        for region in args.regions:
+            on_fusion = region.model == "fusion"
+            prompts = [_strip_networks(region.prompt)] * len(main_prompts) if region.prompt else main_prompts
+            negatives = [_strip_networks(region.negative_prompt)] * len(main_negatives) if region.negative_prompt else main_negatives
+            encoder = (fusion_encoder if own else active_encoder) if on_fusion else active_encoder
+            name, forward = ("fusion checkpoint", fusion_forward) if on_fusion else ("active checkpoint", original)
+            roles.append((name, call(forward), encoded(encoder, prompts, negatives)))
+        regions = RegionSource(
+            roles=roles,
+            native_window=native_window(),
+            noise_to=_noise_to(inner, is_kdiffusion),
+            colours=_bootstrap_colours,
+            seeds=list(p.seeds),
+        )
     return SamplingPass(
         active_fn=call(original),
         fusion_fn=call(fusion_forward),
@@ -367,7 +416,38 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         sigma_to_t=(lambda s: float(inner.sigma_to_t(s)[0])) if is_kdiffusion else (lambda s: float(s[0])),
         units="x0" if is_kdiffusion else "eps",
         max_rows=None if shared.opts.batch_cond_uncond else len(main_prompts),
+        regions=regions,
     )
+
+
+BOOTSTRAP_COLOURS = 20
+"""Constant-colour backgrounds to draw from (the official default count)."""
+
+
+def _bootstrap_colours() -> torch.Tensor:
+    """(K, C) latents of random constant-colour images through the active VAE (official
+    ``region_based.py``). A 64-pixel square per colour is enough for a constant latent."""
+    from modules import sd_samplers_common
+
+    rgb = torch.rand(BOOTSTRAP_COLOURS, 3, generator=torch.Generator().manual_seed(0))
+    images = rgb[:, :, None, None].expand(-1, -1, 64, 64).contiguous()
+    with torch.no_grad():
+        latents = sd_samplers_common.images_tensor_to_samples(images, model=shared.sd_model)
+    return latents.float().mean(dim=(2, 3))
+
+
+def _noise_to(inner: Any, is_kdiffusion: bool) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Noise a clean latent to the sampler's current level: ``x0 + sigma n`` for k-diffusion,
+    ``sqrt(a_t) x0 + sqrt(1 - a_t) n`` for the timestep samplers (DDIM, PLMS, UniPC)."""
+
+    def k_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return x0 + noise * sigma.to(x0).view(-1, 1, 1, 1)
+
+    def t_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alphas = shared.sd_model.alphas_cumprod.to(x0.device)[t.long()].to(x0).view(-1, 1, 1, 1)
+        return alphas.sqrt() * x0 + (1 - alphas).sqrt() * noise
+
+    return k_noise if is_kdiffusion else t_noise
 
 
 def _condition_dict_maker(denoiser: Any) -> Callable[[Cond, torch.Tensor], dict]:

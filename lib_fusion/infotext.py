@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib_fusion.args import FIELDS, FusionArgs, FusionArgumentError
+from lib_fusion.args import FIELDS, INTEGER_FIELDS, FusionArgs, FusionArgumentError, regions_json
 
 KEYS: dict[str, str] = {
     "method": "Fusion",
@@ -22,21 +22,37 @@ KEYS: dict[str, str] = {
     "text_encoder": "Fusion text encoder",
     "blur": "Fusion blur",
     "mask": "Fusion mask",
+    "regions": "Fusion regions",
+    "bootstrapping": "Fusion bootstrapping",
+    "window": "Fusion window",
+    "stride": "Fusion stride",
+    "view_batch_size": "Fusion view batch",
+    "circular": "Fusion circular",
 }
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
 
-ALWAYS_WRITTEN = ("method", "model", "solo", "fusion_selection", "mode")
+USED_BY: dict[str, tuple[str, ...]] = {
+    "snb": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask"),
+    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
+}
+"""The fields each method reads; the others are not written."""
+ALWAYS_WRITTEN = ("method", "model", "solo", "fusion_selection", "mode", "regions")
 
 
 def to_infotext(args: FusionArgs, model_title: str | None = None) -> dict[str, Any]:
     """Infotext pairs of an enabled fusion; ``model_title`` is the resolved checkpoint title."""
     if not args.enabled:
         return {}
-    defaults = FusionArgs()
+    defaults = FusionArgs().dict()
     values = args.dict()
+    values["regions"] = regions_json(args.regions)
+    defaults["regions"] = regions_json([])
     if model_title:
         values["model"] = model_title
-    return {key: values[field] for field, key in KEYS.items() if field in ALWAYS_WRITTEN or values[field] != getattr(defaults, field)}
+    used = ("method", *USED_BY[args.method])
+    if not args.needs_fusion_checkpoint:
+        used = tuple(field for field in used if field != "model")
+    return {KEYS[field]: values[field] for field in used if field in ALWAYS_WRITTEN or values[field] != defaults[field]}
 
 
 def from_infotext(params: dict[str, Any]) -> FusionArgs:
@@ -47,8 +63,21 @@ def from_infotext(params: dict[str, Any]) -> FusionArgs:
     for field, key in KEYS.items():
         if key in params:
             value = params[key]
-            data[field] = int(float(value)) if field == "mode" else str(value)
+            data[field] = _typed(field, value)
     return FusionArgs.parse(data)
+
+
+def _typed(field: str, value: Any) -> Any:
+    """Infotext values are text; give each field the type the argument model expects."""
+    if field in INTEGER_FIELDS:
+        return int(float(value))
+    if field == "bootstrapping":
+        return float(value)
+    if field == "circular":
+        if str(value).lower() not in ("true", "false"):
+            raise ValueError(f"{KEYS[field]}: {value!r} is not True or False")
+        return str(value).lower() == "true"
+    return str(value)
 
 
 def paste_value(params: dict[str, Any], field: str) -> Any:

@@ -14,11 +14,15 @@ from typing import Any, Callable
 
 import torch
 
-from lib_fusion.args import FusionArgs
+from lib_fusion import multidiffusion as md
+from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.denoise import Conditioning, CondsList, Model, ModelFn, SnbOptions, StepInput, guided, snb_step, spread_to_rows
+from lib_fusion.regions import Bootstrap, Region, regions_step, seed_noise
 from lib_fusion.schedule import StepKind, step_kind
 
 ConditioningFn = Callable[["HostStep"], Conditioning]
+Role = tuple[str, ModelFn, ConditioningFn]
+"""(name, model callable, conditioning of this step)."""
 
 
 @dataclass
@@ -33,6 +37,7 @@ class HostStep:
     conds_list: CondsList
     index: int
     cfg_scale: float
+    total_steps: int | None = None
 
     @property
     def batch(self) -> int:
@@ -52,7 +57,33 @@ class SamplingPass:
     sigma_to_t: Callable[[torch.Tensor], float]
     units: str
     max_rows: int | None
+    regions: RegionSource | None = None
     calls: int = 0
+    layout: RegionLayout | None = None
+
+
+@dataclass
+class RegionSource:
+    """What the host prepared for the Regions method in one pass."""
+
+    roles: list[Role]
+    """Per foreground region (in the arguments' order): its model and conditioning."""
+    native_window: int
+    noise_to: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    colours: Callable[[], torch.Tensor]
+    """Latents of the bootstrapping colours, encoded on first use."""
+    seeds: list[int]
+
+
+@dataclass
+class RegionLayout:
+    """Latent masks and views of one pass (its latent size)."""
+
+    size: tuple[int, int]
+    masks: torch.Tensor
+    """(1 + K, H, W): background then each foreground region."""
+    views: list[md.View]
+    noise: torch.Tensor | None = None
 
 
 @dataclass
@@ -74,6 +105,12 @@ class Stats:
     passthrough_steps: int = 0
     active_runs: int = 0
     fusion_runs: int = 0
+    region_passes: int = 0
+    """(view, region) model passes the Regions method ran."""
+    region_calls: int = 0
+    bootstrapped_steps: int = 0
+    latent_sizes: list[tuple[int, int]] = field(default_factory=list)
+    """(H, W) of each pass the Regions method laid out."""
     kinds: list[str] = field(default_factory=list)
     timesteps: list[float] = field(default_factory=list)
 
@@ -83,12 +120,15 @@ class FusionRun:
 
     def __init__(self, args: FusionArgs) -> None:
         self.args = args
-        self.v1, self.kg, self.ke = args.window
+        self.v1, self.kg, self.ke = args.selection
         self.options = SnbOptions(self.kg, self.ke, args.saliency_uncond, args.blur, args.mask == "soft")
         self.error: BaseException | None = None
         self.passes: list[SamplingPass] = []
         self.stats = Stats()
         self.last_mask: torch.Tensor | None = None
+        self.region_images: list[torch.Tensor | None] = []
+        """Per foreground region: its image-sized mask (None for a box); the host decodes them."""
+        self._colours: torch.Tensor | None = None
         self._pass: SamplingPass | None = None
         self._step: _StepRows | None = None
         # Slots the host adapter fills: resolved checkpoint, loaded model, its hook objects.
@@ -133,6 +173,12 @@ class FusionRun:
 
     # -- the step ---------------------------------------------------------------------
     def _plan(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
+        if self.args.method == "regions":
+            self._plan_regions(current, sampling_pass)
+        else:
+            self._plan_snb(current, sampling_pass)
+
+    def _plan_snb(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
         step = current.step
         batch = step.batch
         sigma = step.sigma_in[-batch:]
@@ -146,16 +192,7 @@ class FusionRun:
             self.stats.passthrough_steps += 1
             current.passthrough = True
             return
-        first_cond_row = _first_rows(step.conds_list)
-        inputs = StepInput(
-            x=step.x_in[-batch:],
-            sigma=sigma,
-            image_cond=step.image_cond_in[first_cond_row],
-            image_uncond=step.image_cond_in[-batch:],
-            cfg_scale=step.cfg_scale,
-            units=sampling_pass.units,
-            max_rows=sampling_pass.max_rows,
-        )
+        inputs = _inputs(step, sampling_pass)
         active = ("active checkpoint", sampling_pass.active_fn, sampling_pass.active_conditioning)
         fusion = ("fusion checkpoint", sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
         role_a, role_b = (active, fusion) if solo_is_active else (fusion, active)
@@ -170,12 +207,83 @@ class FusionRun:
             prediction, self.last_mask = snb_step(model_a, _model(role_b, step), inputs, self.options)
         current.rows = spread_to_rows(prediction, step.conds_list)
 
+    def _plan_regions(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
+        """Region MultiDiffusion: the background (main prompt, active model) and each region
+        through its own model, over every view of a large canvas."""
+        step, source = current.step, sampling_pass.regions
+        layout = self._layout(sampling_pass, tuple(step.x_in.shape[-2:]))
+        self.stats.kinds.append("regions")
+        if len(layout.views) == 1 and len(layout.masks) == 1 and sampling_pass.active_uses_host_conds:
+            self.stats.passthrough_steps += 1  # no region and one window: the plain model
+            current.passthrough = True
+            return
+        background: Role = ("active checkpoint", sampling_pass.active_fn, sampling_pass.active_conditioning)
+        regions = [
+            Region(_model(role, step), mask, weight, bootstrap=index > 0)
+            for index, (role, mask, weight) in enumerate(
+                zip([background, *source.roles], layout.masks, [1.0, *(r.weight for r in self.args.regions)])
+            )
+            if bool(mask.any())
+        ]
+        inputs = _inputs(step, sampling_pass)
+        bootstrap = None
+        total = step.total_steps or 0
+        if self.args.regions and step.index < round(self.args.bootstrapping * total):
+            if self._colours is None:
+                self._colours = source.colours()
+            if layout.noise is None or layout.noise.shape[0] != step.batch:
+                layout.noise = seed_noise(source.seeds, inputs.x.shape[1:]).to(inputs.x)
+            bootstrap = Bootstrap(self._colours, layout.noise, source.noise_to, source.seeds, step.index)
+            self.stats.bootstrapped_steps += 1
+        result = regions_step(regions, inputs, layout.views, self.args.view_batch_size, bootstrap)
+        self.stats.region_passes += result.passes
+        self.stats.region_calls += result.calls
+        self.stats.active_runs += int(any(r.model.name == "active checkpoint" for r in regions))
+        self.stats.fusion_runs += int(any(r.model.name == "fusion checkpoint" for r in regions))
+        current.rows = spread_to_rows(result.prediction, step.conds_list)
+
+    def _layout(self, sampling_pass: SamplingPass, size: tuple[int, int]) -> RegionLayout:
+        """Masks and views for this pass's latent size, made once per pass."""
+        if sampling_pass.layout is not None and sampling_pass.layout.size == size:
+            return sampling_pass.layout
+        height, width = size
+        foreground = []
+        for index, (region, image) in enumerate(zip(self.args.regions, self.region_images)):
+            mask = md.box_mask(region.box, height, width) if image is None else md.resize_mask(image, height, width)
+            if not bool(mask.any()):
+                raise FusionArgumentError(
+                    f"{TITLE}: regions[{index}] covers no latent pixel of the {width * 8}x{height * 8} canvas; make it larger"
+                )
+            foreground.append(mask)
+        masks = md.with_background(torch.stack(foreground)) if foreground else torch.ones(1, height, width)
+        window = self.args.window or sampling_pass.regions.native_window
+        if self.args.stride > window:
+            raise FusionArgumentError(f"{TITLE}: stride {self.args.stride} is larger than the window ({window} latent pixels)")
+        views = md.get_views(height, width, window, self.args.stride, self.args.circular)
+        sampling_pass.layout = RegionLayout(size, masks, views)
+        self.stats.latent_sizes.append(size)
+        return sampling_pass.layout
+
     def _count_runs(self, active_runs: int, fusion_runs: int) -> None:
         self.stats.active_runs += active_runs
         self.stats.fusion_runs += fusion_runs
 
 
-def _model(role: tuple[str, ModelFn, ConditioningFn], step: HostStep) -> Model:
+def _inputs(step: HostStep, sampling_pass: SamplingPass) -> StepInput:
+    """The batch as one row per image (the uncond rows' x, sigma and image conditioning)."""
+    batch = step.batch
+    return StepInput(
+        x=step.x_in[-batch:],
+        sigma=step.sigma_in[-batch:],
+        image_cond=step.image_cond_in[_first_rows(step.conds_list)],
+        image_uncond=step.image_cond_in[-batch:],
+        cfg_scale=step.cfg_scale,
+        units=sampling_pass.units,
+        max_rows=sampling_pass.max_rows,
+    )
+
+
+def _model(role: Role, step: HostStep) -> Model:
     """A model with its conditioning for this step; built only for steps that run it
     (the conditioning may have to be encoded first)."""
     name, fn, conditioning = role

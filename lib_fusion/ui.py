@@ -30,7 +30,7 @@ class Controls:
 def build(is_img2img: bool, elem_id: Any) -> Controls:
     defaults = FusionArgs()
     tab = "img2img" if is_img2img else "txt2img"
-    v1, kg, ke = defaults.window
+    v1, kg, ke = defaults.selection
     with gr.Accordion(TITLE, open=False, elem_id=f"model_fusion_{tab}"):
         enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"))
         with gr.Row():

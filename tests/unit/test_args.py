@@ -8,7 +8,7 @@ def test_defaults_reproduce_the_official_code():
     args = FusionArgs()
     assert not args.enabled
     assert (args.solo, args.saliency_uncond, args.text_encoder, args.blur, args.mask) == ("active", "solo", "solo", "box", "hard")
-    assert args.window == (600.0, 1.0, 1.0) and args.mode == 2
+    assert args.selection == (600.0, 1.0, 1.0) and args.mode == 2
 
 
 @pytest.mark.parametrize(
@@ -34,12 +34,69 @@ def test_bad_api_fields_are_named(data, fragment):
     assert str(error.value).startswith("Model Fusion: invalid argument")
 
 
+REGIONS_JSON = '[{"box":[0.0,0.0,0.5,1.0],"prompt":"a cat"},{"box":[0.5,0.0,0.5,1.0],"model":"active","weight":2.0}]'
+
+
 def test_positional_ui_values_and_api_dict_agree():
-    values = [True, "expert", "snb", "a cartoon lion", "", "fusion", "850,1,1.5", "1", "own", "own", "gaussian", "soft"]
+    snb = [True, "expert", "snb", "a cartoon lion", "", "fusion", "850,1,1.5", "1", "own", "own", "gaussian", "soft"]
+    values = [*snb, REGIONS_JSON, 0.25, 16.0, 4.0, 2.0, True]  # gradio sliders give floats
     positional = FusionArgs.from_script_args(values)
-    named = FusionArgs.from_script_args([dict(zip(FIELDS, values), mode=1)])
+    named = FusionArgs.from_script_args([dict(zip(FIELDS, values), mode=1, window=16, stride=4, view_batch_size=2)])
     assert positional == named
-    assert positional.to_ui() == values
+    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, 4, 2, True]
+    # A client written before the Regions fields still sends the first twelve values.
+    assert FusionArgs.from_script_args(snb) == positional.copy(
+        update={"regions": [], "bootstrapping": 0.4, "window": 0, "stride": 8, "view_batch_size": 4, "circular": False}
+    )
+
+
+@pytest.mark.parametrize(
+    "regions, fragment",
+    [
+        ([{"box": [0, 0, 1.5, 1]}], "regions[0].box: [0, 0, 1.5, 1]: outside the canvas"),
+        ([{"box": [0.1, 0.1, 0.5]}], "regions[0].box: [0.1, 0.1, 0.5]: give 4 numbers"),
+        ([{"box": [0, 0, 1, 1]}, {"box": [0.5, 0.5, 0, 0.2]}], "regions[1].box: [0.5, 0.5, 0, 0.2]: width and height must be above 0"),
+        ([{"box": [0, 0, "1", 1]}], "regions[0].box: '1' is not a number"),
+        ([{"box": [0, 0, float("nan"), 1]}], "is not a finite number"),
+        ([{"prompt": "cat"}], "regions[0]: give exactly one of box"),
+        ([{"box": [0, 0, 1, 1], "weight": 0}], "regions[0].weight: 0: must be above 0"),
+        ([{"box": [0, 0, 1, 1], "weight": True}], "regions[0].weight: True is not a number"),
+        ([{"box": [0, 0, 1, 1], "model": "expert"}], "regions[0].model"),
+        ([{"box": [0, 0, 1, 1], "colour": "red"}], "regions[0].colour: unknown field; valid fields: box, mask"),
+        ([{"mask": "R0lGODlh"}], "regions[0].mask: not a PNG"),
+        ("[{", "regions: '[{': not valid JSON"),
+        ([{"box": [0, 0, 1, 1]}] * 17, "17 regions; at most 16"),
+    ],
+)
+def test_bad_regions_are_named(regions, fragment):
+    with pytest.raises(FusionArgumentError) as error:
+        FusionArgs.parse({"method": "regions", "regions": regions})
+    assert fragment in str(error.value)
+
+
+def test_regions_need_a_fusion_checkpoint_only_when_a_region_uses_it():
+    active_only = {"enabled": True, "method": "regions", "regions": [{"box": [0, 0, 1, 1], "model": "active"}]}
+    assert not FusionArgs.parse(active_only).needs_fusion_checkpoint
+    with pytest.raises(FusionArgumentError, match="model: choose a fusion checkpoint"):
+        FusionArgs.parse({**active_only, "regions": [{"box": [0, 0, 1, 1]}]})
+    assert FusionArgs.parse({**active_only, "regions": REGIONS_JSON, "model": "m"}).regions[1].weight == 2.0
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"bootstrapping": 1.5}, "bootstrapping: 1.5: must be a fraction"),
+        ({"bootstrapping": "0.4"}, "bootstrapping: '0.4' is not a number"),
+        ({"window": 4}, "window: 4: 0 (the model's native size) or 8 to 1024"),
+        ({"window": 16, "stride": 32}, "stride: 32: from 1 to the window size (16"),
+        ({"view_batch_size": 0}, "view_batch_size: 0: from 1 to 64"),
+        ({"circular": "yes"}, "circular: 'yes'"),
+    ],
+)
+def test_bad_panorama_fields_are_named(data, fragment):
+    with pytest.raises(FusionArgumentError) as error:
+        FusionArgs.parse({"method": "regions", **data})
+    assert fragment in str(error.value)
 
 
 def test_too_many_positional_values_and_non_dicts_are_rejected():
@@ -68,6 +125,30 @@ def test_infotext_round_trip_keeps_every_field():
     text_values = {key: str(value) for key, value in pairs.items()}  # what the infotext parser gives back
     restored = from_infotext(text_values)
     assert restored == args.copy(update={"model": "expert.safetensors [0123456789]"})
+
+
+def test_regions_infotext_round_trip_and_leaves_out_snb_fields():
+    args = FusionArgs.parse(
+        {
+            "enabled": True,
+            "model": "expert",
+            "method": "regions",
+            "regions": REGIONS_JSON,
+            "bootstrapping": 0.0,
+            "window": 32,
+            "stride": 16,
+            "view_batch_size": 8,
+            "circular": True,
+            "text_encoder": "own",
+        }
+    )
+    pairs = to_infotext(args, "expert [abc]")
+    assert pairs["Fusion regions"] == REGIONS_JSON
+    assert not {"Fusion solo", "Fusion selection", "Fusion mode"} & set(pairs)
+    restored = from_infotext({key: str(value) for key, value in pairs.items()})
+    assert restored == args.copy(update={"model": "expert [abc]"})
+    active_only = args.copy(update={"regions": [args.regions[1]]})
+    assert "Fusion model" not in to_infotext(active_only)
 
 
 def test_infotext_skips_defaults_and_reads_missing_keys_as_defaults():

@@ -11,6 +11,13 @@ def apply_refiner(cfg_denoiser, sigma=None):
     return False
 
 
+def images_tensor_to_samples(image, approximation=None, model=None):
+    """image[0, 1] -> latent, one image at a time like the host's full VAE path."""
+    model = model or shared.sd_model
+    image = image * 2 - 1
+    return torch.cat([model.get_first_stage_encoding(model.encode_first_stage(img[None])) for img in image])
+
+
 def store_latent(decoded):
     shared.state.current_latent = decoded
 

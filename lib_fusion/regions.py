@@ -1,0 +1,152 @@
+"""One Region MultiDiffusion step: every (view, region) pass, batched per model, then fused.
+
+Plain torch over the batch the host hands over (one row per image); the maths lives in
+:mod:`lib_fusion.multidiffusion`, classifier-free guidance in :func:`lib_fusion.denoise.guided`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from lib_fusion import multidiffusion as md
+from lib_fusion.conds import cat_conds, row_count, token_width
+from lib_fusion.denoise import Conditioning, Model, StepInput, guided
+
+
+@dataclass
+class Region:
+    """A region's model and conditioning for this step; the background comes first."""
+
+    model: Model
+    mask: torch.Tensor
+    """(H, W) latent mask of this pass, 0/1."""
+    weight: float = 1.0
+    bootstrap: bool = False
+    """Foreground regions are bootstrapped in the first steps; the background never."""
+
+
+@dataclass
+class Bootstrap:
+    """What bootstrapping needs this step (paper section 4.2, official ``region_based.py``)."""
+
+    colours: torch.Tensor
+    """(K, C): latents of constant-colour images, one is drawn per region, view and image."""
+    noise: torch.Tensor
+    """(N, C, H, W): a fixed noise per image, the official code's initial latent."""
+    noise_to: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    """(x0, noise, sigma per row) -> the sampler's x at that noise level."""
+    seeds: Sequence[int]
+    step_index: int
+
+    def picks(self, count: int) -> torch.Tensor:
+        """(N, count) colour indices, drawn per image from its seed and the step: a fresh
+        pick per view and step, independent of the batch the image is in."""
+        rows = []
+        for seed in self.seeds:
+            generator = torch.Generator().manual_seed((int(seed) * 1_000_003 + self.step_index) % 2**63)
+            rows.append(torch.randint(self.colours.shape[0], (count,), generator=generator))
+        return torch.stack(rows).to(self.colours.device)
+
+
+@dataclass
+class StepResult:
+    prediction: torch.Tensor
+    passes: int
+    """(view, region) pairs that ran, all models together."""
+    calls: int
+    """Chunks of passes sent through ``guided`` (each one or two UNet calls)."""
+
+
+Item = tuple[int, int]
+"""(view index, region index)."""
+
+
+def regions_step(
+    regions: Sequence[Region], step: StepInput, views: Sequence[md.View], view_batch_size: int, bootstrap: Bootstrap | None = None
+) -> StepResult:
+    """Run each model once per chunk of ``view_batch_size`` of its (view, region) passes,
+    skip a pass whose mask is empty on that view, and fuse by MultiDiffusion's average."""
+    height, width = step.x.shape[-2:]
+    items = [(v, r) for v, view in enumerate(views) for r, region in enumerate(regions) if bool(md.crop(region.mask, view).any())]
+    picks = bootstrap.picks(len(items)) if bootstrap is not None else None
+    groups: dict[tuple, list[int]] = {}
+    for k, (_, r) in enumerate(items):
+        conditioning = regions[r].model.conditioning
+        key = (regions[r].model.name, token_width(conditioning.cond), token_width(conditioning.uncond))
+        groups.setdefault(key, []).append(k)
+    predictions: list[torch.Tensor | None] = [None] * len(items)
+    calls = 0
+    for members in groups.values():
+        for start in range(0, len(members), view_batch_size):
+            chunk = members[start : start + view_batch_size]
+            outputs = _run_chunk(regions, step, views, [items[k] for k in chunk], bootstrap, picks, chunk)
+            for k, output in zip(chunk, outputs):
+                predictions[k] = output
+            calls += 1
+    weights = [regions[r].weight * md.crop(regions[r].mask, views[v])[None, None].to(step.x) for v, r in items]
+    prediction = md.fuse(predictions, [views[v] for v, _ in items], weights, height, width)
+    return StepResult(prediction, len(items), calls)
+
+
+def _run_chunk(
+    regions: Sequence[Region],
+    step: StepInput,
+    views: Sequence[md.View],
+    items: list[Item],
+    bootstrap: Bootstrap | None,
+    picks: torch.Tensor | None,
+    item_numbers: list[int],
+) -> list[torch.Tensor]:
+    """Guided predictions of several passes of one model, as one batch of ``len(items) * N`` rows."""
+    batch = step.x.shape[0]
+    xs, image_conds, image_unconds, conds, unconds, conds_list = [], [], [], [], [], []
+    offset = 0
+    for (v, r), k in zip(items, item_numbers):
+        view, region = views[v], regions[r]
+        x = md.crop(step.x, view)
+        if bootstrap is not None and region.bootstrap:
+            x = md.bootstrap(x, md.crop(region.mask, view).to(x), _background(bootstrap, picks[:, k], view, step.sigma).to(x))
+        xs.append(x)
+        image_conds.append(_crop_spatial(step.image_cond, view, step.x))
+        image_unconds.append(_crop_spatial(step.image_uncond, view, step.x))
+        conditioning = region.model.conditioning
+        conds.append(conditioning.cond)
+        unconds.append(conditioning.uncond)
+        conds_list.extend([[(row + offset, weight) for row, weight in image] for image in conditioning.conds_list])
+        offset += row_count(conditioning.cond)
+    n = len(items)
+    chunk_step = StepInput(
+        x=torch.cat(xs),
+        sigma=step.sigma.repeat(n),
+        image_cond=torch.cat(image_conds),
+        image_uncond=torch.cat(image_unconds),
+        cfg_scale=step.cfg_scale,
+        units=step.units,
+        max_rows=step.max_rows * n if step.max_rows else None,
+    )
+    first = regions[items[0][1]].model
+    model = Model(first.name, first.fn, Conditioning(conds_list, cat_conds(conds), cat_conds(unconds)))
+    return list(guided(model, chunk_step)[1].split(batch))
+
+
+def _background(bootstrap: Bootstrap, picks: torch.Tensor, view: md.View, sigma: torch.Tensor) -> torch.Tensor:
+    """Per image, a drawn constant colour noised to this step with the image's fixed noise."""
+    noise = md.crop(bootstrap.noise, view)
+    colour = bootstrap.colours[picks][:, :, None, None].to(noise).expand_as(noise)
+    return bootstrap.noise_to(colour, noise, sigma)
+
+
+def _crop_spatial(image_cond: torch.Tensor, view: md.View, x: torch.Tensor) -> torch.Tensor:
+    """Inpainting models' image conditioning is latent-sized and is cropped with the view;
+    the (N, 5, 1, 1) placeholder of other models is not."""
+    if image_cond.shape[-2:] == x.shape[-2:]:
+        return md.crop(image_cond, view)
+    return image_cond
+
+
+def seed_noise(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
+    """(N, *shape) standard noise, one draw per image from its seed (batch-independent)."""
+    return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(seed))) for seed in seeds])

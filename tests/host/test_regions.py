@@ -1,0 +1,175 @@
+"""Region MultiDiffusion and panoramas through the stand-in WebUI and the real script."""
+
+import base64
+import io
+
+import pytest
+import torch
+from modules import processing
+from PIL import Image
+
+LEFT = [0.0, 0.0, 0.5, 1.0]
+RIGHT = [0.5, 0.0, 0.5, 1.0]
+
+
+def regions(*items, **overrides):
+    args = {"enabled": True, "model": "expert", "method": "regions", "regions": list(items), "bootstrapping": 0.0}
+    args.update(overrides)
+    return args
+
+
+def run(webui, fusion, **kwargs):
+    p = webui.processing(fusion, **kwargs)
+    return torch.stack(processing.process_images(p).images), p
+
+
+def png_mask(width, height, box):
+    image = Image.new("L", (width, height), 0)
+    image.paste(255, box)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_each_region_carries_its_models_signature(webui):
+    """One Euler step from sigma_max to 0 returns the fused x0 itself: inside each box it
+    must be exactly what that box's checkpoint predicts alone (with its own text encoder)."""
+    fusion = regions({"box": LEFT, "model": "fusion"}, {"box": RIGHT, "model": "active"}, text_encoder="own")
+    fused, p = run(webui, fusion, steps=1, width=128, height=64)
+    general = webui.latents(None, extension=False, steps=1, width=128, height=64)
+    webui.load("expert")
+    expert = webui.latents(None, extension=False, steps=1, width=128, height=64)
+    half = fused.shape[-1] // 2
+    assert torch.allclose(fused[..., :half], expert[..., :half], atol=1e-5)
+    assert torch.allclose(fused[..., half:], general[..., half:], atol=1e-5)
+    assert not torch.allclose(expert[..., :half], general[..., :half], atol=1e-3)
+    stats = p.model_fusion_run.stats
+    assert stats.region_passes == 2 and stats.active_runs == stats.fusion_runs == 1  # the background mask is empty
+
+
+def test_many_steps_stay_closer_to_each_regions_model(webui):
+    fusion = regions({"box": LEFT, "model": "fusion", "prompt": "a lion"}, {"box": RIGHT, "model": "active"}, text_encoder="own")
+    fused, _ = run(webui, fusion, steps=6, width=128, height=64)
+    general = webui.latents(None, extension=False, steps=6, width=128, height=64)
+    webui.load("expert")
+    expert = webui.latents(None, extension=False, steps=6, width=128, height=64, prompt="a lion")
+    half = fused.shape[-1] // 2
+
+    def distance(a, b):
+        return (a - b).abs().mean().item()
+
+    assert distance(fused[..., :half], expert[..., :half]) < distance(fused[..., :half], general[..., :half])
+    assert distance(fused[..., half:], general[..., half:]) < distance(fused[..., half:], expert[..., half:])
+
+
+def test_no_region_on_one_window_is_the_plain_model_bit_for_bit(webui):
+    plain = webui.latents(None, extension=False, batch_size=2)
+    p = webui.processing(regions(), batch_size=2)
+    assert torch.equal(torch.stack(processing.process_images(p).images), plain)
+    assert p.model_fusion_run.stats.passthrough_steps == 4 and p.model_fusion_run.fusion_model is None
+
+
+@pytest.mark.parametrize("bootstrapping, expected_steps", [(0.0, 0), (0.4, 4)])
+def test_bootstrapping_runs_for_its_fraction_of_the_steps(webui, bootstrapping, expected_steps):
+    fusion = regions({"box": [0.25, 0.25, 0.5, 0.5], "prompt": "a crown"}, bootstrapping=bootstrapping)
+    out, p = run(webui, fusion, steps=10)
+    assert p.model_fusion_run.stats.bootstrapped_steps == expected_steps
+    assert torch.isfinite(out).all()
+
+
+def test_bootstrapping_changes_the_region_and_keeps_batches_invariant(webui):
+    fusion = regions({"box": [0.25, 0.25, 0.5, 0.5], "prompt": "a crown"}, bootstrapping=0.4)
+    with_bootstrap = webui.latents(fusion, steps=10, batch_size=3, seed=5)
+    without = webui.latents({**fusion, "bootstrapping": 0.0}, steps=10, batch_size=3, seed=5)
+    assert not torch.allclose(with_bootstrap, without, atol=1e-4)
+    for i in range(3):
+        alone = webui.latents(fusion, steps=10, batch_size=1, seed=5 + i)
+        assert torch.allclose(with_bootstrap[i], alone[0], atol=1e-5)
+
+
+def test_panorama_8_to_1_covers_every_pixel_with_windows(webui):
+    fusion = regions(window=8, stride=4)
+    out, p = run(webui, fusion, steps=3, width=520, height=64)  # latent 8 x 65: not a multiple of the stride
+    stats = p.model_fusion_run.stats
+    views = (65 - 8) // 4 + 2  # the last one flush with the right edge
+    assert stats.region_passes == 3 * views
+    assert stats.region_calls == 3 * -(-views // 4)
+    assert out.shape[-1] == 65 and torch.isfinite(out).all()
+    plain = webui.latents(None, extension=False, steps=3, width=520, height=64)
+    assert not torch.allclose(out, plain, atol=1e-3)
+
+
+def test_view_batch_size_changes_calls_not_the_image(webui):
+    fusion = regions({"box": [0.0, 0.0, 0.3, 1.0], "prompt": "a crown"}, window=8, stride=4, bootstrapping=0.4)
+    one, p_one = run(webui, {**fusion, "view_batch_size": 1}, steps=3, width=256, height=64)
+    many, p_many = run(webui, {**fusion, "view_batch_size": 8}, steps=3, width=256, height=64)
+    assert torch.allclose(one, many, atol=1e-5)
+    assert p_one.model_fusion_run.stats.region_passes == p_many.model_fusion_run.stats.region_passes
+    assert p_one.model_fusion_run.stats.region_calls > p_many.model_fusion_run.stats.region_calls
+
+
+def test_circular_panorama_wraps_its_views(webui):
+    out, p = run(webui, regions(window=8, stride=4, circular=True), steps=2, width=256, height=64)
+    assert p.model_fusion_run.stats.region_passes == 2 * (32 // 4)
+    assert torch.isfinite(out).all()
+    flat = webui.latents(regions(window=8, stride=4), steps=2, width=256, height=64)
+    assert not torch.allclose(out, flat, atol=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DDIM"])
+def test_regions_and_panorama_with_other_samplers_and_hires(webui, sampler):
+    fusion = regions({"box": RIGHT, "prompt": "a crown"}, {"box": [0.0, 0.5, 0.5, 0.5], "model": "active"}, window=8, stride=4)
+    p = webui.processing(fusion, sampler_name=sampler, steps=4, width=128, height=64, enable_hr=True, hr_scale=1.5)
+    out = torch.stack(processing.process_images(p).images)
+    assert out.shape[-2:] == (12, 24) and torch.isfinite(out).all()
+    assert p.model_fusion_run.stats.latent_sizes == [(8, 16), (12, 24)]  # boxes are fractions: they scale with the canvas
+
+
+def test_img2img_and_inpainting_with_regions(webui):
+    init = torch.randn(1, 4, 8, 8)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 4:] = 1
+    fusion = regions({"box": RIGHT, "prompt": "a crown"})  # inside the painted (right) half
+    out = webui.latents(fusion, img2img=True, init_latent=init, mask=mask, steps=6)
+    plain = webui.latents(None, extension=False, img2img=True, init_latent=init, mask=mask, steps=6)
+    assert not torch.allclose(out[..., 4:], plain[..., 4:], atol=1e-4)
+    assert torch.equal(out[..., :4], plain[..., :4])  # the kept half stays the original
+    whole = webui.latents(regions({"box": LEFT, "prompt": "a crown"}), img2img=True, init_latent=init, steps=6)
+    assert not torch.allclose(whole, webui.latents(None, extension=False, img2img=True, init_latent=init, steps=6), atol=1e-4)
+
+
+def test_mask_regions(webui):
+    mask = png_mask(64, 64, (0, 0, 32, 64))
+    boxed = webui.latents(regions({"box": LEFT, "prompt": "a crown"}), steps=3)
+    masked = webui.latents(regions({"mask": mask, "prompt": "a crown"}), steps=3)
+    assert torch.allclose(boxed, masked, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "fusion, kwargs, fragment",
+    [
+        (regions({"mask": png_mask(32, 32, (0, 0, 16, 16))}), {}, "regions[0].mask is 32x32 but the image is 64x64"),
+        (regions({"box": [0.0, 0.0, 0.01, 0.01]}), {}, "regions[0] covers no latent pixel of the 64x64 canvas"),
+        (regions(window=8, stride=16), {}, "stride: 16: from 1 to the window size (8"),
+        (regions(stride=100), {}, "stride 100 is larger than the window (64 latent pixels)"),
+        (regions({"box": LEFT}, model="nope"), {}, "fusion checkpoint 'nope' is not in the WebUI's checkpoint list"),
+    ],
+)
+def test_bad_regions_fail_the_generation_with_a_named_error(webui, fusion, kwargs, fragment):
+    p = webui.processing(fusion, **kwargs)
+    with pytest.raises(Exception) as error:
+        processing.process_images(p)
+    assert fragment in str(error.value)
+
+
+def test_regions_write_and_read_their_infotext(webui):
+    from modules import infotext_utils
+
+    from lib_fusion.infotext import from_infotext
+
+    fusion = regions({"box": LEFT, "prompt": "a cat, sitting", "weight": 1.5}, {"box": RIGHT, "model": "active"}, window=8, circular=True)
+    _, p = run(webui, fusion, steps=2, width=128, height=64)
+    infotext = processing.create_infotext(p)
+    restored = from_infotext(infotext_utils.parse_generation_parameters(infotext))
+    assert restored.regions == p.model_fusion_run.args.regions
+    assert (restored.window, restored.circular, restored.method) == (8, True, "regions")
