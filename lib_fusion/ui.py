@@ -7,14 +7,17 @@ script arguments: they edit the ``fusion_selection`` text, which stays the one t
 
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from lib_fusion import host
-from lib_fusion.args import FIELDS, TITLE, FusionArgs
+from lib_fusion import host, region_table
+from lib_fusion.args import FIELDS, MAX_VIEW_BATCH, TITLE, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
+from lib_fusion.masks import MaskError, canonical
 from lib_fusion.schedule import K_MAX, T_MAX, format_fusion_selection, parse_fusion_selection
 
 MODE_HELP = "0: A alone · 1: fuse when t ≤ v1 · 2: fuse while t > v1"
@@ -30,49 +33,169 @@ class Controls:
 def build(is_img2img: bool, elem_id: Any) -> Controls:
     defaults = FusionArgs()
     tab = "img2img" if is_img2img else "txt2img"
-    v1, kg, ke = defaults.selection
     with gr.Accordion(TITLE, open=False, elem_id=f"model_fusion_{tab}"):
-        enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"))
+        with gr.Row():
+            enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"))
+            method = gr.Radio(label="Method", choices=["snb", "regions"], value=defaults.method, elem_id=elem_id("method"))
         with gr.Row():
             model = gr.Dropdown(label="Fusion checkpoint", choices=host.checkpoint_titles(), value=None, elem_id=elem_id("model"))
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"))
-            method = gr.Radio(label="Method", choices=["snb"], value=defaults.method, elem_id=elem_id("method"))
-        prompt = gr.Textbox(label="Fusion prompt (empty: the main prompt)", lines=2, elem_id=elem_id("prompt"))
-        negative_prompt = gr.Textbox(label="Fusion negative prompt (empty: the main one)", lines=1, elem_id=elem_id("negative_prompt"))
-        with gr.Row():
-            solo = gr.Radio(
-                label="Runs alone outside the window (model A)", choices=["active", "fusion"], value=defaults.solo, elem_id=elem_id("solo")
-            )
-            mode = gr.Radio(label=f"Mode ({MODE_HELP})", choices=["0", "1", "2"], value=str(defaults.mode), elem_id=elem_id("mode"))
-        with gr.Row():
-            fusion_selection = gr.Textbox(
-                label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection")
-            )
-            v1_slider = gr.Slider(
-                label="v1: window edge (DDPM timestep)", minimum=0, maximum=T_MAX, step=1, value=v1, elem_id=elem_id("v1")
-            )
-            kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, minimum=0, maximum=K_MAX, elem_id=elem_id("kg"))
-            ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, minimum=0, maximum=K_MAX, elem_id=elem_id("ke"))
-        with gr.Accordion("Options (defaults reproduce the official code)", open=False), gr.Row():
-            saliency_uncond = gr.Radio(
-                label="B's saliency against", choices=["solo", "own"], value=defaults.saliency_uncond, elem_id=elem_id("saliency_uncond")
-            )
             text_encoder = gr.Radio(
-                label="Text encoder", choices=["solo", "own"], value=defaults.text_encoder, elem_id=elem_id("text_encoder")
+                label="Text encoder of the fusion checkpoint's prompts",
+                choices=["solo", "own"],
+                value=defaults.text_encoder,
+                elem_id=elem_id("text_encoder"),
             )
-            blur = gr.Radio(label="Saliency blur", choices=["box", "gaussian"], value=defaults.blur, elem_id=elem_id("blur"))
-            mask = gr.Radio(label="Mask", choices=["hard", "soft"], value=defaults.mask, elem_id=elem_id("mask"))
+        controls = {"enabled": enabled, "model": model, "method": method, "text_encoder": text_encoder}
+        with gr.Group(visible=defaults.method == "snb") as snb_group:
+            controls.update(_snb_controls(defaults, elem_id))
+        with gr.Group(visible=defaults.method == "regions") as regions_group:
+            controls.update(_region_controls(defaults, elem_id))
 
     refresh.click(fn=lambda: gr.update(choices=host.refresh_checkpoints()), inputs=[], outputs=[model])
+    method.change(
+        fn=lambda chosen: (gr.update(visible=chosen == "snb"), gr.update(visible=chosen == "regions")),
+        inputs=[method],
+        outputs=[snb_group, regions_group],
+    )
+    components = [controls[field] for field in FIELDS]
+    infotext_fields = [(component, _paster(field)) for component, field in zip(components, FIELDS)]
+    return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
+
+
+def _snb_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
+    """SNB's prompt, schedule and options."""
+    v1, kg, ke = defaults.selection
+    prompt = gr.Textbox(label="Fusion prompt (empty: the main prompt)", lines=2, elem_id=elem_id("prompt"))
+    negative_prompt = gr.Textbox(label="Fusion negative prompt (empty: the main one)", lines=1, elem_id=elem_id("negative_prompt"))
+    with gr.Row():
+        solo = gr.Radio(
+            label="Runs alone outside the window (model A)", choices=["active", "fusion"], value=defaults.solo, elem_id=elem_id("solo")
+        )
+        mode = gr.Radio(label=f"Mode ({MODE_HELP})", choices=["0", "1", "2"], value=str(defaults.mode), elem_id=elem_id("mode"))
+    with gr.Row():
+        fusion_selection = gr.Textbox(
+            label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection")
+        )
+        v1_slider = gr.Slider(label="v1: window edge (DDPM timestep)", minimum=0, maximum=T_MAX, step=1, value=v1, elem_id=elem_id("v1"))
+        kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, minimum=0, maximum=K_MAX, elem_id=elem_id("kg"))
+        ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, minimum=0, maximum=K_MAX, elem_id=elem_id("ke"))
+    with gr.Accordion("Options (defaults reproduce the official code)", open=False), gr.Row():
+        saliency_uncond = gr.Radio(
+            label="B's saliency against", choices=["solo", "own"], value=defaults.saliency_uncond, elem_id=elem_id("saliency_uncond")
+        )
+        blur = gr.Radio(label="Saliency blur", choices=["box", "gaussian"], value=defaults.blur, elem_id=elem_id("blur"))
+        mask = gr.Radio(label="Mask", choices=["hard", "soft"], value=defaults.mask, elem_id=elem_id("mask"))
+
     friendly = [v1_slider, kg_number, ke_number]
     for control in friendly:
         control.change(fn=_selection_from_friendly, inputs=[*friendly, fusion_selection], outputs=[fusion_selection])
     fusion_selection.change(fn=_friendly_from_selection, inputs=[fusion_selection, *friendly], outputs=friendly)
+    return {
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "solo": solo,
+        "fusion_selection": fusion_selection,
+        "mode": mode,
+        "saliency_uncond": saliency_uncond,
+        "blur": blur,
+        "mask": mask,
+    }
 
-    components = [enabled, model, method, prompt, negative_prompt, solo, fusion_selection, mode, saliency_uncond, text_encoder, blur, mask]
-    assert len(components) == len(FIELDS)
-    infotext_fields = [(component, _paster(field)) for component, field in zip(components, FIELDS)]
-    return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
+
+def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
+    """The region editor (canvas, table, mask upload) around one JSON value, and the panorama
+    settings. ``javascript/model_fusion.js`` draws the canvas and writes the JSON."""
+    gr.HTML(
+        f'<div id="{elem_id("canvas")}" class="model-fusion-canvas"></div>'
+        "<p class='model-fusion-help'>Drag on the canvas to add a box, drag a box to move it, its corner to resize; "
+        "Delete removes the selected box. The main prompt is the background (active checkpoint).</p>"
+    )
+    table = gr.Dataframe(
+        headers=region_table.HEADERS,
+        datatype=region_table.DATATYPES,
+        col_count=(len(region_table.HEADERS), "fixed"),
+        row_count=(0, "dynamic"),
+        type="array",
+        interactive=True,
+        label="Regions (kind box|mask · x y w h: fractions of the image · model active|fusion)",
+        elem_id=elem_id("table"),
+    )
+    with gr.Row():
+        mask_image = gr.Image(
+            label="Mask region (white = inside)", source="upload", type="pil", image_mode="L", elem_id=elem_id("mask_image")
+        )
+        with gr.Column():
+            mask_prompt = gr.Textbox(label="Prompt of the mask region", lines=2, elem_id=elem_id("mask_prompt"))
+            add_mask = gr.Button(value="Add mask region", elem_id=elem_id("add_mask"))
+            mask_status = gr.Markdown("")
+    with gr.Accordion("Regions as JSON (what the API and infotext use)", open=False):
+        regions = gr.Textbox(value="[]", label="regions", lines=2, elem_id=elem_id("regions"))
+    with gr.Row():
+        bootstrapping = gr.Slider(
+            label="Bootstrapping (fraction of steps)",
+            minimum=0,
+            maximum=1,
+            step=0.05,
+            value=defaults.bootstrapping,
+            elem_id=elem_id("bootstrapping"),
+        )
+        window = gr.Slider(
+            label="Window (latent px, 0 = model's own)", minimum=0, maximum=256, step=8, value=defaults.window, elem_id=elem_id("window")
+        )
+        stride = gr.Slider(label="Stride (latent px)", minimum=1, maximum=128, step=1, value=defaults.stride, elem_id=elem_id("stride"))
+        view_batch_size = gr.Slider(
+            label="View batch size",
+            minimum=1,
+            maximum=MAX_VIEW_BATCH,
+            step=1,
+            value=defaults.view_batch_size,
+            elem_id=elem_id("view_batch_size"),
+        )
+        circular = gr.Checkbox(label="360° wrap (seam-free panorama)", value=defaults.circular, elem_id=elem_id("circular"))
+
+    table.change(fn=_json_from_table, inputs=[table, regions], outputs=[regions])
+    regions.change(fn=_table_from_json, inputs=[regions, table], outputs=[table])
+    add_mask.click(fn=_add_mask, inputs=[mask_image, mask_prompt, regions], outputs=[regions, mask_status])
+    return {
+        "regions": regions,
+        "bootstrapping": bootstrapping,
+        "window": window,
+        "stride": stride,
+        "view_batch_size": view_batch_size,
+        "circular": circular,
+    }
+
+
+def _json_from_table(rows: Any, current: str) -> Any:
+    text = region_table.json_from_table(_rows(rows), current)
+    return gr.update() if text == current else text
+
+
+def _table_from_json(text: str, rows: Any) -> Any:
+    """JSON edited (canvas, paste, infotext): refresh the table unless it already says the same."""
+    if region_table.json_from_table(_rows(rows), text) == region_table.dump_regions(region_table.load_regions(text)):
+        return gr.update()
+    return gr.update(value=region_table.table_from_json(text))
+
+
+def _rows(rows: Any) -> list[list[Any]]:
+    """Gradio's array value; an empty table arrives as one row of blanks."""
+    return [list(row) for row in rows or []]
+
+
+def _add_mask(image: Any, prompt: str, current: str) -> tuple[Any, str]:
+    if image is None:
+        return gr.update(), "Upload a mask image first."
+    buffer = io.BytesIO()
+    image.convert("L").save(buffer, format="PNG")
+    try:
+        mask = canonical(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    except MaskError as error:
+        return gr.update(), f"Mask not added: {error}."
+    return region_table.add_mask(
+        current, mask, prompt or ""
+    ), f"Mask region added ({image.width}x{image.height}; the image must have this size)."
 
 
 def _paster(field: str):

@@ -1,0 +1,103 @@
+"""The region list as an editable table, kept in step with the one JSON value.
+
+The JSON text (what the API, the infotext and the canvas editor use) is the truth; the
+table is a view of it a user can type into. Mask regions keep their PNG in the JSON: the
+table shows them as ``mask N`` rows without coordinates (N counts the masks), so rows can
+be reordered or deleted and each prompt stays with its mask.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+HEADERS = ["kind", "x", "y", "w", "h", "prompt", "negative prompt", "model", "weight"]
+DATATYPES = ["str", "number", "number", "number", "number", "str", "str", "str", "number"]
+
+
+def load_regions(text: str) -> list[dict[str, Any]]:
+    """The JSON's region dicts; text that is not a JSON list reads as no region."""
+    try:
+        value = json.loads(text or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def dump_regions(regions: list[dict[str, Any]]) -> str:
+    return json.dumps(regions, separators=(",", ":"))
+
+
+def table_from_json(text: str) -> list[list[Any]]:
+    rows = []
+    masks = 0
+    for region in load_regions(text):
+        box = region.get("box")
+        coordinates = list(box) if isinstance(box, list) and len(box) == 4 else ["", "", "", ""]
+        kind = "box"
+        if "mask" in region:
+            masks += 1
+            kind = f"mask {masks}"
+        rows.append(
+            [
+                kind,
+                *coordinates,
+                region.get("prompt", ""),
+                region.get("negative_prompt", ""),
+                region.get("model", "fusion"),
+                region.get("weight", 1.0),
+            ]
+        )
+    return rows
+
+
+def json_from_table(rows: list[list[Any]], current: str) -> str:
+    """JSON for the table's rows; blank rows are dropped, masks come from ``current``."""
+    masks = [region["mask"] for region in load_regions(current) if "mask" in region]
+    regions = []
+    for row in rows or []:
+        cells = (list(row) + [""] * len(HEADERS))[: len(HEADERS)]
+        kind, x, y, w, h, prompt, negative, model, weight = cells
+        if all(_blank(cell) for cell in cells):
+            continue
+        region: dict[str, Any] = {}
+        if str(kind).strip().startswith("mask"):
+            number = str(kind).strip()[4:].strip()
+            if not number.isdigit() or not 1 <= int(number) <= len(masks):
+                continue  # a mask row typed by hand has no mask to show: upload one instead
+            region["mask"] = masks[int(number) - 1]
+        else:
+            region["box"] = [_number(v) for v in (x, y, w, h)]
+        if not _blank(prompt):
+            region["prompt"] = str(prompt)
+        if not _blank(negative):
+            region["negative_prompt"] = str(negative)
+        if not _blank(model) and str(model).strip() != "fusion":
+            region["model"] = str(model).strip()
+        if not _blank(weight) and _number(weight) != 1.0:
+            region["weight"] = _number(weight)
+        regions.append(region)
+    return dump_regions(regions)
+
+
+def add_mask(current: str, mask_base64: str, prompt: str = "") -> str:
+    regions = load_regions(current)
+    region: dict[str, Any] = {"mask": mask_base64}
+    if prompt:
+        region["prompt"] = prompt
+    regions.append(region)
+    return dump_regions(regions)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _number(value: Any) -> Any:
+    """A typed number where the cell holds one; anything else is passed on for validation to name."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return value
