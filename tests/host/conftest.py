@@ -1,87 +1,16 @@
 """Fixtures that stand up the stand-in WebUI with tiny checkpoints and the real script."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import save_file
 
 FAKE = Path(__file__).resolve().parent / "fake_webui"
-ROOT = Path(__file__).resolve().parents[2]
 if str(FAKE) not in sys.path:
     sys.path.insert(0, str(FAKE))
 
-import tiny_sd  # noqa: E402
-from modules import errors, processing, script_callbacks, scripts, sd_models, shared  # noqa: E402
-
-CONFIG = """
-model:
-  params:
-    unet_config:
-      target: tiny_sd.TinyUNet
-      params:
-        hidden: {hidden}
-        in_channels: {in_channels}
-    cond_stage_config:
-      target: tiny_sd.FrozenCLIPEmbedder
-"""
-
-
-def write_checkpoint(path: Path, seed: int, hidden: int = 16, in_channels: int = 4) -> Path:
-    torch.manual_seed(seed)
-    model = tiny_sd.TinySD(tiny_sd.TinyUNet(hidden=hidden, in_channels=in_channels), tiny_sd.FrozenCLIPEmbedder())
-    weights = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(("model.diffusion_model.", "cond_stage_model."))}
-    save_file(weights, str(path))
-    return path
-
-
-def load_script_module():
-    spec = importlib.util.spec_from_file_location("model_fusion_script", ROOT / "scripts" / "model_fusion.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class WebUI:
-    """A handle on the stand-in host: checkpoints, the active model, generation."""
-
-    def __init__(self, root: Path):
-        self.models = root / "models"
-        self.models.mkdir()
-        self.config = root / "v1-tiny.yaml"
-        self.config.write_text(CONFIG.format(hidden=16, in_channels=4))
-        write_checkpoint(self.models / "general.safetensors", seed=0)
-        write_checkpoint(self.models / "expert.safetensors", seed=1)
-        write_checkpoint(self.models / "wide.safetensors", seed=2, hidden=24)
-        sd_models.model_dir = str(self.models)
-        sd_models.list_models()
-        self.load("general")
-        self.script = load_script_module().ModelFusionScript()
-        self.script.args_from, self.script.args_to = 0, 1
-        self.runner = scripts.ScriptRunner([self.script])
-        self.bare_runner = scripts.ScriptRunner([])
-
-    def load(self, name: str):
-        return sd_models.load_model(sd_models.get_closet_checkpoint_match(name), str(self.config))
-
-    def title(self, name: str) -> str:
-        return sd_models.get_closet_checkpoint_match(name).title
-
-    def processing(self, fusion=None, img2img=False, extension=True, **kwargs):
-        kwargs.setdefault("prompt", "a lion with a crown")
-        kwargs.setdefault("negative_prompt", "blurry")
-        runner = self.runner if extension else self.bare_runner
-        args = () if fusion is None else (fusion,)
-        cls = processing.StableDiffusionProcessingImg2Img if img2img else processing.StableDiffusionProcessingTxt2Img
-        return cls(scripts=runner, script_args=args, **kwargs)
-
-    def generate(self, fusion=None, img2img=False, extension=True, **kwargs):
-        return processing.process_images(self.processing(fusion, img2img, extension, **kwargs))
-
-    def latents(self, fusion=None, **kwargs) -> torch.Tensor:
-        return torch.stack(self.generate(fusion, **kwargs).images)
+from modules import errors, script_callbacks, shared  # noqa: E402
+from standin import WebUI  # noqa: E402
 
 
 @pytest.fixture

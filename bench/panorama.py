@@ -1,0 +1,56 @@
+"""Panorama 512x2048 (SD1 window 64, stride 8): view batch 4 against view batch 1.
+
+    python -m bench.panorama [--steps 4] [--repeats 2]
+
+Prints the ratio of the unbatched to the batched time of the same generation, measured
+in one run, and checks that both give the same image.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from bench.standin import best_of, machine, webui
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--height", type=int, default=512)
+    options = parser.parse_args()
+    host = webui()
+    fusion = {"enabled": True, "method": "regions", "stride": 8, "bootstrapping": 0.0}
+    size = {"width": options.width, "height": options.height, "steps": options.steps}
+    host.latents(None, extension=False, steps=1)  # warm-up
+
+    def run(view_batch_size: int) -> torch.Tensor:
+        return host.latents({**fusion, "view_batch_size": view_batch_size}, **size)
+
+    one, image_one = best_of(options.repeats, lambda: run(1))
+    four, image_four = best_of(options.repeats, lambda: run(4))
+    difference = (image_one - image_four).abs().max().item()
+    ceiling = unet_batching_ceiling(host, max(3, options.repeats))
+    print(f"machine: {machine()}")
+    print(f"panorama {options.width}x{options.height}, {options.steps} steps, best of {options.repeats}")
+    print(f"view batch 1: {one:.2f} s, view batch 4: {four:.2f} s")
+    print(f"speed-up of view batch 4 over 1: {one / four:.2f}x (target >= 1.3x); max |difference| {difference:.2e}")
+    print(f"the UNet alone, 8 rows per call against 2: {ceiling:.2f}x (what batching can give on this machine)")
+
+
+def unet_batching_ceiling(host, repeats: int) -> float:
+    """The active UNet on 4 views x (cond, uncond) rows: one call of 8 rows against 4 calls of 2."""
+    from modules import shared
+
+    unet = shared.sd_model.model.diffusion_model
+    x, t, context = torch.randn(8, 4, 64, 64), torch.full((8,), 500.0), torch.randn(8, 77, 16)
+    single, _ = best_of(repeats, lambda: [unet(x[i : i + 2], t[i : i + 2], context=context[i : i + 2]) for i in range(0, 8, 2)])
+    batched, _ = best_of(repeats, lambda: unet(x, t, context=context))
+    return single / batched
+
+
+if __name__ == "__main__":
+    main()
