@@ -364,7 +364,7 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
     main_negatives = list(p.hr_negative_prompts if hires else p.negative_prompts)
     active_encoder = shared.sd_model
     fusion_encoder = _EncoderModel(fusion.text_encoder) if fusion.text_encoder is not None else shared.sd_model
-    solo_active = args.solo == "active"
+    solo_active = args.solo == "active" or args.method == "regions"  # Regions: the background is the active model
     own = args.text_encoder == "own"
     encoder_of_active = active_encoder if (own or solo_active) else fusion_encoder
     encoder_of_fusion = fusion_encoder if (own or not solo_active) else active_encoder

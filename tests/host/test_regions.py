@@ -62,9 +62,10 @@ def test_many_steps_stay_closer_to_each_regions_model(webui):
     assert distance(fused[..., half:], general[..., half:]) < distance(fused[..., half:], expert[..., half:])
 
 
-def test_no_region_on_one_window_is_the_plain_model_bit_for_bit(webui):
+@pytest.mark.parametrize("snb_fields", [{}, {"solo": "fusion", "mode": 0, "prompt": "ignored"}])
+def test_no_region_on_one_window_is_the_plain_model_bit_for_bit(webui, snb_fields):
     plain = webui.latents(None, extension=False, batch_size=2)
-    p = webui.processing(regions(), batch_size=2)
+    p = webui.processing(regions(**snb_fields), batch_size=2)
     assert torch.equal(torch.stack(processing.process_images(p).images), plain)
     assert p.model_fusion_run.stats.passthrough_steps == 4 and p.model_fusion_run.fusion_model is None
 
