@@ -109,6 +109,7 @@ const modelFusionEditor = (() => {
                 canvas.width = w;
                 canvas.height = h;
             }
+            context.clearRect(0, 0, w, h);
             context.fillStyle = "rgba(128, 128, 128, 0.15)";
             context.fillRect(0, 0, w, h);
             regions.forEach((region, i) => {
@@ -133,9 +134,13 @@ const modelFusionEditor = (() => {
                     }
                     label = [4, 14 + 14 * i];
                 }
-                context.fillStyle = "#fff";
+                const text = `${i + 1} ${model}: ${(region.prompt || "(main prompt)").slice(0, 40)}`;
                 context.font = "12px sans-serif";
-                context.fillText(`${i + 1} ${model}: ${(region.prompt || "(main prompt)").slice(0, 40)}`, label[0], label[1]);
+                context.lineWidth = 3;
+                context.strokeStyle = "#fff";
+                context.strokeText(text, label[0], label[1]);
+                context.fillStyle = "#000";
+                context.fillText(text, label[0], label[1]);
             });
         }
 

@@ -1,5 +1,6 @@
 """The region editor's geometry, through Node's own test runner when Node is installed."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,4 +14,20 @@ NODE = shutil.which("node")
 @pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
 def test_region_editor_geometry():
     result = subprocess.run([NODE, "--test", str(ROOT / "tests" / "js" / "editor.test.js")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+CHROMIUM = os.environ.get("MODEL_FUSION_CHROMIUM")
+
+
+def _has_playwright() -> bool:
+    if NODE is None:
+        return False
+    found = subprocess.run([NODE, "-e", "require.resolve('playwright-core')"], capture_output=True, cwd=ROOT)
+    return found.returncode == 0
+
+
+@pytest.mark.skipif(not CHROMIUM or not _has_playwright(), reason="opt-in: set MODEL_FUSION_CHROMIUM and install playwright-core for Node")
+def test_region_editor_in_a_browser():
+    result = subprocess.run([NODE, str(ROOT / "tests" / "js" / "editor.browser.js")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
