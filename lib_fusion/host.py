@@ -431,7 +431,7 @@ def _bootstrap_colours() -> torch.Tensor:
 
     rgb = torch.rand(BOOTSTRAP_COLOURS, 3, generator=torch.Generator().manual_seed(0))
     images = rgb[:, :, None, None].expand(-1, -1, 64, 64).contiguous()
-    with torch.no_grad():
+    with torch.no_grad(), devices.without_autocast():  # the VAE in its own dtype (--no-half-vae), as the WebUI encodes
         latents = sd_samplers_common.images_tensor_to_samples(images, model=shared.sd_model)
     return latents.float().mean(dim=(2, 3))
 
