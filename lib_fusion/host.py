@@ -19,7 +19,7 @@ from modules import devices, extra_networks, prompt_parser, script_callbacks, sd
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
-from lib_fusion.masks import decode_mask, mask_size
+from lib_fusion.masks import decode_mask
 from lib_fusion.models import CACHE, CacheKey, FusionModelError
 from lib_fusion.run import FusionRun, HostStep, RegionSource, SamplingPass
 
@@ -221,12 +221,13 @@ def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
         if region.mask is None:
             images.append(None)
             continue
-        width, height = mask_size(region.mask)
+        image = decode_mask(region.mask)  # validated (size-checked) when the arguments were parsed
+        height, width = image.shape
         if (width, height) != (p.width, p.height):
             raise FusionArgumentError(
                 f"{TITLE}: regions[{index}].mask is {width}x{height} but the image is {p.width}x{p.height}; give a mask of the image's size"
             )
-        images.append(decode_mask(region.mask))
+        images.append(image)
     return images
 
 
@@ -392,16 +393,14 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
     active_conditioning = encoded(encoder_of_active, main_prompts, main_negatives)
     regions = None
     if args.method == "regions":
-        roles = []
+        conditionings = []
         for region in args.regions:
-            on_fusion = region.model == "fusion"
             prompts = [_strip_networks(region.prompt)] * len(main_prompts) if region.prompt else main_prompts
             negatives = [_strip_networks(region.negative_prompt)] * len(main_negatives) if region.negative_prompt else main_negatives
-            encoder = (fusion_encoder if own else active_encoder) if on_fusion else active_encoder
-            name, forward = ("fusion checkpoint", fusion_forward) if on_fusion else ("active checkpoint", original)
-            roles.append((name, call(forward), encoded(encoder, prompts, negatives)))
+            encoder = encoder_of_fusion if region.model == "fusion" else encoder_of_active
+            conditionings.append(encoded(encoder, prompts, negatives))
         regions = RegionSource(
-            roles=roles,
+            conditionings=conditionings,
             native_window=native_window(),
             noise_to=_noise_to(inner, is_kdiffusion),
             colours=_bootstrap_colours,

@@ -46,10 +46,9 @@ def _png_bytes(data: str) -> bytes:
 
 
 def _open(data: str) -> Image.Image:
+    raw = _png_bytes(data)
     try:
-        image = Image.open(io.BytesIO(_png_bytes(data)), formats=["PNG"])
-    except MaskError:
-        raise
+        image = Image.open(io.BytesIO(raw), formats=["PNG"])
     except Image.DecompressionBombError:
         raise MaskError(f"a PNG whose header claims more pixels than {MAX_SIDE}x{MAX_SIDE}; send a smaller mask") from None
     except Exception as error:  # PIL's messages for a broken header
@@ -58,11 +57,6 @@ def _open(data: str) -> Image.Image:
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise MaskError(f"a {width}x{height} PNG; masks may be at most {MAX_SIDE}x{MAX_SIDE} pixels")
     return image
-
-
-def mask_size(data: str) -> tuple[int, int]:
-    """(width, height) from the PNG header alone."""
-    return _open(data).size
 
 
 def decode_mask(data: str) -> torch.Tensor:

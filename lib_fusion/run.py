@@ -23,6 +23,7 @@ from lib_fusion.schedule import StepKind, step_kind
 ConditioningFn = Callable[["HostStep"], Conditioning]
 Role = tuple[str, ModelFn, ConditioningFn]
 """(name, model callable, conditioning of this step)."""
+ACTIVE, FUSION = "active checkpoint", "fusion checkpoint"
 
 
 @dataclass
@@ -66,8 +67,8 @@ class SamplingPass:
 class RegionSource:
     """What the host prepared for the Regions method in one pass."""
 
-    roles: list[Role]
-    """Per foreground region (in the arguments' order): its model and conditioning."""
+    conditionings: list[ConditioningFn]
+    """Per foreground region (in the arguments' order): its conditioning, for its own model."""
     native_window: int
     noise_to: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     colours: Callable[[], torch.Tensor]
@@ -193,8 +194,8 @@ class FusionRun:
             current.passthrough = True
             return
         inputs = _inputs(step, sampling_pass)
-        active = ("active checkpoint", sampling_pass.active_fn, sampling_pass.active_conditioning)
-        fusion = ("fusion checkpoint", sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
+        active = (ACTIVE, sampling_pass.active_fn, sampling_pass.active_conditioning)
+        fusion = (FUSION, sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
         role_a, role_b = (active, fusion) if solo_is_active else (fusion, active)
         model_a = _model(role_a, step)
         if kind is StepKind.SOLO:
@@ -217,12 +218,14 @@ class FusionRun:
             self.stats.passthrough_steps += 1  # no region and one window: the plain model
             current.passthrough = True
             return
-        background: Role = ("active checkpoint", sampling_pass.active_fn, sampling_pass.active_conditioning)
+        roles: list[Role] = [(ACTIVE, sampling_pass.active_fn, sampling_pass.active_conditioning)]  # the background
+        for region, conditioning in zip(self.args.regions, source.conditionings):
+            on_fusion = region.model == "fusion"
+            roles.append((FUSION, sampling_pass.fusion_fn, conditioning) if on_fusion else (ACTIVE, sampling_pass.active_fn, conditioning))
+        weights = [1.0, *(region.weight for region in self.args.regions)]
         regions = [
             Region(_model(role, step), mask, weight, bootstrap=index > 0)
-            for index, (role, mask, weight) in enumerate(
-                zip([background, *source.roles], layout.masks, [1.0, *(r.weight for r in self.args.regions)])
-            )
+            for index, (role, mask, weight) in enumerate(zip(roles, layout.masks, weights))
             if bool(mask.any())
         ]
         inputs = _inputs(step, sampling_pass)
@@ -238,8 +241,9 @@ class FusionRun:
         result = regions_step(regions, inputs, layout.views, self.args.view_batch_size, bootstrap)
         self.stats.region_passes += result.passes
         self.stats.region_calls += result.calls
-        self.stats.active_runs += int(any(r.model.name == "active checkpoint" for r in regions))
-        self.stats.fusion_runs += int(any(r.model.name == "fusion checkpoint" for r in regions))
+        self._count_runs(
+            active_runs=int(any(r.model.name == ACTIVE for r in regions)), fusion_runs=int(any(r.model.name == FUSION for r in regions))
+        )
         current.rows = spread_to_rows(result.prediction, step.conds_list)
 
     def _layout(self, sampling_pass: SamplingPass, size: tuple[int, int]) -> RegionLayout:
@@ -256,9 +260,7 @@ class FusionRun:
                 )
             foreground.append(mask)
         masks = md.with_background(torch.stack(foreground)) if foreground else torch.ones(1, height, width)
-        window = self.args.window or sampling_pass.regions.native_window
-        if self.args.stride > window:
-            raise FusionArgumentError(f"{TITLE}: stride {self.args.stride} is larger than the window ({window} latent pixels)")
+        window = self.args.window or sampling_pass.regions.native_window  # the stride was checked against it at the start
         views = md.get_views(height, width, window, self.args.stride, self.args.circular)
         sampling_pass.layout = RegionLayout(size, masks, views)
         self.stats.latent_sizes.append(size)
