@@ -174,3 +174,15 @@ def test_regions_write_and_read_their_infotext(webui):
     restored = from_infotext(infotext_utils.parse_generation_parameters(infotext))
     assert restored.regions == p.model_fusion_run.args.regions
     assert (restored.window, restored.circular, restored.method) == (8, True, "regions")
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ 2M", "DDIM"])
+def test_samplers_with_history_step_the_fused_prediction_exactly(webui, sampler):
+    """A full-canvas region of the active checkpoint with the main prompt goes through the
+    regions path (one view, one pass) and must give the plain image: the sampler's own
+    history (DPM++ 2M's previous x0) sees the same predictions."""
+    fusion = regions({"box": [0.0, 0.0, 1.0, 1.0], "model": "active"})
+    out, p = run(webui, fusion, sampler_name=sampler, steps=6, batch_size=2)
+    assert p.model_fusion_run.stats.region_passes > 0 and p.model_fusion_run.stats.passthrough_steps == 0
+    plain = webui.latents(None, extension=False, sampler_name=sampler, steps=6, batch_size=2)
+    assert torch.allclose(out, plain, atol=1e-5)
