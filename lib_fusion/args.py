@@ -275,6 +275,21 @@ def regions_json(regions: Sequence[RegionArgs]) -> str:
     return json.dumps([region.compact() for region in regions], separators=(",", ":"))
 
 
+_MISSING = object()
+
+
+def _value_at(data: Any, loc: Sequence[Any]) -> Any:
+    """The value the caller sent at ``loc`` (``("regions", 0, "model")``), or ``_MISSING``."""
+    for part in loc:
+        if isinstance(data, str) and part == loc[0]:
+            return _MISSING  # regions sent as JSON text: no path into it
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
 def _describe(error: ValidationError, data: dict) -> str:
     problems = []
     for item in error.errors():
@@ -287,7 +302,10 @@ def _describe(error: ValidationError, data: dict) -> str:
         elif not field:
             problems.append(message)
             continue
-        elif field in data and repr(data[field]) not in message and len(repr(data[field])) < 200:
-            message = f"{data[field]!r}: {message}"
+        else:
+            value = _value_at(data, loc)
+            shown = value is not _MISSING and not isinstance(value, dict) and tuple(loc[::2]) != ("regions", "mask")  # no base64
+            if shown and repr(value) not in message and len(repr(value)) < 200:
+                message = f"{value!r}: {message}"
         problems.append(message if message.startswith(field) else f"{field}: {message}")
     return f"{TITLE}: invalid argument{'s' if len(problems) > 1 else ''}: " + "; ".join(problems)

@@ -9,9 +9,10 @@ while ``p.sample`` runs and are removed in its ``finally``: errors and interrupt
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from modules import devices, extra_networks, prompt_parser, script_callbacks, sd_disable_initialization, sd_models, shared
@@ -88,9 +89,55 @@ def _build(info: Any, need_text_encoder: bool) -> FusionModel:
     with sd_disable_initialization.DisableInitialization(disable_clip=False):
         unet = sd_models.instantiate_from_config(unet_config)
     unet.load_state_dict(unet_weights, strict=True)
-    unet = unet.to(devices.device, dtype=devices.dtype_unet).eval().requires_grad_(False)
+    unet = unet.to(_home(), dtype=devices.dtype_unet).eval().requires_grad_(False)
     text_encoder = _build_text_encoder(info, config, state_dict) if need_text_encoder else None
     return FusionModel(info.title, unet, text_encoder)
+
+
+# -- where the fusion model lives ------------------------------------------------------
+def _offload() -> str:
+    """The WebUI's memory policy, applied to the fusion model: "none" (stays on the device),
+    "idle" (``--medvram``/``--medvram-sdxl``: on the device while sampling, on the CPU
+    between generations) or "call" (``--lowvram``: on the device only during each call)."""
+    from modules import lowvram
+
+    if not lowvram.is_needed(shared.sd_model):
+        return "none"
+    return "call" if shared.cmd_opts.lowvram else "idle"
+
+
+def _home() -> torch.device:
+    """Where the fusion model waits between uses."""
+    return devices.device if _offload() == "none" else devices.cpu
+
+
+@contextlib.contextmanager
+def _resident(module: torch.nn.Module | None) -> Iterator[None]:
+    """``--lowvram``: move ``module`` to the device for one call and back afterwards."""
+    if module is None or _offload() != "call":
+        yield
+        return
+    module.to(devices.device)
+    try:
+        yield
+    finally:
+        module.to(devices.cpu)
+
+
+@contextlib.contextmanager
+def _sampling_residency(model: FusionModel | None) -> Iterator[None]:
+    """``--medvram``: the fusion model on the device for one generation's sampling only."""
+    parts = [part for part in (model.unet, model.text_encoder) if part is not None] if model is not None else []
+    if not parts or _offload() != "idle":
+        yield
+        return
+    for part in parts:
+        part.to(devices.device)
+    try:
+        yield
+    finally:
+        for part in parts:
+            part.to(devices.cpu)
 
 
 def _active_config() -> Any:
@@ -137,7 +184,7 @@ def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:
             f"{info.title!r} uses {type(encoder).__name__}. Use text_encoder='solo'."
         )
     encoder.load_state_dict(_with_prefix(state_dict, TEXT_ENCODER_PREFIX), strict=False)
-    encoder = encoder.to(devices.device, dtype=devices.dtype).eval().requires_grad_(False)
+    encoder = encoder.to(_home(), dtype=devices.dtype).eval().requires_grad_(False)
     embeddings = encoder.transformer.text_model.embeddings
     embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, sd_hijack.model_hijack)
     return sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(encoder, sd_hijack.model_hijack)
@@ -150,7 +197,8 @@ class _EncoderModel:
         self.text_encoder = text_encoder
 
     def get_learned_conditioning(self, texts: Any) -> Any:
-        return self.text_encoder(texts)
+        with _resident(self.text_encoder):
+            return self.text_encoder(texts)
 
 
 class _UNetModel:
@@ -162,7 +210,13 @@ class _UNetModel:
         self.conditioning_key = getattr(getattr(shared.sd_model, "model", None), "conditioning_key", "crossattn")
 
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
-        if "crossattn" in cond:  # SDXL (sgm): concat is its own key, context and vector
+        with _resident(self.unet):
+            return self._apply(x, t, cond)
+
+    def _apply(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        if "crossattn" in cond:  # SDXL (sgm): the WebUI's apply_model, then OpenAIWrapper
+            if getattr(shared.sd_model, "is_sdxl_inpaint", False):
+                x = torch.cat([x, *cond["c_concat"]], dim=1)
             concat = cond.get("concat")
             x = torch.cat([x, concat], dim=1) if concat is not None else x
             return self.unet(x, t, context=cond["crossattn"], y=cond.get("vector"))
@@ -182,9 +236,10 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
         return None
     run = FusionRun(args)
     try:
-        _check_host(p)
+        _check_host(p, args)
         if args.needs_fusion_checkpoint:
             run.model_info = resolve_checkpoint(args.model)
+            _check_not_a_copy_of_the_active(args, run.model_info)
         if args.method == "regions":
             run.region_images = _region_images(p, args)
         from lib_fusion.infotext import to_infotext
@@ -231,11 +286,34 @@ def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
     return images
 
 
-def _check_host(p: Any) -> None:
+def _check_host(p: Any, args: FusionArgs) -> None:
     if getattr(shared.sd_model, "cond_stage_key", None) == "edit":
         raise FusionArgumentError(f"{TITLE}: InstructPix2Pix (edit) checkpoints cannot be fused; load a text-to-image checkpoint")
     if getattr(p, "refiner_checkpoint", None) not in (None, "", "None", "none"):
         raise FusionArgumentError(f"{TITLE}: the refiner switches checkpoints mid-sampling; turn the refiner off to fuse")
+    for name in ("width", "height"):
+        value = getattr(p, name)
+        if value % 8:
+            low, high = value - value % 8, value - value % 8 + 8
+            raise FusionArgumentError(
+                f"{TITLE}: {name} {value} is not a multiple of 8 (one latent pixel is 8 image pixels); use {low or high} or {high}"
+            )
+    if _needs_fusion_text_encoder(args) and getattr(shared.sd_model, "is_sdxl", False):
+        what = "text_encoder='own'" if args.text_encoder == "own" else "solo='fusion' (model A encodes both prompts)"
+        raise FusionArgumentError(
+            f"{TITLE}: {what} needs the fusion checkpoint's text encoder, which is supported for SD1 checkpoints only; "
+            "with SDXL use text_encoder='solo' and solo='active'"
+        )
+
+
+def _check_not_a_copy_of_the_active(args: FusionArgs, info: Any) -> None:
+    """SNB of a checkpoint with itself and the same prompts gives the plain image: refuse it
+    rather than label an unfused image as fused. With its own prompt it is prompt fusion."""
+    if args.method == "snb" and is_active_checkpoint(info) and not (args.prompt or args.negative_prompt):
+        raise FusionArgumentError(
+            f"{TITLE}: the fusion checkpoint {info.title!r} is the active checkpoint and no fusion prompt is set, so the "
+            "image would be the active model alone; choose another checkpoint, or give a fusion prompt to fuse two prompts"
+        )
 
 
 def finish(p: Any) -> None:
@@ -251,28 +329,52 @@ def _wrap_sample(p: Any, run: FusionRun) -> None:
 
     @functools.wraps(original)
     def sample(*args: Any, **kwargs: Any) -> Any:
-        if run.error is not None:
-            raise run.error
-        if run.model_info is not None:
-            run.fusion_model = load_fusion_model(run.model_info, _needs_fusion_text_encoder(run.args))
-        patched: list[Any] = []
-        run.patched = patched
-        script_callbacks.on_cfg_denoiser(run.callback, name="model_fusion")
         try:
-            result = original(*args, **kwargs)
-        finally:
-            script_callbacks.remove_callbacks_for_function(run.callback)
-            for inner in patched:
-                inner.__dict__.pop("forward", None)
-            patched.clear()
-        if run.error is not None:
-            raise run.error
-        _check_every_pass_fused(run)
-        return result
+            return _sample(run, original, *args, **kwargs)
+        except BaseException:
+            # The generation ends here and postprocess will not run: let go of p and the models now.
+            _unwrap_sample(p)
+            run.release()
+            raise
 
     setattr(sample, _WRAPPED_MARK, original)
     run.callback = functools.partial(_on_cfg_denoiser, run)
     p.sample = sample
+
+
+def _sample(run: FusionRun, original: Callable, *args: Any, **kwargs: Any) -> Any:
+    """One ``p.sample`` call (a batch) with the fusion hooks in place, and only then."""
+    if run.error is not None:
+        raise run.error
+    if run.model_info is not None:
+        run.fusion_model = load_fusion_model(run.model_info, _needs_fusion_text_encoder(run.args))
+    patched: list[Any] = []
+    run.patched = patched
+    script_callbacks.on_cfg_denoiser(run.callback, name="model_fusion")
+    try:
+        with _sampling_residency(run.fusion_model):
+            result = original(*args, **kwargs)
+    except torch.cuda.OutOfMemoryError as error:  # torch.OutOfMemoryError from torch 2.5 on; the WebUI pins 2.1
+        raise _out_of_memory(error) from error
+    finally:
+        script_callbacks.remove_callbacks_for_function(run.callback)
+        for inner in patched:
+            inner.__dict__.pop("forward", None)
+        patched.clear()
+    if run.error is not None:
+        raise run.error
+    _check_every_pass_fused(run)
+    return result
+
+
+def _out_of_memory(error: torch.cuda.OutOfMemoryError) -> torch.cuda.OutOfMemoryError:
+    """Free the fusion model so the next generation has the memory back, and say what helps."""
+    unload()
+    return torch.cuda.OutOfMemoryError(
+        f"{TITLE}: out of memory while fusing ({error}). The fusion checkpoint was unloaded. Two UNets share the "
+        "device during fusion: lower the image size, the batch size or (Regions) the view batch size, or start the "
+        "WebUI with --medvram"
+    )
 
 
 def _unwrap_sample(p: Any) -> None:

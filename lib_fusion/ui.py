@@ -40,12 +40,14 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
         with gr.Row():
             model = gr.Dropdown(label="Fusion checkpoint", choices=host.checkpoint_titles(), value=None, elem_id=elem_id("model"))
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"))
+            unload = gr.Button(value="Unload fusion model", size="sm", elem_id=elem_id("unload"))
             text_encoder = gr.Radio(
                 label="Text encoder of the fusion checkpoint's prompts",
                 choices=["solo", "own"],
                 value=defaults.text_encoder,
                 elem_id=elem_id("text_encoder"),
             )
+        status = gr.Markdown("", elem_id=elem_id("status"))
         controls = {"enabled": enabled, "model": model, "method": method, "text_encoder": text_encoder}
         with gr.Group(visible=defaults.method == "snb") as snb_group:
             controls.update(_snb_controls(defaults, elem_id))
@@ -53,6 +55,7 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
             controls.update(_region_controls(defaults, elem_id))
 
     refresh.click(fn=lambda: gr.update(choices=host.refresh_checkpoints()), inputs=[], outputs=[model])
+    unload.click(fn=_unload, inputs=[], outputs=[status])
     method.change(
         fn=lambda chosen: (gr.update(visible=chosen == "snb"), gr.update(visible=chosen == "regions")),
         inputs=[method],
@@ -196,6 +199,11 @@ def _add_mask(image: Any, prompt: str, current: str) -> tuple[Any, str]:
     return region_table.add_mask(
         current, mask, prompt or ""
     ), f"Mask region added ({image.width}x{image.height}; the image must have this size)."
+
+
+def _unload() -> str:
+    """The unload button: free the cached fusion checkpoint (it loads again on the next fusion)."""
+    return "Fusion model unloaded." if host.unload() else "No fusion model was loaded."
 
 
 def _paster(field: str):

@@ -1,8 +1,8 @@
 """Model Fusion: an always-visible WebUI script; wires the UI and the hooks to ``lib_fusion``."""
 
-from modules import scripts
+from modules import script_callbacks, scripts
 
-from lib_fusion import host
+from lib_fusion import api, host
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 
 
@@ -34,3 +34,7 @@ class ModelFusionScript(scripts.Script):
 
     def postprocess(self, p, processed, *args):
         host.finish(p)
+
+
+script_callbacks.on_app_started(lambda _demo, app: api.register(app))
+script_callbacks.on_script_unloaded(host.unload)

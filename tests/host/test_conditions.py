@@ -133,37 +133,6 @@ def test_infotext_names_every_parameter(webui):
     assert restored.prompt == "cartoon, lion" and restored.mode == 1 and restored.fusion_selection == "600,1,1"
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (fusion(model="missing"), "fusion checkpoint 'missing' is not in the WebUI's checkpoint list"),
-        (fusion(model="wide"), "is not of the active checkpoint's family"),
-        (fusion(fusion_selection="600,1"), "three comma-separated"),
-        (fusion(mode=3), "mode"),
-        (fusion(kg=2), "kg: unknown field"),
-        ({"enabled": True}, "choose a fusion checkpoint"),
-    ],
-)
-def test_bad_input_fails_the_generation_visibly(webui, args, message):
-    with pytest.raises(ValueError, match="Model Fusion") as error:
-        webui.generate(args)
-    assert message in str(error.value)
-
-
-def test_corrupt_checkpoint_is_named(webui):
-    (webui.models / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00not a safetensors file")
-    from modules import sd_models
-
-    sd_models.list_models()
-    with pytest.raises(ValueError, match="cannot read fusion checkpoint 'broken.safetensors"):
-        webui.generate(fusion(model="broken"))
-
-
-def test_refiner_is_refused(webui):
-    with pytest.raises(ValueError, match="refiner"):
-        webui.generate(fusion(), refiner_checkpoint="expert")
-
-
 def test_interrupt_leaves_nothing_behind(webui):
     def interrupt(step):
         if step == 2:

@@ -146,23 +146,6 @@ def test_mask_regions(webui):
     assert torch.allclose(boxed, masked, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "fusion, kwargs, fragment",
-    [
-        (regions({"mask": png_mask(32, 32, (0, 0, 16, 16))}), {}, "regions[0].mask is 32x32 but the image is 64x64"),
-        (regions({"box": [0.0, 0.0, 0.01, 0.01]}), {}, "regions[0] covers no latent pixel of the 64x64 canvas"),
-        (regions(window=8, stride=16), {}, "stride: 16: from 1 to the window size (8"),
-        (regions(stride=100), {}, "stride 100 is larger than the window (64 latent pixels)"),
-        (regions({"box": LEFT}, model="nope"), {}, "fusion checkpoint 'nope' is not in the WebUI's checkpoint list"),
-    ],
-)
-def test_bad_regions_fail_the_generation_with_a_named_error(webui, fusion, kwargs, fragment):
-    p = webui.processing(fusion, **kwargs)
-    with pytest.raises(Exception) as error:
-        processing.process_images(p)
-    assert fragment in str(error.value)
-
-
 def test_regions_write_and_read_their_infotext(webui):
     from modules import infotext_utils
 

@@ -56,7 +56,7 @@ def test_positional_ui_values_and_api_dict_agree():
         ([{"box": [0, 0, 1.5, 1]}], "regions[0].box: [0, 0, 1.5, 1]: outside the canvas"),
         ([{"box": [0.1, 0.1, 0.5]}], "regions[0].box: [0.1, 0.1, 0.5]: give 4 numbers"),
         ([{"box": [0, 0, 1, 1]}, {"box": [0.5, 0.5, 0, 0.2]}], "regions[1].box: [0.5, 0.5, 0, 0.2]: width and height must be above 0"),
-        ([{"box": [0, 0, "1", 1]}], "regions[0].box: '1' is not a number"),
+        ([{"box": [0, 0, "1", 1]}], "regions[0].box: [0, 0, '1', 1]: '1' is not a number"),
         ([{"box": [0, 0, float("nan"), 1]}], "is not a finite number"),
         ([{"prompt": "cat"}], "regions[0]: give exactly one of box"),
         ([{"box": [0, 0, 1, 1], "weight": 0}], "regions[0].weight: 0: must be above 0"),

@@ -13,23 +13,44 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[3]
 
-CONFIG = """
+CONFIGS = {
+    "sd1": """
 model:
   params:
     unet_config:
       target: {target}
       params:
         hidden: {hidden}
-        in_channels: {in_channels}
+        in_channels: 4
     cond_stage_config:
       target: tiny_sd.FrozenCLIPEmbedder
-"""
+""",
+    "sdxl": f"""
+model:
+  target: tiny_sd.TinySDXL
+  params:
+    network_config:
+      target: {{target}}
+      params:
+        hidden: {{hidden}}
+        in_channels: 4
+        adm_in_channels: {tiny_sd.ADM}
+    conditioner_config:
+      target: tiny_sd.TinyConditioner
+""",
+}
+"""The family's yaml as the host keeps it (``shared.sd_model.used_config``): SD1 (ldm names)
+or SDXL-shaped (sgm names, dict conditioning)."""
 
 
-def write_checkpoint(path: Path, seed: int, hidden: int = 16, in_channels: int = 4, unet_class=tiny_sd.TinyUNet) -> Path:
+def write_checkpoint(path: Path, seed: int, hidden: int = 16, unet_class=tiny_sd.TinyUNet, family: str = "sd1") -> Path:
     torch.manual_seed(seed)
-    model = tiny_sd.TinySD(unet_class(hidden=hidden, in_channels=in_channels), tiny_sd.FrozenCLIPEmbedder())
-    weights = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(("model.diffusion_model.", "cond_stage_model."))}
+    if family == "sdxl":
+        model = tiny_sd.TinySDXL(unet_class(hidden=hidden, adm_in_channels=tiny_sd.ADM), tiny_sd.TinyConditioner())
+    else:
+        model = tiny_sd.TinySD(unet_class(hidden=hidden), tiny_sd.FrozenCLIPEmbedder())
+    prefixes = ("model.diffusion_model.", "cond_stage_model.", "conditioner.")
+    weights = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
     save_file(weights, str(path))
     return path
 
@@ -44,15 +65,18 @@ def load_script_module():
 class WebUI:
     """A handle on the stand-in host: checkpoints, the active model, generation."""
 
-    def __init__(self, root: Path, unet_class=tiny_sd.TinyUNet, hidden: int = 16):
+    def __init__(self, root: Path, unet_class=tiny_sd.TinyUNet, hidden: int = 16, family: str = "sd1"):
         self.models = root / "models"
         self.models.mkdir()
-        self.config = root / "v1-tiny.yaml"
+        self.config = root / f"{family}-tiny.yaml"
         target = f"{unet_class.__module__}.{unet_class.__qualname__}"
-        self.config.write_text(CONFIG.format(target=target, hidden=hidden, in_channels=4))
-        write_checkpoint(self.models / "general.safetensors", seed=0, hidden=hidden, unet_class=unet_class)
-        write_checkpoint(self.models / "expert.safetensors", seed=1, hidden=hidden, unet_class=unet_class)
-        write_checkpoint(self.models / "wide.safetensors", seed=2, hidden=hidden + 8, unet_class=unet_class)
+        self.config.write_text(CONFIGS[family].format(target=target, hidden=hidden))
+        write_checkpoint(self.models / "general.safetensors", seed=0, hidden=hidden, unet_class=unet_class, family=family)
+        write_checkpoint(self.models / "expert.safetensors", seed=1, hidden=hidden, unet_class=unet_class, family=family)
+        write_checkpoint(self.models / "artist.safetensors", seed=3, hidden=hidden, unet_class=unet_class, family=family)
+        write_checkpoint(self.models / "wide.safetensors", seed=2, hidden=hidden + 8, unet_class=unet_class, family=family)
+        other = "sd1" if family == "sdxl" else "sdxl"
+        write_checkpoint(self.models / f"other-{other}.safetensors", seed=4, hidden=hidden, unet_class=unet_class, family=other)
         sd_models.model_dir = str(self.models)
         sd_models.list_models()
         self.load("general")

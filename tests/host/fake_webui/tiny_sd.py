@@ -21,10 +21,14 @@ def scaled_linear_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
 class TinyUNet(nn.Module):
     """eps = f(x, t, context): convolutions modulated by time and pooled text."""
 
-    def __init__(self, in_channels=4, out_channels=4, hidden=16, context_dim=CONTEXT_DIM, use_checkpoint=False, use_fp16=False):
+    def __init__(
+        self, in_channels=4, out_channels=4, hidden=16, context_dim=CONTEXT_DIM, adm_in_channels=None, use_checkpoint=False, use_fp16=False
+    ):
         super().__init__()
         self.input = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.time = nn.Linear(16, hidden)
+        self.label_emb = nn.Linear(adm_in_channels, hidden) if adm_in_channels else None
+        """SDXL's ``y`` (the pooled text and size vector) joins the time embedding."""
         self.text = nn.Linear(context_dim, hidden)
         self.spatial = nn.Conv2d(hidden, hidden, 3, padding=1)
         self.output = nn.Conv2d(hidden, out_channels, 3, padding=1)
@@ -34,7 +38,10 @@ class TinyUNet(nn.Module):
         freqs = torch.exp(-math.log(10000.0) * half / 8)
         angles = timesteps.float()[:, None] * freqs[None]
         t_emb = torch.cat([angles.sin(), angles.cos()], dim=1).to(x.dtype)
-        h = self.input(x) + self.time(t_emb)[:, :, None, None]
+        emb = self.time(t_emb)
+        if self.label_emb is not None:
+            emb = emb + self.label_emb(y.to(x.dtype))
+        h = self.input(x) + emb[:, :, None, None]
         text = self.text(context).tanh()  # (N, tokens, hidden): token-wise, then max over tokens
         h = h * (1 + text.amax(dim=1)[:, :, None, None])
         h = self.spatial(torch.nn.functional.silu(h))
@@ -130,3 +137,62 @@ class TinySD(nn.Module):
 
     def apply_model(self, x, t, cond):
         return self.model(x, t, **cond)
+
+
+ADM = CONTEXT_DIM + 4
+"""SDXL-shaped ``vector``: the pooled text and a size embedding."""
+
+
+class TinyConditioner(nn.Module):
+    """sgm's ``GeneralConditioner`` for SDXL in shape: ``{"crossattn", "vector"}`` per prompt,
+    the vector carrying the target size like SDXL's size conditioning."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedders = nn.ModuleList([FrozenCLIPEmbedder()])
+
+    def forward(self, texts: list[str], width: int, height: int) -> dict:
+        crossattn = self.embedders[0](texts)
+        size = torch.tensor([height / 1024, width / 1024]).to(crossattn)
+        vector = torch.cat([crossattn[:, 0], size.sin().expand(len(texts), 2), size.cos().expand(len(texts), 2)], dim=1)
+        return {"crossattn": crossattn, "vector": vector}
+
+
+class OpenAIWrapper(nn.Module):
+    """sgm's UNet wrapper: ``concat`` joins x, ``crossattn`` is the context, ``vector`` is y."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.diffusion_model = unet
+        self.conditioning_key = "crossattn"  # the WebUI's extend_sdxl sets it
+
+    def forward(self, x, t, c):
+        x = torch.cat([x, c.get("concat", x[:, :0])], dim=1)
+        return self.diffusion_model(x, t, context=c.get("crossattn"), y=c.get("vector"))
+
+
+class TinySDXL(nn.Module):
+    """The parts of sgm's ``DiffusionEngine`` (as the WebUI extends it) that the extension uses."""
+
+    parameterization = "eps"
+    cond_stage_key = "txt"
+    is_sdxl = True
+    is_sdxl_inpaint = False
+    encode_first_stage = TinySD.encode_first_stage
+
+    def __init__(self, unet: nn.Module, conditioner: nn.Module):
+        super().__init__()
+        self.model = OpenAIWrapper(unet)
+        self.conditioner = conditioner
+        self.register_buffer("alphas_cumprod", scaled_linear_alphas_cumprod())
+
+    def get_first_stage_encoding(self, encoded):
+        return encoded
+
+    def get_learned_conditioning(self, batch):
+        return self.conditioner(list(batch), getattr(batch, "width", 1024) or 1024, getattr(batch, "height", 1024) or 1024)
+
+    def apply_model(self, x, t, cond):
+        if self.is_sdxl_inpaint:
+            x = torch.cat([x, *cond["c_concat"]], dim=1)
+        return self.model(x, t, cond)

@@ -2,6 +2,7 @@ import contextlib
 
 import torch
 
+cpu = torch.device("cpu")
 device = torch.device("cpu")
 dtype = torch.float32
 dtype_unet = torch.float32

@@ -3,7 +3,15 @@
 import torch
 
 from modules import extra_networks, infotext_utils, prompt_parser, sd_samplers, shared
-from modules.sd_samplers_common import noise_like
+
+
+class ImageRNG:
+    def __init__(self, shape, seeds):
+        self.shape = tuple(shape)
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def next(self):
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators])
 
 
 class StableDiffusionProcessing:
@@ -38,8 +46,11 @@ class StableDiffusionProcessing:
     def latent_shape(self, width=None, height=None):
         return (4, (height or self.height) // 8, (width or self.width) // 8)
 
-    def rng(self, shape):
-        return torch.stack([noise_like(torch.zeros(shape), seed) for seed in self.seeds])
+    def make_rng(self, shape):
+        """The host's ``ImageRNG``: one generator per image seed, for the first noise and the
+        ancestral samplers' noise alike, so image i never depends on the batch around it."""
+        self.rng = ImageRNG(shape, self.seeds)
+        return self.rng.next()
 
     def setup_conds(self):
         config = sd_samplers.find_sampler_config(self.sampler_name)
@@ -65,7 +76,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
-        x = self.rng(self.latent_shape())
+        x = self.make_rng(self.latent_shape())
         self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning)
         samples = self.sampler.sample(
             self, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)
@@ -81,7 +92,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         self.hr_prompts, self.hr_negative_prompts = self.prompts, self.negative_prompts
         self.hr_c, self.hr_uc = self.c, self.uc
-        noise = self.rng(self.latent_shape(width, height))
+        noise = self.make_rng(self.latent_shape(width, height))
         self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc)
         steps = self.hr_second_pass_steps or self.steps
         samples = self.sampler.sample_img2img(
@@ -108,7 +119,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
             self.mask = self.nmask = None
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        x = self.rng(self.latent_shape())
+        x = self.make_rng(self.latent_shape())
         self.scripts.process_before_every_sampling(self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning)
         return self.sampler.sample_img2img(
             self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)

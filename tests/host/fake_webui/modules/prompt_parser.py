@@ -18,9 +18,10 @@ _WEIGHT = re.compile(r"^(.*?)(?::\s*([-+]?[0-9.]+))?\s*$", re.S)
 class SdConditioning(list):
     def __init__(self, prompts, is_negative_prompt=False, width=None, height=None, copy_from=None):
         super().__init__(prompts)
-        self.is_negative_prompt = is_negative_prompt
-        self.width = width
-        self.height = height
+        copy_from = copy_from if copy_from is not None else prompts
+        self.is_negative_prompt = is_negative_prompt or getattr(copy_from, "is_negative_prompt", False)
+        self.width = width or getattr(copy_from, "width", None)
+        self.height = height or getattr(copy_from, "height", None)
 
 
 def schedules_for(prompt, steps):
@@ -39,9 +40,14 @@ def get_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_sc
     result = []
     for prompt in prompts:
         schedules = schedules_for(prompt, total)
-        conds = model.get_learned_conditioning([text for _, text in schedules])
-        result.append([ScheduledPromptConditioning(end, conds[i]) for i, (end, _) in enumerate(schedules)])
+        texts = SdConditioning([text for _, text in schedules], copy_from=prompts)
+        conds = model.get_learned_conditioning(texts)
+        result.append([ScheduledPromptConditioning(end, _row(conds, i)) for i, (end, _) in enumerate(schedules)])
     return result
+
+
+def _row(conds, i):
+    return {key: value[i] for key, value in conds.items()} if isinstance(conds, dict) else conds[i]
 
 
 def get_multicond_prompt_list(prompts):
@@ -58,6 +64,7 @@ def get_multicond_prompt_list(prompts):
 
 def get_multicond_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
     res_indexes, flat = get_multicond_prompt_list(prompts)
+    flat = SdConditioning(flat, copy_from=prompts)
     learned = get_learned_conditioning(model, flat, steps, hires_steps, use_old_scheduling)
     batch = [[ComposableScheduledPromptConditioning(learned[i], weight) for i, weight in indexes] for indexes in res_indexes]
     return MulticondLearnedConditioning(shape=(len(prompts),), batch=batch)
@@ -70,7 +77,21 @@ def _pick(schedules, step):
     return schedules[0].cond
 
 
+class DictWithShape(dict):
+    """SDXL conditioning (``crossattn``, ``vector``) that also answers ``.shape`` like a tensor."""
+
+    def __init__(self, x, shape=None):
+        super().__init__()
+        self.update(x)
+
+    @property
+    def shape(self):
+        return self["crossattn"].shape
+
+
 def _stack_padded(tensors):
+    if isinstance(tensors[0], dict):
+        return DictWithShape({key: _stack_padded([t[key] for t in tensors]) for key in tensors[0]})
     width = max(t.shape[0] for t in tensors)
     padded = [torch.cat([t, t[-1:].repeat(width - t.shape[0], 1)]) if t.shape[0] < width else t for t in tensors]
     return torch.stack(padded)

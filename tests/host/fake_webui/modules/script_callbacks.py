@@ -116,5 +116,31 @@ def remove_callbacks_for_function(callback_func):
             ordered.remove(cb)
 
 
-def registered_count():
-    return sum(len(v) for v in callback_map.values())
+def app_started_callback(demo, app):
+    for c in ordered_callbacks("app_started"):
+        try:
+            c.callback(demo, app)
+        except Exception:
+            errors.report(f"Error executing callback {c.name}", exc_info=True)
+
+
+def script_unloaded_callback():
+    for c in ordered_callbacks("script_unloaded"):
+        try:
+            c.callback()
+        except Exception:
+            errors.report(f"Error executing callback {c.name}", exc_info=True)
+
+
+def clear_callbacks():
+    for callback_list in callback_map.values():
+        callback_list.clear()
+    ordered_callbacks_map.clear()
+
+
+PER_GENERATION = ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg")
+"""Categories an extension should hold only while it generates."""
+
+
+def registered_count(categories=PER_GENERATION):
+    return sum(len(callback_map[f"callbacks_{c}"]) for c in categories)

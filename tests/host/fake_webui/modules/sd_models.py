@@ -71,16 +71,24 @@ def load_model(info, config_path):
     from modules import sd_hijack, sd_hijack_clip
 
     config = OmegaConf.load(config_path)
-    unet = instantiate_from_config(config.model.params.unet_config)
-    text_encoder = instantiate_from_config(config.model.params.cond_stage_config)
+    params = config.model.params
     import tiny_sd
 
-    model = tiny_sd.TinySD(unet, text_encoder, config.model.params.get("conditioning_key", "crossattn"))
+    if "network_config" in params:  # SDXL: sgm names, the conditioner is the text encoder
+        model = tiny_sd.TinySDXL(instantiate_from_config(params.network_config), instantiate_from_config(params.conditioner_config))
+    else:
+        text_encoder = instantiate_from_config(params.cond_stage_config)
+        model = tiny_sd.TinySD(instantiate_from_config(params.unet_config), text_encoder, params.get("conditioning_key", "crossattn"))
     state_dict = read_state_dict(info.filename)
-    model.load_state_dict(state_dict, strict=False)
-    embeddings = text_encoder.transformer.text_model.embeddings
-    embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, sd_hijack.model_hijack)
-    model.cond_stage_model = sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(text_encoder, sd_hijack.model_hijack)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if unexpected or [k for k in missing if k != "alphas_cumprod"]:
+        raise RuntimeError(f"{info.filename} does not fit {config_path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    if model.is_sdxl:
+        model.cond_stage_model = model.conditioner
+    else:
+        embeddings = text_encoder.transformer.text_model.embeddings
+        embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, sd_hijack.model_hijack)
+        model.cond_stage_model = sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(text_encoder, sd_hijack.model_hijack)
     model.used_config = config_path
     model.sd_checkpoint_info = info
     model.eval().requires_grad_(False)

@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 from modules import sd_samplers_kdiffusion, sd_samplers_timesteps
 
-NAMES = ["Euler", "Euler a", "DPM++ 2M", "DDIM"]
+NAMES = ["Euler", "Euler a", "DPM++ 2M", "LCM", "DDIM", "UniPC"]
 
 
 def find_sampler_config(name):
@@ -10,6 +10,6 @@ def find_sampler_config(name):
 
 
 def create_sampler(name, model):
-    if name == "DDIM":
+    if name in sd_samplers_timesteps.NAMES:
         return sd_samplers_timesteps.CompVisSampler(name, model)
     return sd_samplers_kdiffusion.KDiffusionSampler(name, model)

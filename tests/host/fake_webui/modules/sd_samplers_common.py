@@ -63,7 +63,3 @@ class Sampler:
             "s_min_uncond": getattr(p, "s_min_uncond", 0.0),
         }
         return self.sampler_extra_args
-
-
-def noise_like(x, seed):
-    return torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)

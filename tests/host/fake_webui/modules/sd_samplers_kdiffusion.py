@@ -61,7 +61,7 @@ def karras_sigmas(n, sigma_min, sigma_max, rho=7.0):
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
-def sample_euler(model, x, sigmas, extra_args, callback, seed):
+def sample_euler(model, x, sigmas, extra_args, callback, noise):
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -71,8 +71,7 @@ def sample_euler(model, x, sigmas, extra_args, callback, seed):
     return x
 
 
-def sample_euler_ancestral(model, x, sigmas, extra_args, callback, seed):
-    generator = torch.Generator().manual_seed(seed + 1)
+def sample_euler_ancestral(model, x, sigmas, extra_args, callback, noise):
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -83,11 +82,22 @@ def sample_euler_ancestral(model, x, sigmas, extra_args, callback, seed):
         d = (x - denoised) / s_from
         x = x + d * (sigma_down - s_from)
         if s_to > 0:
-            x = x + torch.randn(x.shape, generator=generator) * sigma_up
+            x = x + noise() * sigma_up
     return x
 
 
-def sample_dpmpp_2m(model, x, sigmas, extra_args, callback, seed):
+def sample_lcm(model, x, sigmas, extra_args, callback, noise):
+    """k-diffusion's sample_lcm: jump to the prediction, re-noise to the next level."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        x = model(x, sigmas[i] * s_in, **extra_args)
+        callback(i)
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise()
+    return x
+
+
+def sample_dpmpp_2m(model, x, sigmas, extra_args, callback, noise):
     s_in = x.new_ones([x.shape[0]])
     old_denoised = None
     for i in range(len(sigmas) - 1):
@@ -106,7 +116,12 @@ def sample_dpmpp_2m(model, x, sigmas, extra_args, callback, seed):
     return x
 
 
-FUNCTIONS = {"Euler": (sample_euler, False), "Euler a": (sample_euler_ancestral, False), "DPM++ 2M": (sample_dpmpp_2m, True)}
+FUNCTIONS = {
+    "Euler": (sample_euler, False),
+    "Euler a": (sample_euler_ancestral, False),
+    "DPM++ 2M": (sample_dpmpp_2m, True),
+    "LCM": (sample_lcm, False),
+}
 
 
 class KDiffusionSampler(sd_samplers_common.Sampler):
@@ -126,8 +141,8 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
     def _run(self, p, x, sigmas, cond, uncond, image_conditioning, steps):
         self.setup_denoiser(p, steps, len(sigmas) - 1)
         extra = self.extra_args(p, cond, uncond, image_conditioning)
-        seed = p.seeds[0]
-        return self.launch_sampling(steps, lambda: self.func(self.model_wrap_cfg, x, sigmas, extra, self.callback_state, seed))
+        # The host routes k-diffusion's randn_like to p.rng (TorchHijack): per-image seeded noise.
+        return self.launch_sampling(steps, lambda: self.func(self.model_wrap_cfg, x, sigmas, extra, self.callback_state, p.rng.next))
 
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         steps = steps or p.steps

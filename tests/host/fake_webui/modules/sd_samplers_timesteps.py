@@ -1,4 +1,9 @@
-"""DDIM over CompVisTimestepsDenoiser (outputs eps; sigma carries the DDPM timestep)."""
+"""DDIM and UniPC over CompVisTimestepsDenoiser (outputs eps; sigma carries the DDPM timestep).
+
+UniPC here keeps the host's contract, not its solver: ``steps`` model calls at fractional
+timesteps from the uniform continuous-time schedule (4 steps: 999, 749.25, 499.5, 249.75),
+with a first-order update between them.
+"""
 
 import torch
 
@@ -31,6 +36,21 @@ class CFGDenoiserTimesteps(sd_samplers_cfg_denoiser.CFGDenoiser):
         return self.model_wrap
 
 
+NAMES = ("DDIM", "UniPC")
+
+
+def alphas_at(t):
+    """The host's ``NoiseScheduleVP('discrete')``: log alpha interpolated at a fractional timestep."""
+    log_alphas = shared.sd_model.alphas_cumprod.log()
+    low = t.floor().long().clamp(0, 998)
+    w = t - low
+    return (log_alphas[low] * (1 - w) + log_alphas[low + 1] * w).exp()
+
+
+def unipc_timesteps(steps, t_start=1.0):
+    return (torch.linspace(t_start, 1 / 1000, steps + 1) - 1 / 1000) * 1000
+
+
 def get_timesteps(steps):
     return torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps)), dtype=torch.int) + 1, 0, 999)
 
@@ -55,9 +75,23 @@ class CompVisSampler(sd_samplers_common.Sampler):
             x = a_prev.sqrt() * pred_x0 + (1 - a_prev).sqrt() * e_t
         return x
 
-    def _run(self, p, x, timesteps, cond, uncond, image_conditioning, steps):
-        self.setup_denoiser(p, steps, len(timesteps) - 1)
+    def _unipc(self, x, times, extra):
+        s_in = x.new_ones([x.shape[0]])
+        for i in range(len(times) - 1):
+            e_t = self.model_wrap_cfg(x, times[i].item() * s_in, **extra)
+            self.callback_state(i)
+            a_t, a_next = alphas_at(times[i]), alphas_at(times[i + 1])
+            pred_x0 = (x - (1 - a_t).sqrt() * e_t) / a_t.sqrt()
+            x = a_next.sqrt() * pred_x0 + (1 - a_next).sqrt() * e_t
+        return x
+
+    def _run(self, p, x, timesteps, cond, uncond, image_conditioning, steps, t_start=1.0):
         extra = self.extra_args(p, cond, uncond, image_conditioning)
+        if self.funcname == "UniPC":
+            times = unipc_timesteps(len(timesteps) if t_start < 1 else steps, t_start)
+            self.setup_denoiser(p, steps, len(times) - 1)
+            return self.launch_sampling(steps, lambda: self._unipc(x, times, extra))
+        self.setup_denoiser(p, steps, len(timesteps) - 1)
         return self.launch_sampling(steps, lambda: self._ddim(x, timesteps, extra))
 
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
@@ -70,4 +104,5 @@ class CompVisSampler(sd_samplers_common.Sampler):
         timesteps = get_timesteps(steps)[: t_enc + 1]
         a_t = shared.sd_model.alphas_cumprod[timesteps[-1]]
         xi = a_t.sqrt() * x + (1 - a_t).sqrt() * noise
-        return self._run(p, xi, timesteps, conditioning, unconditional_conditioning, image_conditioning, t_enc)
+        t_start = timesteps[-1].item() / 1000 + 1 / 1000
+        return self._run(p, xi, timesteps, conditioning, unconditional_conditioning, image_conditioning, t_enc, t_start)

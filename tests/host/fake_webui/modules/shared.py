@@ -28,6 +28,12 @@ def default_opts():
 
 opts = default_opts()
 state = State()
-cmd_opts = SimpleNamespace(no_half=True, upcast_sampling=False, precision="full")
+
+
+def default_cmd_opts():
+    return SimpleNamespace(no_half=True, upcast_sampling=False, precision="full", medvram=False, medvram_sdxl=False, lowvram=False)
+
+
+cmd_opts = default_cmd_opts()
 sd_model = None
 device = "cpu"
