@@ -34,6 +34,7 @@ class TinyUNet(nn.Module):
         self.output = nn.Conv2d(hidden, out_channels, 3, padding=1)
 
     def forward(self, x, timesteps, context=None, y=None):
+        x, context = x.to(self.input.weight.dtype), context.to(self.input.weight.dtype)  # ldm: h = x.type(self.dtype)
         half = torch.arange(8, dtype=torch.float32, device=x.device)
         freqs = torch.exp(-math.log(10000.0) * half / 8)
         angles = timesteps.float()[:, None] * freqs[None]

@@ -49,6 +49,11 @@ def get_closet_checkpoint_match(search_string):
 
 
 def read_state_dict(checkpoint_file, print_global_state=False, map_location=None):
+    """safetensors, or a ``.ckpt`` through a restricted unpickler (the host's ``modules/safe.py``)."""
+    if checkpoint_file.endswith(".ckpt"):
+        import torch
+
+        return torch.load(checkpoint_file, map_location=map_location or "cpu", weights_only=True)
     return safetensors.torch.load_file(checkpoint_file, device=map_location or "cpu")
 
 

@@ -1,0 +1,176 @@
+"""The secondary model's resources: one cached copy, the WebUI's memory flags and dtypes,
+unloading (route and script unload), checkpoint formats, and memory over many generations."""
+
+import gc
+import os
+import pickle
+import warnings
+import weakref
+
+import pytest
+import torch
+from modules import devices, processing, script_callbacks, sd_models, shared
+
+from lib_fusion.models import CACHE
+
+DEVICE = torch.device("cpu", 0)
+"""Stands for the GPU: a device the tests can tell apart from ``devices.cpu``."""
+
+
+def snb(**overrides):
+    return {"enabled": True, "model": "expert", "fusion_selection": "500,1,1", "mode": 2, **overrides}
+
+
+def fusion_unet():
+    return CACHE._value.unet
+
+
+@pytest.fixture
+def moves(monkeypatch):
+    """Every ``Module.to(device)`` of a module that is not part of the active model."""
+    monkeypatch.setattr(devices, "device", DEVICE)
+    recorded = []
+    original = torch.nn.Module.to
+
+    def to(self, *args, **kwargs):
+        device = next((a for a in args if isinstance(a, torch.device)), kwargs.get("device"))
+        active = {id(m) for m in shared.sd_model.modules()}
+        if device is not None and id(self) not in active:
+            recorded.append((type(self).__name__, "device" if device == DEVICE else "cpu"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    return recorded
+
+
+def test_by_default_the_fusion_model_stays_on_the_device(webui, moves):
+    webui.generate(snb(), steps=4)
+    webui.generate(snb(), steps=4)
+    assert moves == [("TinyUNet", "device")]  # placed once when loaded, never moved again
+
+
+@pytest.mark.parametrize("flag", ["medvram", "medvram_sdxl"])
+def test_medvram_keeps_it_on_the_cpu_between_generations(sdxl_webui, moves, flag):
+    setattr(shared.cmd_opts, flag, True)
+    sdxl_webui.generate(snb(), steps=4)
+    sdxl_webui.generate(snb(), steps=4)
+    assert moves == [("TinyUNet", "cpu"), *[("TinyUNet", "device"), ("TinyUNet", "cpu")] * 2]
+
+
+def test_medvram_sdxl_leaves_sd1_alone(webui, moves):
+    shared.cmd_opts.medvram_sdxl = True
+    webui.generate(snb(), steps=4)
+    assert moves == [("TinyUNet", "device")]
+
+
+def test_lowvram_moves_it_for_each_call_only(webui, moves):
+    shared.cmd_opts.lowvram = True
+    p = webui.processing(snb(text_encoder="own"), steps=4)
+    processing.process_images(p)
+    unet_moves = [where for name, where in moves if name == "TinyUNet"]
+    calls = p.model_fusion_run.stats.fusion_runs
+    assert unet_moves == ["cpu"] + ["device", "cpu"] * calls  # one UNet call per fused step
+    encoder_moves = [where for name, where in moves if name.startswith("FrozenCLIPEmbedder")]
+    assert encoder_moves == ["cpu"] + ["device", "cpu"] * (len(encoder_moves) // 2) and len(encoder_moves) >= 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_the_fusion_unet_takes_the_webuis_unet_dtype(webui, monkeypatch, dtype):
+    """fp16 hosts (no ``--no-half``) get a half fusion UNet; its output joins the sampler's float32."""
+    monkeypatch.setattr(devices, "dtype_unet", dtype)
+    out = webui.latents(snb(), steps=4)
+    assert fusion_unet().input.weight.dtype == dtype
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_switching_the_fusion_checkpoint_frees_the_old_one(webui):
+    loads = CACHE.loads
+    webui.generate(snb(), steps=2)
+    old = weakref.ref(fusion_unet())
+    webui.generate(snb(model="artist"), steps=2)
+    gc.collect()
+    assert old() is None
+    assert CACHE.loads == loads + 2 and os.path.basename(CACHE.key.filename) == "artist.safetensors"
+
+
+def test_unload_route_and_script_unload_free_the_model(webui):
+    class App:
+        routes = {}
+
+        def add_api_route(self, path, endpoint, methods):
+            for method in methods:
+                self.routes[(method, path)] = endpoint
+
+    app = App()
+    script_callbacks.app_started_callback(None, app)
+    unload = app.routes[("POST", "/model-fusion/v1/unload")]
+    webui.generate(snb(), steps=2)
+    held = weakref.ref(fusion_unet())
+    assert unload() == {"unloaded": True}
+    gc.collect()
+    assert held() is None and CACHE.key is None
+    assert unload() == {"unloaded": False}
+
+    webui.generate(snb(), steps=2)
+    script_callbacks.script_unloaded_callback()  # the extension reloaded or the WebUI stopping
+    assert CACHE.key is None
+
+
+def test_a_ckpt_is_read_through_the_webuis_restricted_loader(webui, monkeypatch):
+    weights = sd_models.read_state_dict(str(webui.models / "expert.safetensors"))
+    torch.save(weights, webui.models / "legacy.ckpt")
+    (webui.models / "evil.ckpt").write_bytes(pickle.dumps(os.system, protocol=2))  # code, not tensors
+    sd_models.list_models()
+    read = []
+    original = sd_models.read_state_dict
+    monkeypatch.setattr(sd_models, "read_state_dict", lambda f, **kw: read.append(os.path.basename(f)) or original(f, **kw))
+
+    from_ckpt = webui.latents(snb(model="legacy"), steps=4)
+    CACHE.unload()
+    assert torch.equal(from_ckpt, webui.latents(snb(model="expert"), steps=4))
+    with pytest.raises(ValueError, match="cannot read fusion checkpoint 'evil.ckpt"):
+        webui.generate(snb(model="evil"), steps=4)
+    assert read == ["legacy.ckpt", "expert.safetensors", "evil.ckpt"]
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def live_tensors() -> int:
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance on torch's deprecated lazy attributes warns
+        warnings.simplefilter("ignore")
+        return sum(1 for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc for the resident set size")
+def test_a_hundred_mixed_generations_keep_memory_flat(webui):
+    """Fusion on/off, two fusion checkpoints, SNB and Regions, in a row, as API calls would come."""
+    boxes = [{"box": [0.0, 0.0, 0.5, 1.0], "prompt": "a cartoon lion"}, {"box": [0.5, 0.0, 0.5, 1.0], "model": "active"}]
+    mix = [
+        snb(),
+        None,
+        snb(model="artist", prompt="a cartoon lion"),
+        {"enabled": True, "model": "expert", "method": "regions", "regions": boxes, "window": 8, "stride": 4},
+        snb(enabled=False),
+        {"enabled": True, "model": "artist", "method": "regions", "regions": boxes, "bootstrapping": 0.5},
+        snb(fusion_selection="600,1"),  # a failing one too
+    ]
+
+    def generate(n):
+        args = mix[n % len(mix)]
+        try:
+            webui.generate(args, steps=3, batch_size=2, seed=n)
+        except ValueError:
+            assert args is mix[-1]
+
+    for n in range(20):  # warm-up: allocator pools, caches, lazy imports
+        generate(n)
+    rss, tensors, loads = rss_bytes(), live_tensors(), CACHE.loads
+    for n in range(20, 120):
+        generate(n)
+    assert live_tensors() <= tensors
+    assert rss_bytes() <= rss * 1.05
+    assert CACHE.loads - loads >= 30  # the two checkpoints took turns in the one cache slot

@@ -1,0 +1,71 @@
+"""SDXL-shaped checkpoints: dict conditioning (``crossattn`` + ``vector``) through SNB and Regions."""
+
+import pytest
+import torch
+from modules import processing, shared
+
+from lib_fusion.models import CACHE
+
+PROMPT = "a lion AND a golden crown:0.5"
+
+
+def snb(**overrides):
+    return {"enabled": True, "model": "expert", "fusion_selection": "500,1,1", "mode": 2, **overrides}
+
+
+def regions(**overrides):
+    boxes = [{"box": [0.0, 0.0, 0.5, 1.0], "prompt": "a cartoon lion"}]
+    return {"enabled": True, "model": "expert", "method": "regions", "regions": boxes, "window": 8, "stride": 4, **overrides}
+
+
+def test_extension_off_and_solo_schedules_are_bit_identical(sdxl_webui):
+    plain = sdxl_webui.latents(None, extension=False, batch_size=2, prompt=PROMPT)
+    assert torch.equal(plain, sdxl_webui.latents(snb(enabled=False), batch_size=2, prompt=PROMPT))
+    assert torch.equal(plain, sdxl_webui.latents(snb(mode=0), batch_size=2, prompt=PROMPT))
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ 2M", "DDIM"])
+def test_snb_fuses_with_the_vector_and_keeps_batches_invariant(sdxl_webui, sampler):
+    seen = []
+    p = sdxl_webui.processing(snb(prompt="a cartoon lion"), batch_size=2, prompt=PROMPT, sampler_name=sampler, steps=6, seed=5)
+    fused = torch.stack(processing.process_images(p).images)
+    assert p.model_fusion_run.stats.fused_steps > 0
+    assert not torch.equal(fused, sdxl_webui.latents(None, extension=False, batch_size=2, prompt=PROMPT, sampler_name=sampler, steps=6))
+
+    unet = CACHE._value.unet  # the fusion UNet gets SDXL's y (pooled text + size) on every call
+    original = unet.forward
+    unet.forward = lambda x, t, context=None, y=None: seen.append(None if y is None else tuple(y.shape)) or original(x, t, context, y)
+    for i in range(2):
+        alone = sdxl_webui.latents(snb(prompt="a cartoon lion"), prompt=PROMPT, sampler_name=sampler, steps=6, seed=5 + i)
+        assert torch.allclose(fused[i], alone[0], atol=1e-5)
+    del unet.forward
+    assert seen and all(shape is not None and shape[1] == shared.sd_model.model.diffusion_model.label_emb.in_features for shape in seen)
+
+
+def test_regions_on_sdxl(sdxl_webui):
+    p = sdxl_webui.processing(regions(), batch_size=2, prompt=PROMPT, steps=4)
+    out = torch.stack(processing.process_images(p).images)
+    assert p.model_fusion_run.stats.region_passes > 0 and torch.isfinite(out).all()
+    assert p.model_fusion_run.stats.latent_sizes == [(8, 8)]
+
+
+def test_the_native_window_of_sdxl_is_128_latent_pixels(sdxl_webui):
+    """Window 0 means the model's own size: 128 latent pixels, so a 1024-wide canvas is one view."""
+    p = sdxl_webui.processing(regions(window=0, stride=8), width=1024, height=64, steps=1)
+    processing.process_images(p)
+    stats = p.model_fusion_run.stats
+    assert stats.region_calls == 2  # one view: the background (active) and the region (fusion)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (snb(text_encoder="own"), "text_encoder='own' needs the fusion checkpoint's text encoder"),
+        (snb(solo="fusion"), "solo='fusion' (model A encodes both prompts)"),
+        (snb(model="other-sd1"), "is not of the active checkpoint's family"),
+    ],
+)
+def test_what_sdxl_cannot_do_is_named(sdxl_webui, args, fragment):
+    with pytest.raises(ValueError) as error:
+        sdxl_webui.generate(args)
+    assert fragment in str(error.value)
