@@ -388,11 +388,13 @@ def _unwrap_sample(p: Any) -> None:
 
 
 def _check_every_pass_fused(run: FusionRun) -> None:
-    """Never silent: a pass whose sampler never reached our hook produced an unfused image."""
+    """Never silent: a pass whose denoiser ran but never reached our model hook (another
+    extension swapped the sampler's inner model) produced an unfused image. A pass with no
+    denoiser call at all (DDIM with one step makes none) has nothing to fuse."""
     if shared.state.interrupted or shared.state.skipped:
         return
     for sampling_pass in run.passes:
-        if sampling_pass.calls == 0:
+        if sampling_pass.steps_seen and sampling_pass.calls == 0:
             raise RuntimeError(
                 f"{TITLE}: the sampler never called the fusion hook (another extension may replace the "
                 "sampler's denoiser); the image would not be fused, so it was not kept"

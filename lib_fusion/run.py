@@ -59,7 +59,10 @@ class SamplingPass:
     units: str
     max_rows: int | None
     regions: RegionSource | None = None
+    steps_seen: int = 0
+    """Denoiser calls the host announced (``on_cfg_denoiser``) in this pass."""
     calls: int = 0
+    """Of those, the ones whose model call reached the fusion (the rest means a bypass)."""
     layout: RegionLayout | None = None
 
 
@@ -153,6 +156,8 @@ class FusionRun:
     def begin_step(self, step: HostStep) -> None:
         """``on_cfg_denoiser``: remember the layout; the work happens at the UNet call."""
         self._step = _StepRows(step)
+        if self._pass is not None:
+            self._pass.steps_seen += 1
 
     def forward(self, original: Callable[..., torch.Tensor], x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
         """Stands in for the host's inner-model call (one chunk of the step's rows)."""

@@ -145,3 +145,16 @@ def test_a_sampler_that_bypasses_the_hook_gives_an_error_not_an_unfused_image(we
     with pytest.raises(RuntimeError, match="the sampler never called the fusion hook"):
         webui.generate(snb(), steps=STEPS)
     assert script_callbacks.registered_count() == 0
+
+
+def test_a_pass_without_denoiser_calls_is_not_mistaken_for_a_bypass(webui):
+    """DDIM with one step makes no model call (the WebUI returns the noise): nothing to fuse."""
+    plain = webui.latents(None, extension=False, sampler_name="DDIM", steps=1)
+    assert torch.equal(webui.latents(snb(), sampler_name="DDIM", steps=1), plain)
+
+
+@pytest.mark.parametrize("sampler", ["LCM", "Euler a", "UniPC"])
+def test_single_step_generations_fuse(webui, sampler):
+    p = webui.processing(snb(), sampler_name=sampler, steps=1)
+    out = torch.stack(processing.process_images(p).images)
+    assert p.model_fusion_run.stats.fused_steps == 1 and torch.isfinite(out).all()

@@ -44,11 +44,13 @@ class Sampler:
         if hook is not None:
             hook(i)
 
-    def setup_denoiser(self, p, steps, total_steps):
+    def setup_denoiser(self, p, steps):
+        """What the host's sample/launch_sampling set; ``total_steps`` is the user's steps (the
+        sampler config's count), even where DDIM makes one call fewer."""
         d = self.model_wrap_cfg
         d.p = p
         d.steps = steps
-        d.total_steps = total_steps
+        d.total_steps = steps
         d.step = 0
         d.mask = getattr(p, "mask", None)
         d.nmask = getattr(p, "nmask", None)

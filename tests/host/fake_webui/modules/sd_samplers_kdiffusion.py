@@ -139,7 +139,7 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         return torch.cat([wrap.t_to_sigma(t), torch.zeros(1)])
 
     def _run(self, p, x, sigmas, cond, uncond, image_conditioning, steps):
-        self.setup_denoiser(p, steps, len(sigmas) - 1)
+        self.setup_denoiser(p, steps)
         extra = self.extra_args(p, cond, uncond, image_conditioning)
         # The host routes k-diffusion's randn_like to p.rng (TorchHijack): per-image seeded noise.
         return self.launch_sampling(steps, lambda: self.func(self.model_wrap_cfg, x, sigmas, extra, self.callback_state, p.rng.next))

@@ -87,11 +87,10 @@ class CompVisSampler(sd_samplers_common.Sampler):
 
     def _run(self, p, x, timesteps, cond, uncond, image_conditioning, steps, t_start=1.0):
         extra = self.extra_args(p, cond, uncond, image_conditioning)
+        self.setup_denoiser(p, steps)
         if self.funcname == "UniPC":
             times = unipc_timesteps(len(timesteps) if t_start < 1 else steps, t_start)
-            self.setup_denoiser(p, steps, len(times) - 1)
             return self.launch_sampling(steps, lambda: self._unipc(x, times, extra))
-        self.setup_denoiser(p, steps, len(timesteps) - 1)
         return self.launch_sampling(steps, lambda: self._ddim(x, timesteps, extra))
 
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
