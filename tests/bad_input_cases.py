@@ -1,0 +1,158 @@
+"""The bad-input table: one row per bad input, with the fragments its error must contain
+(the input's name and what would be valid). Run through the stand-in host by
+``tests/host/test_bad_input.py`` and through a real WebUI's API by ``tests/webui``.
+
+A row is ``(name, fusion arguments, processing fields, setup, fragments)``. The fusion
+arguments are the API dict, or a callable giving the fusion checkpoint's name; ``setup``
+prepares the checkpoint folder (stand-in only).
+"""
+
+import base64
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+from lib_fusion.masks import MAX_BYTES
+
+LEFT = [0.0, 0.0, 0.5, 1.0]
+
+
+def snb(**overrides):
+    return {"enabled": True, "model": "expert", **overrides}
+
+
+def regions(*items, **overrides):
+    return {"enabled": True, "model": "expert", "method": "regions", "regions": list(items), **overrides}
+
+
+def png(width, height, box=None, mode="L"):
+    image = Image.new(mode, (width, height), 0)
+    if box:
+        image.paste(255, box)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def png_claiming(width, height):
+    """A tiny file whose PNG header claims a huge image (a decompression bomb's first bytes)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")).decode()
+
+
+def gif():
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buffer, format="GIF")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def with_file(name, content):
+    """A checkpoint file written into the WebUI's folder (and listed) before the generation."""
+
+    def setup(webui):
+        from modules import sd_models
+
+        (webui.models / name).write_bytes(content(webui) if callable(content) else content)
+        sd_models.list_models()
+
+    return setup
+
+
+def truncated(webui):
+    return (webui.models / "expert.safetensors").read_bytes()[:-100]
+
+
+def outside_the_list(webui):
+    """A valid checkpoint that exists on disk but not in the WebUI's folder."""
+    target = webui.models.parent / "elsewhere.safetensors"
+    target.write_bytes((webui.models / "expert.safetensors").read_bytes())
+    return str(target)
+
+
+CASES = [
+    # -- the fusion checkpoint ----------------------------------------------------------------
+    ("unknown checkpoint", snb(model="nope"), {}, None, ["fusion checkpoint 'nope' is not in the WebUI's checkpoint list", "Known:"]),
+    ("no checkpoint", {"enabled": True}, {}, None, ["model: choose a fusion checkpoint", "title, name or hash"]),
+    ("blank checkpoint", snb(model="   "), {}, None, ["model: choose a fusion checkpoint"]),
+    ("wider UNet", snb(model="wide"), {}, None, ["'wide.safetensors", "not of the active checkpoint's family", "SD1 with SD1"]),
+    ("SDXL into SD1", snb(model="other-sdxl"), {}, None, ["not of the active checkpoint's family", "weights are unknown"]),
+    (
+        "corrupt file",
+        snb(model="broken"),
+        {},
+        with_file("broken.safetensors", b"\x10\x00\x00junk"),
+        ["cannot read fusion checkpoint 'broken"],
+    ),
+    ("truncated file", snb(model="cut"), {}, with_file("cut.safetensors", truncated), ["cannot read fusion checkpoint 'cut"]),
+    ("active as fusion", snb(model="general"), {}, None, ["'general.safetensors", "is the active checkpoint", "give a fusion prompt"]),
+    ("a filesystem path", snb(model="/etc/passwd"), {}, None, ["'/etc/passwd' is not in the WebUI's checkpoint list"]),
+    ("a file outside the list", outside_the_list, {}, None, ["elsewhere.safetensors' is not in the WebUI's checkpoint list"]),
+    # -- fusion_selection and mode --------------------------------------------------------------
+    ("one number", snb(fusion_selection="600"), {}, None, ["fusion_selection", "three comma-separated numbers 'v1,kg,ke'"]),
+    ("two numbers", snb(fusion_selection="600,1"), {}, None, ["fusion_selection", "three comma-separated"]),
+    ("four numbers", snb(fusion_selection="600,1,1,1"), {}, None, ["fusion_selection", "three comma-separated"]),
+    ("letters", snb(fusion_selection="a,b,c"), {}, None, ["fusion_selection", "v1='a' is not a number"]),
+    ("negative kg", snb(fusion_selection="600,-1,1"), {}, None, ["kg=-1 must be in (0, 1000]"]),
+    ("zero ke", snb(fusion_selection="600,1,0"), {}, None, ["ke=0 must be in (0, 1000]"]),
+    ("huge kg", snb(fusion_selection="600,5000,1"), {}, None, ["kg=5000 must be in (0, 1000]"]),
+    ("NaN v1", snb(fusion_selection="nan,1,1"), {}, None, ["v1=nan must be finite"]),
+    ("infinite ke", snb(fusion_selection="600,1,inf"), {}, None, ["ke=inf must be finite"]),
+    ("v1 1e9", snb(fusion_selection="1e9,1,1"), {}, None, ["v1=1e+09 must be a DDPM timestep in [0, 1000]"]),
+    ("not a string", snb(fusion_selection=600), {}, None, ["fusion_selection: 600", "str"]),
+    ("mode 3", snb(mode=3), {}, None, ["mode: 3", "must be 0 (no fusion), 1 (fuse when t <= v1) or 2"]),
+    ("mode -1", snb(mode=-1), {}, None, ["mode: -1", "must be 0"]),
+    ("mode as text", snb(mode="2"), {}, None, ["mode: '2'", "integer"]),
+    ("mode 1.5", snb(mode=1.5), {}, None, ["mode: 1.5", "integer"]),
+    # -- types, choices and names -----------------------------------------------------------------
+    ("enabled as text", {"enabled": "yes", "model": "expert"}, {}, None, ["enabled: 'yes'", "boolean"]),
+    ("model as a number", snb(model=3), {}, None, ["model: 3", "str"]),
+    ("solo", snb(solo="both"), {}, None, ["solo: 'both'", "'active', 'fusion'"]),
+    ("blur", snb(blur="median"), {}, None, ["blur: 'median'", "'box', 'gaussian'"]),
+    ("mask", snb(mask="fuzzy"), {}, None, ["mask: 'fuzzy'", "'hard', 'soft'"]),
+    ("text encoder", snb(text_encoder="clip"), {}, None, ["text_encoder: 'clip'", "'solo', 'own'"]),
+    ("saliency uncond", snb(saliency_uncond="none"), {}, None, ["saliency_uncond: 'none'", "'solo', 'own'"]),
+    ("method", snb(method="regions!"), {}, None, ["method: 'regions!'", "'snb', 'regions'"]),
+    ("unknown field", snb(kg=2), {}, None, ["kg: unknown field; valid fields: enabled, model, method"]),
+    ("prompt as a list", snb(prompt=["a", "b"]), {}, None, ["prompt: ['a', 'b']", "str"]),
+    # -- regions ------------------------------------------------------------------------------------
+    ("box outside", regions({"box": [0.5, 0, 0.6, 1]}), {}, None, ["regions[0].box: [0.5, 0, 0.6, 1]: outside the canvas", "x + w <= 1"]),
+    ("box of 3", regions({"box": [0, 0, 1]}), {}, None, ["regions[0].box", "give 4 numbers [x, y, w, h]"]),
+    ("empty box", regions({"box": LEFT}, {"box": [0.2, 0.2, 0, 0.5]}), {}, None, ["regions[1].box", "width and height must be above 0"]),
+    ("box of text", regions({"box": [0, 0, "1", 1]}), {}, None, ["regions[0].box: [0, 0, '1', 1]: '1' is not a number"]),
+    ("box and mask", regions({"box": LEFT, "mask": png(64, 64, (0, 0, 8, 8))}), {}, None, ["regions[0]: give exactly one of box"]),
+    ("neither", regions({"prompt": "a cat"}), {}, None, ["regions[0]: give exactly one of box [x, y, w, h] or mask"]),
+    ("weight 0", regions({"box": LEFT, "weight": 0}), {}, None, ["regions[0].weight: 0: must be above 0 and at most 100"]),
+    ("region model", regions({"box": LEFT, "model": "expert"}), {}, None, ["regions[0].model: 'expert'", "'active', 'fusion'"]),
+    ("region field", regions({"box": LEFT, "colour": "red"}), {}, None, ["regions[0].colour: unknown field; valid fields: box, mask"]),
+    ("17 regions", regions(*[{"box": LEFT}] * 17), {}, None, ["17 regions; at most 16"]),
+    ("regions JSON", regions(regions="[{"), {}, None, ["regions: '[{': not valid JSON"]),
+    ("region too small", regions({"box": [0, 0, 0.01, 0.01]}), {}, None, ["regions[0] covers no latent pixel of the 64x64", "larger"]),
+    ("regions without model", {"enabled": True, "method": "regions", "regions": [{"box": LEFT}]}, {}, None, ["model: choose a fusion"]),
+    # -- masks --------------------------------------------------------------------------------------
+    ("mask not PNG", regions({"mask": gif()}), {}, None, ["regions[0].mask", "not a PNG image", "send a black-and-white PNG"]),
+    ("mask not base64", regions({"mask": "%%%"}), {}, None, ["regions[0].mask", "not valid base64"]),
+    ("mask bomb", regions({"mask": png_claiming(100_000, 100_000)}), {}, None, ["regions[0].mask", "more pixels than 8192x8192"]),
+    ("mask too big", regions({"mask": "A" * (MAX_BYTES * 2)}), {}, None, ["regions[0].mask", "over the 8 MiB limit"]),
+    ("mask empty", regions({"mask": png(64, 64)}), {}, None, ["regions[0].mask", "an empty mask (no white pixel)"]),
+    ("mask size", regions({"mask": png(32, 32, (0, 0, 16, 16))}), {}, None, ["regions[0].mask is 32x32 but the image is 64x64"]),
+    ("mask data URL", regions({"mask": "data:image/jpeg;base64,AAAA"}), {}, None, ["regions[0].mask", "send a PNG"]),
+    # -- panorama settings --------------------------------------------------------------------------
+    ("window 4", regions({"box": LEFT}, window=4), {}, None, ["window: 4: 0 (the model's native size) or 8 to 1024"]),
+    ("stride 0", regions({"box": LEFT}, stride=0), {}, None, ["stride: 0: from 1 to the window size"]),
+    ("stride over window", regions({"box": LEFT}, window=8, stride=16), {}, None, ["stride: 16: from 1 to the window size (8"]),
+    ("stride over native", regions({"box": LEFT}, stride=100), {}, None, ["stride 100 is larger than the window (64 latent pixels)"]),
+    ("view batch 0", regions({"box": LEFT}, view_batch_size=0), {}, None, ["view_batch_size: 0: from 1 to 64"]),
+    ("view batch 65", regions({"box": LEFT}, view_batch_size=65), {}, None, ["view_batch_size: 65: from 1 to 64"]),
+    ("bootstrapping 1.5", regions({"box": LEFT}, bootstrapping=1.5), {}, None, ["bootstrapping: 1.5: must be a fraction", "from 0 to 1"]),
+    ("circular as text", regions({"box": LEFT}, circular="yes"), {}, None, ["circular: 'yes'", "boolean"]),
+    # -- the generation -----------------------------------------------------------------------------
+    ("width 500", snb(), {"width": 500}, None, ["width 500 is not a multiple of 8", "use 496 or 504"]),
+    ("height 60", snb(), {"height": 60}, None, ["height 60 is not a multiple of 8", "use 56 or 64"]),
+    ("refiner", snb(), {"refiner_checkpoint": "expert"}, None, ["the refiner switches checkpoints", "turn the refiner off"]),
+]
