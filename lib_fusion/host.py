@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -207,6 +208,7 @@ class _UNetModel:
     def __init__(self, unet: torch.nn.Module) -> None:
         self.unet = unet
         self.alphas_cumprod = shared.sd_model.alphas_cumprod
+        self.device = self.alphas_cumprod.device  # the LCM denoiser builds its schedule there
         self.conditioning_key = getattr(getattr(shared.sd_model, "model", None), "conditioning_key", "crossattn")
 
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
@@ -457,12 +459,7 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
 
         return fn
 
-    if fusion.unet is None:
-        fusion_forward = original
-    elif is_kdiffusion:
-        fusion_forward = type(inner)(_UNetModel(fusion.unet), quantize=getattr(inner, "quantize", False))
-    else:
-        fusion_forward = type(inner)(_UNetModel(fusion.unet))
+    fusion_forward = original if fusion.unet is None else _same_wrapper(inner, _UNetModel(fusion.unet))
 
     hires = bool(getattr(p, "is_hr_pass", False))
     main_prompts = list(p.hr_prompts if hires else p.prompts)
@@ -521,6 +518,15 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         max_rows=None if shared.opts.batch_cond_uncond else len(main_prompts),
         regions=regions,
     )
+
+
+def _same_wrapper(inner: Any, model: _UNetModel) -> Any:
+    """The sampler's own denoiser class (CompVis, V, LCM, timesteps …) around the fusion UNet,
+    so both models see the same scalings; only some constructors take ``quantize``."""
+    cls = type(inner)
+    if "quantize" in inspect.signature(cls.__init__).parameters:
+        return cls(model, quantize=getattr(inner, "quantize", False))
+    return cls(model)
 
 
 BOOTSTRAP_COLOURS = 20

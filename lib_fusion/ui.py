@@ -40,7 +40,7 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
         with gr.Row():
             model = gr.Dropdown(label="Fusion checkpoint", choices=host.checkpoint_titles(), value=None, elem_id=elem_id("model"))
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"))
-            unload = gr.Button(value="Unload fusion model", size="sm", elem_id=elem_id("unload"))
+            unload = gr.Button(value="Unload fusion model", size="sm", scale=0, min_width=120, elem_id=elem_id("unload"))
             text_encoder = gr.Radio(
                 label="Text encoder of the fusion checkpoint's prompts",
                 choices=["solo", "own"],

@@ -75,6 +75,9 @@ def test_image_i_of_a_fused_batch_equals_its_seed_alone(sampler, kind, method):
         init = generate(**{**fields, "seed": 1}).json()["images"][0]
         fields.update(init_images=[init], denoising_strength=0.8)
         route = "img2img"
+    host_batch, host_alone = pixels(generate(None, route, batch_size=2, **fields))[0], pixels(generate(None, route, **fields))[0]
+    if abs(host_batch - host_alone).max() > 2:  # seen: UniPC img2img
+        pytest.skip(f"the WebUI itself is not batch-invariant for {sampler[0]} {kind}; nothing to compare with")
     batch = pixels(generate(fusion, route, batch_size=2, n_iter=2, **fields))
     for i, image in enumerate(batch[:4]):
         alone = pixels(generate(fusion, route, **{**fields, "seed": 30 + i}))[0]

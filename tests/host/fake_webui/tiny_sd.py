@@ -124,6 +124,10 @@ class TinySD(nn.Module):
         self.cond_stage_model = text_encoder
         self.register_buffer("alphas_cumprod", scaled_linear_alphas_cumprod())
 
+    @property
+    def device(self):
+        return self.alphas_cumprod.device
+
     def encode_first_stage(self, image):
         """A stand-in VAE encoder: 8x8 average pooling and a fixed RGB -> 4-channel map."""
         rgb_to_latent = torch.tensor([[0.3, 0.2, 0.1], [-0.2, 0.4, 0.1], [0.1, -0.3, 0.5], [0.2, 0.2, -0.4]])
@@ -186,6 +190,8 @@ class TinySDXL(nn.Module):
         self.model = OpenAIWrapper(unet)
         self.conditioner = conditioner
         self.register_buffer("alphas_cumprod", scaled_linear_alphas_cumprod())
+
+    device = TinySD.device
 
     def get_first_stage_encoding(self, encoded):
         return encoded

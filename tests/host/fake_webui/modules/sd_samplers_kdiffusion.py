@@ -128,7 +128,12 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
     def __init__(self, name, sd_model):
         super().__init__(name)
         self.func, self.karras = FUNCTIONS[name]
-        self.model_wrap_cfg = CFGDenoiserKDiffusion(self)
+        if name == "LCM":
+            from modules.sd_samplers_lcm import CFGDenoiserLCM
+
+            self.model_wrap_cfg = CFGDenoiserLCM(self)
+        else:
+            self.model_wrap_cfg = CFGDenoiserKDiffusion(self)
         self.model_wrap = self.model_wrap_cfg.inner_model
 
     def get_sigmas(self, steps):
