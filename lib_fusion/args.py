@@ -11,9 +11,9 @@ import math
 from typing import Any, List, Literal, Sequence
 
 try:
-    from pydantic.v1 import BaseModel, Extra, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
+    from pydantic.v1 import BaseModel, Extra, Field, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
-    from pydantic import BaseModel, Extra, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
+    from pydantic import BaseModel, Extra, Field, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 
 from lib_fusion.masks import MaskError, canonical
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
@@ -41,17 +41,26 @@ def _number(value: Any) -> float:
 class RegionArgs(BaseModel):
     """One region of the Regions method: where, what, and which checkpoint denoises it."""
 
-    box: List[Any] | None = None
-    """(x, y, w, h) as fractions of the canvas, from its top-left corner."""
-    mask: StrictStr | None = None
-    """A base64 PNG of the image's size: white inside the region."""
-    prompt: StrictStr = ""
-    """The region's prompt; empty = the main prompt."""
-    negative_prompt: StrictStr = ""
-    """The region's negative prompt; empty = the main negative prompt."""
-    model: Literal["active", "fusion"] = "fusion"
-    weight: Any = 1.0
-    """How strongly the region counts where it overlaps others (the mask is multiplied by it)."""
+    box: List[Any] | None = Field(
+        None,
+        description="(x, y, w, h) as fractions of the canvas, from its top-left corner.",
+        minItems=4,
+        maxItems=4,
+        items={"type": "number"},
+    )
+    mask: StrictStr | None = Field(None, description="A base64 PNG of the image's size: white inside the region.")
+    prompt: StrictStr = Field("", description="The region's prompt; empty = the main prompt.")
+    negative_prompt: StrictStr = Field("", description="The region's negative prompt; empty = the main negative prompt.")
+    model: Literal["active", "fusion"] = Field(
+        "fusion", description="Which checkpoint denoises the region: the active one or the fusion checkpoint."
+    )
+    weight: Any = Field(
+        1.0,
+        description="How strongly the region counts where it overlaps others (the mask is multiplied by it).",
+        type="number",
+        exclusiveMinimum=0,
+        maximum=MAX_WEIGHT,
+    )
 
     class Config:
         extra = Extra.forbid
@@ -101,38 +110,54 @@ class RegionArgs(BaseModel):
 class FusionArgs(BaseModel):
     """Every parameter of one fusion, with the official code's behaviour as defaults."""
 
-    enabled: StrictBool = False
-    model: StrictStr = ""
-    """Fusion checkpoint: a title, name or hash the WebUI's checkpoint lookup resolves."""
-    method: Literal["snb", "regions"] = "snb"
-    prompt: StrictStr = ""
-    """The fusion checkpoint's prompt; empty = the main prompt."""
-    negative_prompt: StrictStr = ""
-    """The fusion checkpoint's negative prompt; empty = the main negative prompt."""
-    solo: Literal["active", "fusion"] = "active"
-    """Role A: the model that runs alone outside the fusion window."""
-    fusion_selection: StrictStr = "600,1,1"
-    """The paper's ``v1,kg,ke``: window edge (DDPM timestep), A's and B's saliency factors."""
-    mode: StrictInt = 2
-    """0: A alone throughout; 1: fuse when t <= v1; 2: fuse while t > v1."""
-    saliency_uncond: Literal["solo", "own"] = "solo"
-    """B's guidance response against A's uncond (official) or its own."""
-    text_encoder: Literal["solo", "own"] = "solo"
-    """Both prompts through A's text encoder (official) or each model through its own."""
-    blur: Literal["box", "gaussian"] = "box"
-    mask: Literal["hard", "soft"] = "hard"
-    regions: List[RegionArgs] = []
-    """Regions method: foreground regions over the background (the main prompt, active model)."""
-    bootstrapping: Any = 0.4
-    """Regions method: fraction of the steps whose foreground passes are bootstrapped (official 20/50)."""
-    window: StrictInt = 0
-    """Regions method: view size in latent pixels; 0 = the model's native size (64 SD1/SD2, 128 SDXL)."""
-    stride: StrictInt = 8
-    """Regions method: latent pixels between neighbouring views of a large canvas."""
-    view_batch_size: StrictInt = 4
-    """Regions method: (view, region) passes per UNet call; changes speed and memory, never the image."""
-    circular: StrictBool = False
-    """Regions method: wrap views round the left/right edge (seam-free 360-degree panoramas)."""
+    enabled: StrictBool = Field(False, description="Fuse this generation.")
+    model: StrictStr = Field("", description="Fusion checkpoint: a title, name or hash the WebUI's checkpoint lookup resolves.")
+    method: Literal["snb", "regions"] = Field(
+        "snb", description="snb: saliency-aware noise blending (MagicFusion); regions: Region MultiDiffusion."
+    )
+    prompt: StrictStr = Field("", description="The fusion checkpoint's prompt; empty = the main prompt.")
+    negative_prompt: StrictStr = Field("", description="The fusion checkpoint's negative prompt; empty = the main negative prompt.")
+    solo: Literal["active", "fusion"] = Field("active", description="Role A: the model that runs alone outside the fusion window.")
+    fusion_selection: StrictStr = Field(
+        "600,1,1",
+        description="The paper's ``v1,kg,ke``: window edge (DDPM timestep), A's and B's saliency factors.",
+        pattern=r"^[^,]+,[^,]+,[^,]+$",
+    )
+    mode: StrictInt = Field(2, description="0: A alone throughout; 1: fuse when t <= v1; 2: fuse while t > v1.", enum=[0, 1, 2])
+    saliency_uncond: Literal["solo", "own"] = Field("solo", description="B's guidance response against A's uncond (official) or its own.")
+    text_encoder: Literal["solo", "own"] = Field(
+        "solo", description="Both prompts through A's text encoder (official) or each model through its own."
+    )
+    blur: Literal["box", "gaussian"] = Field("box", description="Saliency blur: the official 4x4 box, or a centred Gaussian.")
+    mask: Literal["hard", "soft"] = Field("hard", description="Per-pixel choice of one model (official), or a blend by B's saliency share.")
+    regions: List[RegionArgs] = Field(
+        [], description="Regions method: foreground regions over the background (the main prompt, active model).", maxItems=MAX_REGIONS
+    )
+    bootstrapping: Any = Field(
+        0.4,
+        description="Regions method: fraction of the steps whose foreground passes are bootstrapped (official 20/50).",
+        type="number",
+        minimum=0,
+        maximum=1,
+    )
+    window: StrictInt = Field(
+        0,
+        description="Regions method: view size in latent pixels; 0 = the model's native size (64 SD1/SD2, 128 SDXL).",
+        minimum=0,
+        maximum=1024,
+    )
+    stride: StrictInt = Field(
+        8, description="Regions method: latent pixels between neighbouring views of a large canvas.", minimum=1, maximum=1024
+    )
+    view_batch_size: StrictInt = Field(
+        4,
+        description="Regions method: (view, region) passes per UNet call; changes speed and memory, never the image.",
+        minimum=1,
+        maximum=MAX_VIEW_BATCH,
+    )
+    circular: StrictBool = Field(
+        False, description="Regions method: wrap views round the left/right edge (seam-free 360-degree panoramas)."
+    )
 
     class Config:
         extra = Extra.forbid

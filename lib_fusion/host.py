@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -22,7 +23,7 @@ from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
 from lib_fusion.masks import decode_mask
-from lib_fusion.models import CACHE, CacheKey, FusionModelError
+from lib_fusion.models import CACHE, CacheKey, FusionModelError, Shapes, family_mismatch
 from lib_fusion.run import FusionRun, HostStep, RegionSource, SamplingPass
 
 UNET_PREFIX = "model.diffusion_model."
@@ -52,6 +53,41 @@ def resolve_checkpoint(name: str) -> Any:
             f"(give a title, name or hash; refresh the list after adding files). Known: {known}"
         )
     return info
+
+
+def checkpoint_report() -> list[dict[str, Any]]:
+    """Each listed checkpoint and whether it can fuse with the active one, judged from the
+    safetensors header alone (no weights read); a ``.ckpt`` is judged when it loads."""
+    active = _shapes(shared.sd_model.model.diffusion_model.state_dict())
+    report = []
+    for title in checkpoint_titles():
+        info = sd_models.checkpoints_list[title]
+        if is_active_checkpoint(info):
+            usable, reason = True, "the active checkpoint (fuses with a fusion prompt of its own)"
+        elif not info.filename.endswith(".safetensors"):
+            usable, reason = None, "a .ckpt is checked when it loads"
+        else:
+            try:
+                mismatch = family_mismatch(_header_shapes(info.filename), active)
+            except Exception as error:  # a broken file: say so rather than fail the listing
+                usable, reason = False, f"unreadable: {error}"
+            else:
+                usable, reason = mismatch is None, mismatch
+        report.append({"title": title, "name": info.model_name, "usable": usable, "reason": reason})
+    return report
+
+
+@functools.lru_cache(maxsize=256)
+def _header_shapes_of(filename: str, mtime_ns: int, size: int) -> Shapes:
+    from safetensors import safe_open
+
+    with safe_open(filename, framework="pt") as handle:
+        return {key[len(UNET_PREFIX) :]: tuple(handle.get_slice(key).get_shape()) for key in handle.keys() if key.startswith(UNET_PREFIX)}
+
+
+def _header_shapes(filename: str) -> Shapes:
+    stat = os.stat(filename)
+    return _header_shapes_of(filename, stat.st_mtime_ns, stat.st_size)
 
 
 def is_active_checkpoint(info: Any) -> bool:
@@ -155,22 +191,16 @@ def _with_prefix(state_dict: dict, prefix: str) -> dict:
 
 def _check_family(info: Any, weights: dict, active: dict) -> None:
     """Refuse another architecture (SD1 vs SD2 vs SDXL, inpainting vs plain) by weight shapes."""
-    missing = sorted(set(active) - set(weights))
-    unexpected = sorted(set(weights) - set(active))
-    mismatched = sorted(k for k in set(active) & set(weights) if tuple(active[k].shape) != tuple(weights[k].shape))
-    if not (missing or unexpected or mismatched):
-        return
-    if mismatched:
-        k = mismatched[0]
-        example = f"{k} is {tuple(weights[k].shape)} but the active model's is {tuple(active[k].shape)}"
-    elif missing:
-        example = f"{len(missing)} UNet weights are missing, e.g. {missing[0]}"
-    else:
-        example = f"{len(unexpected)} UNet weights are unknown, e.g. {unexpected[0]}"
-    raise FusionModelError(
-        f"{TITLE}: fusion checkpoint {info.title!r} is not of the active checkpoint's family "
-        f"({shared.sd_model.used_config}): {example}. Choose a checkpoint of the same family (SD1 with SD1, SDXL with SDXL)."
-    )
+    reason = family_mismatch(_shapes(weights), _shapes(active))
+    if reason is not None:
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {info.title!r} is not of the active checkpoint's family "
+            f"({shared.sd_model.used_config}): {reason}. Choose a checkpoint of the same family (SD1 with SD1, SDXL with SDXL)."
+        )
+
+
+def _shapes(weights: dict) -> Shapes:
+    return {key: tuple(value.shape) for key, value in weights.items()}
 
 
 def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:

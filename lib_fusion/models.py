@@ -16,6 +16,26 @@ class FusionModelError(ValueError):
     """A fusion checkpoint that cannot be used; the message names it and the fix."""
 
 
+Shapes = dict[str, tuple[int, ...]]
+"""UNet weight name -> shape."""
+
+
+def family_mismatch(weights: Shapes, active: Shapes) -> str | None:
+    """Why a UNet of these weight shapes cannot stand in for the active one (another family:
+    SD1 vs SD2 vs SDXL, inpainting vs plain), or None when it fits weight for weight."""
+    mismatched = sorted(k for k in set(active) & set(weights) if tuple(active[k]) != tuple(weights[k]))
+    if mismatched:
+        k = mismatched[0]
+        return f"{k} is {tuple(weights[k])} but the active model's is {tuple(active[k])}"
+    missing = sorted(set(active) - set(weights))
+    if missing:
+        return f"{len(missing)} UNet weights are missing, e.g. {missing[0]}"
+    unexpected = sorted(set(weights) - set(active))
+    if unexpected:
+        return f"{len(unexpected)} UNet weights are unknown, e.g. {unexpected[0]}"
+    return None
+
+
 @dataclass(frozen=True)
 class CacheKey:
     """What makes a loaded secondary model stale."""

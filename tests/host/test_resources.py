@@ -94,16 +94,7 @@ def test_switching_the_fusion_checkpoint_frees_the_old_one(webui):
 
 
 def test_unload_route_and_script_unload_free_the_model(webui):
-    class App:
-        routes = {}
-
-        def add_api_route(self, path, endpoint, methods):
-            for method in methods:
-                self.routes[(method, path)] = endpoint
-
-    app = App()
-    script_callbacks.app_started_callback(None, app)
-    unload = app.routes[("POST", "/model-fusion/v1/unload")]
+    unload = webui.app().routes[("POST", "/model-fusion/v1/unload")]
     webui.generate(snb(), steps=2)
     held = weakref.ref(fusion_unet())
     assert unload() == {"unloaded": True}

@@ -62,6 +62,17 @@ def load_script_module():
     return module
 
 
+class App:
+    """The FastAPI app as far as ``add_api_route`` goes: routes by (method, path)."""
+
+    def __init__(self):
+        self.routes = {}
+
+    def add_api_route(self, path, endpoint, methods):
+        for method in methods:
+            self.routes[(method, path)] = endpoint
+
+
 class WebUI:
     """A handle on the stand-in host: checkpoints, the active model, generation."""
 
@@ -84,6 +95,14 @@ class WebUI:
         self.script.args_from, self.script.args_to = 0, 1
         self.runner = scripts.ScriptRunner([self.script])
         self.bare_runner = scripts.ScriptRunner([])
+
+    def app(self) -> App:
+        """A started app: the ``on_app_started`` callbacks have added their routes."""
+        from modules import script_callbacks
+
+        app = App()
+        script_callbacks.app_started_callback(None, app)
+        return app
 
     def load(self, name: str):
         return sd_models.load_model(sd_models.get_closet_checkpoint_match(name), str(self.config))

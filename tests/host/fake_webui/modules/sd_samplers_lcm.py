@@ -2,7 +2,6 @@
 takes the model alone, snaps timesteps to LCM's 50-step grid, and scales its output with LCM's
 boundary condition (``c_skip``, ``c_out``)."""
 
-
 from modules import sd_samplers_cfg_denoiser, shared
 from modules.sd_samplers_kdiffusion import CompVisDenoiser
 
