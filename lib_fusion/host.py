@@ -547,7 +547,13 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         units="x0" if is_kdiffusion else "eps",
         max_rows=None if shared.opts.batch_cond_uncond else len(main_prompts),
         regions=regions,
+        progress=_show_progress,
     )
+
+
+def _show_progress(text: str) -> None:
+    """The WebUI shows ``state.textinfo`` under the progress bar (and in /sdapi/v1/progress)."""
+    shared.state.textinfo = f"{TITLE}: {text}"
 
 
 def _same_wrapper(inner: Any, model: _UNetModel) -> Any:

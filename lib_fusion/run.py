@@ -59,6 +59,8 @@ class SamplingPass:
     units: str
     max_rows: int | None
     regions: RegionSource | None = None
+    progress: Callable[[str], None] = lambda text: None
+    """Shows what a step runs (the WebUI's progress text)."""
     steps_seen: int = 0
     """Denoiser calls the host announced (``on_cfg_denoiser``) in this pass."""
     calls: int = 0
@@ -193,6 +195,7 @@ class FusionRun:
         self.stats.kinds.append(kind.value)
         self.stats.timesteps.append(t)
         solo_is_active = self.args.solo == "active"
+        sampling_pass.progress(f"SNB t={t:.0f}" if kind is StepKind.FUSED else f"solo: {ACTIVE if solo_is_active else FUSION} t={t:.0f}")
         if kind is StepKind.SOLO and solo_is_active and sampling_pass.active_uses_host_conds:
             self.stats.solo_steps += 1
             self.stats.passthrough_steps += 1
@@ -236,6 +239,10 @@ class FusionRun:
         inputs = _inputs(step, sampling_pass)
         bootstrap = None
         total = step.total_steps or 0
+        count, views = len(self.args.regions), len(layout.views)
+        sampling_pass.progress(
+            f"regions: {count} region{'' if count == 1 else 's'} + background, {views} window{'' if views == 1 else 's'}"
+        )
         if self.args.regions and step.index < round(self.args.bootstrapping * total):
             if self._colours is None:
                 self._colours = source.colours()

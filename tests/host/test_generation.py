@@ -72,3 +72,19 @@ def test_hooks_are_gone_after_an_exception_inside_a_unet_call(webui, monkeypatch
     assert script_callbacks.registered_count() == 0
     assert p.model_fusion_run.patched == []  # every wrapped inner model was restored
     assert torch.equal(webui.latents(None, extension=False), webui.latents(fusion(enabled=False)))
+
+
+def test_progress_text_names_the_phase(webui, monkeypatch):
+    seen = []
+    monkeypatch.setattr(shared.state, "on_step", lambda step: seen.append(shared.state.textinfo), raising=False)
+    webui.generate({"enabled": True, "model": "expert", "fusion_selection": "500,1,1", "mode": 2}, steps=4)
+    assert seen[0].startswith("Model Fusion: SNB t=999") and seen[-1].startswith("Model Fusion: solo: active checkpoint t=")
+    seen.clear()
+    boxes = [{"box": [0, 0, 0.5, 1]}, {"box": [0.5, 0, 0.5, 1], "model": "active"}]
+    webui.generate({"enabled": True, "model": "expert", "method": "regions", "regions": boxes, "window": 8, "stride": 4}, steps=2)
+    assert seen == ["Model Fusion: regions: 2 regions + background, 1 window"] * 2
+    seen.clear()
+    webui.generate(
+        {"enabled": True, "model": "expert", "method": "regions", "regions": boxes[:1], "window": 8, "stride": 4}, steps=1, width=128
+    )
+    assert seen == ["Model Fusion: regions: 1 region + background, 3 windows"]
