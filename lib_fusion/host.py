@@ -22,10 +22,12 @@ from modules import devices, extra_networks, prompt_parser, script_callbacks, sd
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
+from lib_fusion.infotext import KEYS, to_infotext
 from lib_fusion.masks import decode_mask
 from lib_fusion.models import CACHE, CacheKey, FusionModelError, Shapes, family_mismatch
 from lib_fusion.run import FusionRun, HostStep, RegionSource, SamplingPass
 
+INFOTEXT_KEYS = frozenset(KEYS.values())
 UNET_PREFIX = "model.diffusion_model."
 TEXT_ENCODER_PREFIX = "cond_stage_model."
 RUN_ATTRIBUTE = "model_fusion_run"
@@ -88,6 +90,17 @@ def _header_shapes_of(filename: str, mtime_ns: int, size: int) -> Shapes:
 def _header_shapes(filename: str) -> Shapes:
     stat = os.stat(filename)
     return _header_shapes_of(filename, stat.st_mtime_ns, stat.st_size)
+
+
+def xyz_grid_module() -> Any:
+    """The loaded ``scripts/xyz_grid.py`` (None when it is disabled), found as the WebUI's own
+    extensions find it."""
+    from modules import scripts
+
+    for data in scripts.scripts_data:
+        if data.script_class.__module__ == "xyz_grid.py":
+            return data.module
+    return None
 
 
 def is_active_checkpoint(info: Any) -> bool:
@@ -264,6 +277,7 @@ class _UNetModel:
 def start(p: Any, args: FusionArgs) -> FusionRun | None:
     """``Script.process``: validate, note the infotext, wrap ``p.sample``. Never raises."""
     _unwrap_sample(p)
+    _write_infotext(p, {})
     if not args.enabled:
         return None
     run = FusionRun(args)
@@ -274,14 +288,19 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
             _check_not_a_copy_of_the_active(args, run.model_info)
         if args.method == "regions":
             run.region_images = _region_images(p, args)
-        from lib_fusion.infotext import to_infotext
-
-        p.extra_generation_params.update(to_infotext(args, run.model_info.title if run.model_info else None))
+        _write_infotext(p, to_infotext(args, run.model_info.title if run.model_info else None))
     except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
         run.error = error
     setattr(p, RUN_ATTRIBUTE, run)
     _wrap_sample(p, run)
     return run
+
+
+def _write_infotext(p: Any, entries: dict[str, Any]) -> None:
+    """This generation's fusion keys in a dict of p's own: the X/Y/Z plot's cells share one
+    dict through their shallow copies, and a cell must not inherit another cell's fusion."""
+    kept = {key: value for key, value in p.extra_generation_params.items() if key not in INFOTEXT_KEYS}
+    p.extra_generation_params = {**kept, **entries}
 
 
 def start_with_error(p: Any, error: Exception) -> None:

@@ -2,7 +2,7 @@
 
 from modules import script_callbacks, scripts
 
-from lib_fusion import api, host
+from lib_fusion import api, host, xyz
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 
 
@@ -23,7 +23,7 @@ class ModelFusionScript(scripts.Script):
 
     def process(self, p, *args):
         try:
-            fusion_args = FusionArgs.from_script_args(args)
+            fusion_args = xyz.with_overrides(FusionArgs.from_script_args(args), getattr(p, xyz.OVERRIDES, None))
         except FusionArgumentError as error:
             host.start_with_error(p, error)
             return
@@ -38,3 +38,4 @@ class ModelFusionScript(scripts.Script):
 
 script_callbacks.on_app_started(lambda _demo, app: api.register(app))
 script_callbacks.on_script_unloaded(host.unload)
+script_callbacks.on_before_ui(lambda: xyz.register(host.xyz_grid_module(), host.checkpoint_titles))

@@ -91,10 +91,20 @@ class WebUI:
         sd_models.model_dir = str(self.models)
         sd_models.list_models()
         self.load("general")
+        import xyz_grid
+
+        del xyz_grid.axis_options[1:]  # a fresh plot: only its own axes
+        scripts.scripts_data[:] = [scripts.ScriptClassData(xyz_grid.Script, "scripts/xyz_grid.py", "", xyz_grid)]
         self.script = load_script_module().ModelFusionScript()
         self.script.args_from, self.script.args_to = 0, 1
         self.runner = scripts.ScriptRunner([self.script])
         self.bare_runner = scripts.ScriptRunner([])
+
+    def build_ui(self) -> None:
+        """What the WebUI does before building its UI: the ``on_before_ui`` callbacks."""
+        from modules import script_callbacks
+
+        script_callbacks.before_ui_callback()
 
     def app(self) -> App:
         """A started app: the ``on_app_started`` callbacks have added their routes."""

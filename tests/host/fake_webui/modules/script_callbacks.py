@@ -124,6 +124,14 @@ def app_started_callback(demo, app):
             errors.report(f"Error executing callback {c.name}", exc_info=True)
 
 
+def before_ui_callback():
+    for c in ordered_callbacks("before_ui"):
+        try:
+            c.callback()
+        except Exception:
+            errors.report(f"Error executing callback {c.name}", exc_info=True)
+
+
 def script_unloaded_callback():
     for c in ordered_callbacks("script_unloaded"):
         try:

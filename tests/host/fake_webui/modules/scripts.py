@@ -1,8 +1,14 @@
 """Script base class and a runner whose hook loops swallow exceptions, like the host's."""
 
+from collections import namedtuple
+
 from modules import errors
 
 AlwaysVisible = object()
+
+ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
+scripts_data = []
+"""Every loaded script file's class and module (the X/Y/Z plot among them)."""
 
 
 class Script:

@@ -1,0 +1,69 @@
+"""X/Y/Z plot axes for the fusion parameters (the WebUI's ``scripts/xyz_grid.py``).
+
+The plot copies ``p`` per cell and calls each axis's ``apply(p, x, xs)``; the script's own
+arguments are the same for every cell, so an axis records its value on the copy and
+:func:`with_overrides` lays the values over the script's arguments in ``process``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from lib_fusion.args import FIELDS, FusionArgs
+from lib_fusion.schedule import format_fusion_selection
+
+OVERRIDES = "model_fusion_overrides"
+"""Attribute of the processing object holding this cell's values, by field name."""
+SELECTION_PARTS = ("v1", "kg", "ke")
+
+AXES: list[tuple[str, type, str, Callable[[], list[str]] | None]] = [
+    # (label, value type, field or part of fusion_selection, choices)
+    ("[Fusion] Checkpoint", str, "model", None),  # choices: the WebUI's checkpoints, filled in by register()
+    ("[Fusion] Method", str, "method", lambda: ["snb", "regions"]),
+    ("[Fusion] v1 (timestep)", float, "v1", None),
+    ("[Fusion] kg", float, "kg", None),
+    ("[Fusion] ke", float, "ke", None),
+    ("[Fusion] Mode", int, "mode", lambda: ["0", "1", "2"]),
+    ("[Fusion] Solo model", str, "solo", lambda: ["active", "fusion"]),
+    ("[Fusion] Prompt", str, "prompt", None),
+    ("[Fusion] Mask", str, "mask", lambda: ["hard", "soft"]),
+    ("[Fusion] Bootstrapping", float, "bootstrapping", None),
+    ("[Fusion] Window", int, "window", None),
+    ("[Fusion] Stride", int, "stride", None),
+    ("[Fusion] View batch size", int, "view_batch_size", None),
+]
+
+
+def register(xyz_grid: Any, checkpoint_titles: Callable[[], list[str]]) -> None:
+    """Append the axes to the plot's ``axis_options`` (once; the UI may be built again)."""
+    if xyz_grid is None or any(option.label.startswith("[Fusion]") for option in xyz_grid.axis_options):
+        return
+    for label, kind, key, choices in AXES:
+        xyz_grid.axis_options.append(xyz_grid.AxisOption(label, kind, _setter(key), choices=choices or _choices(key, checkpoint_titles)))
+
+
+def _choices(key: str, checkpoint_titles: Callable[[], list[str]]) -> Callable[[], list[str]] | None:
+    return checkpoint_titles if key == "model" else None
+
+
+def _setter(key: str) -> Callable[[Any, Any, Any], None]:
+    def apply(p: Any, value: Any, values: Any) -> None:
+        setattr(p, OVERRIDES, {**getattr(p, OVERRIDES, {}), key: value})  # a new dict: the cells share the copied p's
+
+    return apply
+
+
+def with_overrides(args: FusionArgs, overrides: dict[str, Any] | None) -> FusionArgs:
+    """The script's arguments with this cell's values laid over them. Plotting a fusion
+    parameter turns fusion on, unless the plot sets ``enabled`` itself."""
+    if not overrides:
+        return args
+    data = args.dict()
+    data.update({key: value for key, value in overrides.items() if key in FIELDS})
+    parts = dict(zip(SELECTION_PARTS, args.selection))
+    if any(part in overrides for part in SELECTION_PARTS):
+        parts.update({part: float(overrides[part]) for part in SELECTION_PARTS if part in overrides})
+        data["fusion_selection"] = format_fusion_selection(*parts.values())
+    if "enabled" not in overrides:
+        data["enabled"] = True
+    return FusionArgs.parse(data)
