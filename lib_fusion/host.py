@@ -367,12 +367,33 @@ def _check_not_a_copy_of_the_active(args: FusionArgs, info: Any) -> None:
         )
 
 
+KEEP_LOADED = "model_fusion_keep_loaded"
+SECTION = ("model_fusion", TITLE)
+
+
+def add_settings() -> None:
+    """``on_ui_settings``: the extension's section in Settings."""
+    shared.opts.add_option(
+        KEEP_LOADED,
+        shared.OptionInfo(
+            True, "Keep the fusion checkpoint loaded between generations (off: free its memory after each one)", section=SECTION
+        ),
+    )
+
+
+def _release(run: FusionRun) -> None:
+    """The run lets go of its models; the cache too unless the settings keep it loaded."""
+    run.release()
+    if not getattr(shared.opts, KEEP_LOADED, True):
+        unload()
+
+
 def finish(p: Any) -> None:
     """``Script.postprocess``: drop the wrapper and the run's model references (its stats stay on ``p``)."""
     _unwrap_sample(p)
     run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
     if run is not None:
-        run.release()
+        _release(run)
 
 
 def _wrap_sample(p: Any, run: FusionRun) -> None:
@@ -385,7 +406,7 @@ def _wrap_sample(p: Any, run: FusionRun) -> None:
         except BaseException:
             # The generation ends here and postprocess will not run: let go of p and the models now.
             _unwrap_sample(p)
-            run.release()
+            _release(run)
             raise
 
     setattr(sample, _WRAPPED_MARK, original)

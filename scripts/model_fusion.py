@@ -38,4 +38,5 @@ class ModelFusionScript(scripts.Script):
 
 script_callbacks.on_app_started(lambda _demo, app: api.register(app))
 script_callbacks.on_script_unloaded(host.unload)
+script_callbacks.on_ui_settings(host.add_settings)
 script_callbacks.on_before_ui(lambda: xyz.register(host.xyz_grid_module(), host.checkpoint_titles))

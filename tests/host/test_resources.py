@@ -165,3 +165,19 @@ def test_a_hundred_mixed_generations_keep_memory_flat(webui):
     assert live_tensors() <= tensors
     assert rss_bytes() <= rss * 1.05
     assert CACHE.loads - loads >= 30  # the two checkpoints took turns in the one cache slot
+
+
+def test_the_settings_section_keeps_or_frees_the_model_after_each_generation(webui):
+    from modules import script_callbacks
+
+    script_callbacks.ui_settings_callback()  # the WebUI building its Settings page
+    info = shared.opts.data_labels["model_fusion_keep_loaded"]
+    assert info.section == ("model_fusion", "Model Fusion") and info.default is True
+    webui.generate(snb(), steps=2)
+    assert CACHE.key is not None  # kept by default: the next generation loads nothing
+    shared.opts.model_fusion_keep_loaded = False
+    webui.generate(snb(), steps=2)
+    assert CACHE.key is None
+    with pytest.raises(ValueError):
+        webui.generate(snb(regions=[{"box": [0, 0, 0.01, 0.01]}], method="regions"), steps=2)
+    assert CACHE.key is None  # also after a failed generation

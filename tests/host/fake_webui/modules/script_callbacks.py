@@ -39,7 +39,7 @@ class ScriptCallback:
     name: str = "unnamed"
 
 
-CATEGORIES = ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "before_ui", "script_unloaded", "app_started", "model_loaded")
+CATEGORIES = ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "before_ui", "script_unloaded", "app_started", "model_loaded", "ui_settings")
 callback_map = {f"callbacks_{c}": [] for c in CATEGORIES}
 ordered_callbacks_map = {}
 
@@ -101,6 +101,18 @@ def on_before_ui(callback, *, name=None):
 
 def on_script_unloaded(callback, *, name=None):
     add_callback(callback_map["callbacks_script_unloaded"], callback, name=name, category="script_unloaded")
+
+
+def on_ui_settings(callback, *, name=None):
+    add_callback(callback_map["callbacks_ui_settings"], callback, name=name, category="ui_settings")
+
+
+def ui_settings_callback():
+    for c in ordered_callbacks("ui_settings"):
+        try:
+            c.callback()
+        except Exception:
+            errors.report(f"Error executing callback {c.name}", exc_info=True)
 
 
 def on_app_started(callback, *, name=None):

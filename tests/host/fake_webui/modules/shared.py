@@ -13,8 +13,22 @@ class State:
         self.textinfo = None
 
 
+class OptionInfo:
+    def __init__(self, default=None, label="", component=None, component_args=None, onchange=None, section=None, **kwargs):
+        self.default, self.label, self.section = default, label, section
+
+
+class Options(SimpleNamespace):
+    """``shared.opts``: attributes, plus settings that extensions add with their defaults."""
+
+    def add_option(self, key, info):
+        self.__dict__.setdefault("data_labels", {})[key] = info
+        if not hasattr(self, key):
+            setattr(self, key, info.default)
+
+
 def default_opts():
-    return SimpleNamespace(
+    return Options(
         batch_cond_uncond=True,
         skip_early_cond=0.0,
         s_min_uncond_all=False,
