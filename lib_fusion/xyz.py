@@ -39,11 +39,8 @@ def register(xyz_grid: Any, checkpoint_titles: Callable[[], list[str]]) -> None:
     if xyz_grid is None or any(option.label.startswith("[Fusion]") for option in xyz_grid.axis_options):
         return
     for label, kind, key, choices in AXES:
-        xyz_grid.axis_options.append(xyz_grid.AxisOption(label, kind, _setter(key), choices=choices or _choices(key, checkpoint_titles)))
-
-
-def _choices(key: str, checkpoint_titles: Callable[[], list[str]]) -> Callable[[], list[str]] | None:
-    return checkpoint_titles if key == "model" else None
+        choices = checkpoint_titles if key == "model" else choices
+        xyz_grid.axis_options.append(xyz_grid.AxisOption(label, kind, _setter(key), choices=choices))
 
 
 def _setter(key: str) -> Callable[[Any, Any, Any], None]:
