@@ -306,7 +306,7 @@ _MISSING = object()
 def _value_at(data: Any, loc: Sequence[Any]) -> Any:
     """The value the caller sent at ``loc`` (``("regions", 0, "model")``), or ``_MISSING``."""
     for part in loc:
-        if isinstance(data, str) and part == loc[0]:
+        if isinstance(data, str):
             return _MISSING  # regions sent as JSON text: no path into it
         try:
             data = data[part]

@@ -161,24 +161,22 @@ def _home() -> torch.device:
     return devices.device if _offload() == "none" else devices.cpu
 
 
-@contextlib.contextmanager
-def _resident(module: torch.nn.Module | None) -> Iterator[None]:
-    """``--lowvram``: move ``module`` to the device for one call and back afterwards."""
-    if module is None or _offload() != "call":
-        yield
-        return
-    module.to(devices.device)
-    try:
-        yield
-    finally:
-        module.to(devices.cpu)
+def _resident(module: torch.nn.Module | None) -> contextlib.AbstractContextManager[None]:
+    """``--lowvram``: ``module`` on the device for one call only."""
+    return _on_device_under("call", module)
 
 
-@contextlib.contextmanager
-def _sampling_residency(model: FusionModel | None) -> Iterator[None]:
+def _sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextManager[None]:
     """``--medvram``: the fusion model on the device for one generation's sampling only."""
-    parts = [part for part in (model.unet, model.text_encoder) if part is not None] if model is not None else []
-    if not parts or _offload() != "idle":
+    return _on_device_under("idle", *((model.unet, model.text_encoder) if model is not None else ()))
+
+
+@contextlib.contextmanager
+def _on_device_under(policy: str, *modules: torch.nn.Module | None) -> Iterator[None]:
+    """Move ``modules`` to the device and back to the CPU around the block, when the
+    WebUI's memory policy (:func:`_offload`) is ``policy``; otherwise they stay where they are."""
+    parts = [module for module in modules if module is not None]
+    if not parts or _offload() != policy:
         yield
         return
     for part in parts:

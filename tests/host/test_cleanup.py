@@ -3,11 +3,10 @@ Interrupt, Skip, an exception in either UNet, out of memory) no callback or patc
 the active model's weights are untouched, and the next plain generation is bit-identical
 to one made before the extension ever ran."""
 
-import hashlib
-
 import pytest
 import torch
 from modules import processing, script_callbacks, shared
+from standin import weights_hash
 
 from lib_fusion.models import CACHE
 
@@ -21,14 +20,6 @@ def snb(**overrides):
 def regions(**overrides):
     boxes = [{"box": [0.0, 0.0, 0.5, 1.0], "prompt": "a cartoon lion"}]
     return {"enabled": True, "model": "expert", "method": "regions", "regions": boxes, "window": 8, "stride": 4, **overrides}
-
-
-def weights_hash(model) -> str:
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def at_step(index, action):

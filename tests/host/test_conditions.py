@@ -1,10 +1,9 @@
 """Fusion under the WebUI's conditions: batch layouts, passes, samplers, errors."""
 
-import hashlib
-
 import pytest
 import torch
 from modules import errors, processing, shared
+from standin import weights_hash
 
 from lib_fusion.models import CACHE
 
@@ -13,14 +12,6 @@ def fusion(**overrides):
     args = {"enabled": True, "model": "expert", "fusion_selection": "600,1,1", "mode": 2}
     args.update(overrides)
     return args
-
-
-def weights_hash(model) -> str:
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM"])

@@ -3,6 +3,7 @@
 Used by the host tests (``tests/host/conftest.py``) and by the benchmarks in ``bench/``.
 """
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def write_checkpoint(path: Path, seed: int, hidden: int = 16, unet_class=tiny_sd
     weights = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
     save_file(weights, str(path))
     return path
+
+
+def weights_hash(model) -> str:
+    """A digest of every weight of ``model`` (to prove the active model was not changed)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_script_module():

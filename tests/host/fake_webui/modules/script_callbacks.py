@@ -63,10 +63,10 @@ def ordered_callbacks(category):
     return ordered_callbacks_map[category]
 
 
-def _fire(category, params):
+def _fire(category, *args):
     for c in ordered_callbacks(category):
         try:
-            c.callback(params)
+            c.callback(*args)
         except Exception:
             errors.report(f"Error executing callback {c.name}", exc_info=True)
 
@@ -108,11 +108,7 @@ def on_ui_settings(callback, *, name=None):
 
 
 def ui_settings_callback():
-    for c in ordered_callbacks("ui_settings"):
-        try:
-            c.callback()
-        except Exception:
-            errors.report(f"Error executing callback {c.name}", exc_info=True)
+    _fire("ui_settings")
 
 
 def on_app_started(callback, *, name=None):
@@ -129,27 +125,15 @@ def remove_callbacks_for_function(callback_func):
 
 
 def app_started_callback(demo, app):
-    for c in ordered_callbacks("app_started"):
-        try:
-            c.callback(demo, app)
-        except Exception:
-            errors.report(f"Error executing callback {c.name}", exc_info=True)
+    _fire("app_started", demo, app)
 
 
 def before_ui_callback():
-    for c in ordered_callbacks("before_ui"):
-        try:
-            c.callback()
-        except Exception:
-            errors.report(f"Error executing callback {c.name}", exc_info=True)
+    _fire("before_ui")
 
 
 def script_unloaded_callback():
-    for c in ordered_callbacks("script_unloaded"):
-        try:
-            c.callback()
-        except Exception:
-            errors.report(f"Error executing callback {c.name}", exc_info=True)
+    _fire("script_unloaded")
 
 
 def clear_callbacks():
