@@ -158,6 +158,16 @@ class FusionArgs(BaseModel):
     circular: StrictBool = Field(
         False, description="Regions method: wrap views round the left/right edge (seam-free 360-degree panoramas)."
     )
+    compare: StrictBool = Field(
+        False,
+        description="Also return, from the same seeds, model A alone and model B alone (Regions: every region on the "
+        "active, then on the fusion checkpoint) and a labelled grid of the three; costs those two extra samplings.",
+    )
+    preview: StrictBool = Field(
+        False,
+        description="Also return pictures of what decided the fusion: per image, each model's saliency heat map and "
+        "the mask at a few fused steps (SNB), or the regions coloured by model (Regions), over the result.",
+    )
 
     class Config:
         extra = Extra.forbid
@@ -220,7 +230,8 @@ class FusionArgs(BaseModel):
     @root_validator(skip_on_failure=True)
     def _model_when_needed(cls, values: dict) -> dict:
         if values.get("enabled") and not values.get("model") and _needs_fusion_checkpoint(values):
-            raise ValueError("model: choose a fusion checkpoint (a title, name or hash from the WebUI's checkpoint list)")
+            why = " (compare runs every region on it)" if values.get("method") == "regions" and values.get("compare") else ""
+            raise ValueError(f"model: choose a fusion checkpoint{why} (a title, name or hash from the WebUI's checkpoint list)")
         return values
 
     @property
@@ -261,14 +272,17 @@ class FusionArgs(BaseModel):
 
 
 def _needs_fusion_checkpoint(values: dict) -> bool:
-    """SNB always runs a second checkpoint; Regions only when a region asks for it."""
+    """SNB always runs a second checkpoint; Regions when a region asks for it or the
+    comparison shows the fusion checkpoint everywhere."""
     if values.get("method") == "regions":
-        return any(region.model == "fusion" for region in values.get("regions") or ())
+        return bool(values.get("compare")) or any(region.model == "fusion" for region in values.get("regions") or ())
     return True
 
 
 FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 """Field order of the UI components and of positional API arguments."""
+OUTPUT_FIELDS = ("compare", "preview")
+"""What to return besides the image: not generation parameters, so not in the infotext."""
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
 
 

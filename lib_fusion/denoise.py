@@ -129,8 +129,8 @@ def eps_response(response: torch.Tensor, step: StepInput) -> torch.Tensor:
     return response / step.sigma.to(response.dtype).view(-1, *([1] * (response.ndim - 1)))
 
 
-def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOptions) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fused step: both models, CFG each, saliency-aware blend. Returns (prediction, mask).
+def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOptions) -> snb.Fused:
+    """A fused step: both models, CFG each, saliency-aware blend (prediction, mask, saliency maps).
 
     The choice is made between guided predictions in the sampler's own units (choosing eps
     per pixel equals choosing x0 per pixel at one x and sigma); only the saliency is

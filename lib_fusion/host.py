@@ -19,13 +19,14 @@ from typing import Any, Callable, Iterator
 import torch
 from modules import devices, extra_networks, prompt_parser, script_callbacks, sd_disable_initialization, sd_models, shared
 
+from lib_fusion import outputs, pictures
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
 from lib_fusion.infotext import KEYS, to_infotext
 from lib_fusion.masks import decode_mask
 from lib_fusion.models import CACHE, CacheKey, FusionModelError, Shapes, family_mismatch
-from lib_fusion.run import FusionRun, HostStep, RegionSource, SamplingPass
+from lib_fusion.run import ACTIVE, FUSED, FUSION, FusionRun, HostStep, RegionSource, SamplingPass
 
 INFOTEXT_KEYS = frozenset(KEYS.values())
 UNET_PREFIX = "model.diffusion_model."
@@ -366,32 +367,130 @@ def _check_not_a_copy_of_the_active(args: FusionArgs, info: Any) -> None:
 
 
 KEEP_LOADED = "model_fusion_keep_loaded"
+PREVIEW_STEPS = "model_fusion_preview_steps"
+DEFAULT_MODEL = "model_fusion_default_model"
+DEFAULT_SELECTION = "model_fusion_default_selection"
+DEFAULT_MODE = "model_fusion_default_mode"
 SECTION = ("model_fusion", TITLE)
 
 
 def add_settings() -> None:
-    """``on_ui_settings``: the extension's section in Settings."""
-    shared.opts.add_option(
-        KEEP_LOADED,
-        shared.OptionInfo(
-            True, "Keep the fusion checkpoint loaded between generations (off: free its memory after each one)", section=SECTION
-        ),
-    )
+    """``on_ui_settings``: the extension's section in Settings (the WebUI picks each
+    control from the default's type: checkbox, number, text)."""
+
+    def option(key: str, default: Any, label: str, **component_args: Any) -> None:
+        shared.opts.add_option(key, shared.OptionInfo(default, label, component_args=component_args or None, section=SECTION))
+
+    option(KEEP_LOADED, True, "Keep the fusion checkpoint loaded between generations (off: free its memory after each one)")
+    option(PREVIEW_STEPS, 3, "Preview: fused steps shown per image, first to last (1-10)", minimum=1, maximum=10, precision=0)
+    option(DEFAULT_MODEL, "", "Default fusion checkpoint in the accordion (title or name; applies after Reload UI)")
+    option(DEFAULT_SELECTION, "600,1,1", "Default fusion_selection v1,kg,ke in the accordion (applies after Reload UI)")
+    option(DEFAULT_MODE, 2, "Default mode in the accordion: 0, 1 or 2 (applies after Reload UI)", minimum=0, maximum=2, precision=0)
+
+
+def setting(key: str, default: Any) -> Any:
+    """A setting's value (the default before ``on_ui_settings`` has run)."""
+    return getattr(shared.opts, key, default)
 
 
 def _release(run: FusionRun) -> None:
     """The run lets go of its models; the cache too unless the settings keep it loaded."""
     run.release()
-    if not getattr(shared.opts, KEEP_LOADED, True):
+    if not setting(KEEP_LOADED, True):
         unload()
 
 
-def finish(p: Any) -> None:
-    """``Script.postprocess``: drop the wrapper and the run's model references (its stats stay on ``p``)."""
+def keep_result(p: Any, image: Any) -> None:
+    """``postprocess_image_after_composite``: the finished fused image, for the comparison
+    grid and the previews to show."""
+    run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
+    if run is not None and run.error is None and (run.args.compare or run.args.preview):
+        run.results[int(getattr(p, "iteration", 0)) * p.batch_size + int(getattr(p, "batch_index", 0))] = image
+
+
+def finish(p: Any, processed: Any = None) -> None:
+    """``Script.postprocess``: add the comparison and previews, then drop the wrapper and the
+    run's model references (its stats stay on ``p``)."""
     _unwrap_sample(p)
     run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
-    if run is not None:
+    if run is None:
+        return
+    try:
+        if processed is not None and run.error is None:
+            _add_outputs(p, processed, run)
+    finally:
         _release(run)
+
+
+def _add_outputs(p: Any, processed: Any, run: FusionRun) -> None:
+    """The comparison and previews after the WebUI's own images, each with the generation's
+    infotext and a ``Fusion output`` label; saved where the WebUI saves its own."""
+    from modules import images, infotext_utils, processing
+
+    active = getattr(getattr(shared.sd_model, "sd_checkpoint_info", None), "title", "active checkpoint")
+    titles = outputs.Titles(active, run.model_info.title if run.model_info is not None else active)
+    extra: list[outputs.Output] = []
+    if run.args.compare:
+        extra += outputs.comparison(run, titles, p.all_seeds, _font)
+    if run.args.preview and run.args.method == "regions":
+        extra += outputs.region_previews(run, titles, _font)
+    elif run.args.preview:
+        previews = outputs.snb_previews(run, titles, p.batch_size, int(setting(PREVIEW_STEPS, 3)), _font)
+        if run.results and not previews:
+            processed.comments = f"{processed.comments or ''}\n{TITLE}: no fused step to preview (the schedule ran one model alone)".strip()
+        extra += previews
+    for output in extra:
+        index = 0 if output.index is None else output.index
+        text = processing.create_infotext(
+            p,
+            p.all_prompts,
+            p.all_seeds,
+            p.all_subseeds,
+            index=index,
+            use_main_prompt=output.index is None,
+            all_negative_prompts=p.all_negative_prompts,
+        )
+        text = f"{text}, Fusion output: {infotext_utils.quote(output.label)}"
+        if shared.opts.enable_pnginfo:
+            output.image.info["parameters"] = text
+        processed.images.append(output.image)
+        processed.infotexts.append(text)
+        if output.index is None and shared.opts.grid_save and not p.do_not_save_grid:
+            images.save_image(
+                output.image,
+                p.outpath_grids,
+                "grid",
+                p.all_seeds[0],
+                p.all_prompts[0],
+                shared.opts.grid_format,
+                info=text,
+                short_filename=not shared.opts.grid_extended_filename,
+                p=p,
+                grid=True,
+                suffix=output.suffix,
+            )
+        elif output.index is not None and p.save_samples():
+            images.save_image(
+                output.image,
+                p.outpath_samples,
+                "",
+                p.all_seeds[index],
+                p.all_prompts[index],
+                shared.opts.samples_format,
+                info=text,
+                p=p,
+                suffix=output.suffix,
+            )
+
+
+def _font(size: int) -> Any:
+    """The WebUI's grid font (Settings > Saving images: font), else PIL's."""
+    from modules import images
+
+    try:
+        return images.get_font(size)
+    except Exception:
+        return pictures.default_font(size)
 
 
 def _wrap_sample(p: Any, run: FusionRun) -> None:
@@ -400,7 +499,7 @@ def _wrap_sample(p: Any, run: FusionRun) -> None:
     @functools.wraps(original)
     def sample(*args: Any, **kwargs: Any) -> Any:
         try:
-            return _sample(run, original, *args, **kwargs)
+            return _sample(run, p, original, *args, **kwargs)
         except BaseException:
             # The generation ends here and postprocess will not run: let go of p and the models now.
             _unwrap_sample(p)
@@ -412,29 +511,94 @@ def _wrap_sample(p: Any, run: FusionRun) -> None:
     p.sample = sample
 
 
-def _sample(run: FusionRun, original: Callable, *args: Any, **kwargs: Any) -> Any:
-    """One ``p.sample`` call (a batch) with the fusion hooks in place, and only then."""
+def _sample(run: FusionRun, p: Any, original: Callable, *args: Any, **kwargs: Any) -> Any:
+    """One ``p.sample`` call (a batch) with the fusion hooks in place, and only then; with
+    the comparison, the same batch again with each model alone."""
     if run.error is not None:
         raise run.error
     if run.model_info is not None:
         run.fusion_model = load_fusion_model(run.model_info, _needs_fusion_text_encoder(run.args))
     patched: list[Any] = []
     run.patched = patched
+    run.batch = int(getattr(p, "iteration", 0))
+    same_noise = _noise_replay(p)
     script_callbacks.on_cfg_denoiser(run.callback, name="model_fusion")
     try:
         with _sampling_residency(run.fusion_model):
             result = original(*args, **kwargs)
+            _check_every_pass_fused(run)
+            _sample_alone(run, p, same_noise, functools.partial(original, *args, **kwargs))
     except torch.cuda.OutOfMemoryError as error:  # torch.OutOfMemoryError from torch 2.5 on; the WebUI pins 2.1
         raise _out_of_memory(error) from error
     finally:
+        run.variant = FUSED
         script_callbacks.remove_callbacks_for_function(run.callback)
         for inner in patched:
             inner.__dict__.pop("forward", None)
         patched.clear()
     if run.error is not None:
         raise run.error
-    _check_every_pass_fused(run)
     return result
+
+
+def _noise_replay(p: Any) -> Callable[[], Any]:
+    """A fresh copy of the batch's ``p.rng`` as the WebUI made it (the sampling consumes it,
+    and hires fix replaces it), so a comparison starts from the very same noise."""
+    rng = p.rng
+    return lambda: type(rng)(
+        rng.shape,
+        rng.seeds,
+        subseeds=rng.subseeds,
+        subseed_strength=rng.subseed_strength,
+        seed_resize_from_h=rng.seed_resize_from_h,
+        seed_resize_from_w=rng.seed_resize_from_w,
+    )
+
+
+def _sample_alone(run: FusionRun, p: Any, same_noise: Callable[[], Any], sample: Callable[[], Any]) -> None:
+    """Comparison: each model alone from the batch's own noise; finished like the WebUI
+    finishes its images and kept per image index for ``postprocess``."""
+    if not run.variants:
+        return
+    if shared.state.job_count > 0:  # keep the progress bar moving forward: one job per pass
+        shared.state.job_count += len(run.variants) * (2 if getattr(p, "enable_hr", False) else 1)
+    for variant in run.variants:
+        if shared.state.interrupted or shared.state.skipped:
+            return
+        run.variant = variant
+        p.rng = same_noise()
+        shared.state.nextjob()
+        samples = sample()
+        _check_every_pass_fused(run)
+        if shared.state.interrupted or shared.state.skipped:
+            return  # a part-sampled image is no comparison
+        for index, image in enumerate(_finished_images(p, samples)):
+            run.alone[variant][run.batch * p.batch_size + index] = image
+
+
+def _finished_images(p: Any, samples: Any) -> list[Any]:
+    """Latents to images as ``process_images_inner`` finishes them: decode, clamp, colour
+    correction and the inpainting overlay (the other scripts' image hooks are theirs)."""
+    import numpy as np
+    from modules import processing
+    from PIL import Image
+
+    if getattr(samples, "already_decoded", False):
+        decoded = samples
+    else:
+        decoded = processing.decode_latent_batch(p.sd_model, samples, target_device=devices.cpu, check_for_nans=True)
+    pixels = torch.clamp((torch.stack(list(decoded)).float() + 1.0) / 2.0, min=0.0, max=1.0)
+    corrections = getattr(p, "color_corrections", None) or []
+    overlays = (getattr(p, "overlay_images", None) or []) if getattr(shared.opts, "overlay_inpaint", True) else []
+    images = []
+    for index, sample in enumerate(pixels):
+        image = Image.fromarray((255.0 * np.moveaxis(sample.cpu().numpy(), 0, 2)).astype(np.uint8))
+        if index < len(corrections):
+            image = processing.apply_color_correction(corrections[index], image)
+        if index < len(overlays):
+            image, _ = processing.apply_overlay(image, p.paste_to, overlays[index])
+        images.append(image)
+    return images
 
 
 def _out_of_memory(error: torch.cuda.OutOfMemoryError) -> torch.cuda.OutOfMemoryError:
@@ -538,8 +702,9 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
     own = args.text_encoder == "own"
     encoder_of_active = active_encoder if (own or solo_active) else fusion_encoder
     encoder_of_fusion = fusion_encoder if (own or not solo_active) else active_encoder
-    fusion_prompts = [_strip_networks(args.prompt)] * len(main_prompts) if args.prompt else main_prompts
-    fusion_negatives = [_strip_networks(args.negative_prompt)] * len(main_negatives) if args.negative_prompt else main_negatives
+    snb = args.method == "snb"  # Regions: the fusion checkpoint's main conditioning is the main prompt's
+    fusion_prompts = [_strip_networks(args.prompt)] * len(main_prompts) if snb and args.prompt else main_prompts
+    fusion_negatives = [_strip_networks(args.negative_prompt)] * len(main_negatives) if snb and args.negative_prompt else main_negatives
     steps = _schedule_steps(p, hires)
 
     def host_conditioning(step: HostStep) -> Conditioning:
@@ -566,8 +731,9 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         for region in args.regions:
             prompts = [_strip_networks(region.prompt)] * len(main_prompts) if region.prompt else main_prompts
             negatives = [_strip_networks(region.negative_prompt)] * len(main_negatives) if region.negative_prompt else main_negatives
-            encoder = encoder_of_fusion if region.model == "fusion" else encoder_of_active
-            conditionings.append(encoded(encoder, prompts, negatives))
+            conditionings.append(
+                {ACTIVE: encoded(encoder_of_active, prompts, negatives), FUSION: encoded(encoder_of_fusion, prompts, negatives)}
+            )
         regions = RegionSource(
             conditionings=conditionings,
             native_window=native_window(),
@@ -586,6 +752,7 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         max_rows=None if shared.opts.batch_cond_uncond else len(main_prompts),
         regions=regions,
         progress=_show_progress,
+        hires=hires,
     )
 
 

@@ -19,11 +19,15 @@ from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.denoise import Conditioning, CondsList, Model, ModelFn, SnbOptions, StepInput, guided, snb_step, spread_to_rows
 from lib_fusion.regions import Bootstrap, Region, regions_step, seed_noise
 from lib_fusion.schedule import StepKind, step_kind
+from lib_fusion.snb import Fused
 
 ConditioningFn = Callable[["HostStep"], Conditioning]
 Role = tuple[str, ModelFn, ConditioningFn]
 """(name, model callable, conditioning of this step)."""
 ACTIVE, FUSION = "active checkpoint", "fusion checkpoint"
+FUSED, ALONE_A, ALONE_B = "fused", "A alone", "B alone"
+"""What one sampling of a batch makes: the fusion, or (comparison) one model alone: SNB's
+model A or B; Regions' active or fusion checkpoint for every region and the background."""
 
 
 @dataclass
@@ -61,6 +65,8 @@ class SamplingPass:
     regions: RegionSource | None = None
     progress: Callable[[str], None] = lambda text: None
     """Shows what a step runs (the WebUI's progress text)."""
+    hires: bool = False
+    """The hires-fix pass of txt2img (labels the previews)."""
     steps_seen: int = 0
     """Denoiser calls the host announced (``on_cfg_denoiser``) in this pass."""
     calls: int = 0
@@ -72,8 +78,9 @@ class SamplingPass:
 class RegionSource:
     """What the host prepared for the Regions method in one pass."""
 
-    conditionings: list[ConditioningFn]
-    """Per foreground region (in the arguments' order): its conditioning, for its own model."""
+    conditionings: list[dict[str, ConditioningFn]]
+    """Per foreground region (in the arguments' order): its conditioning for each model
+    (:data:`ACTIVE`, :data:`FUSION`), encoded on first use."""
     native_window: int
     noise_to: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     colours: Callable[[], torch.Tensor]
@@ -119,6 +126,22 @@ class Stats:
     """(H, W) of each pass the Regions method laid out."""
     kinds: list[str] = field(default_factory=list)
     timesteps: list[float] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    """Per denoiser call: :data:`FUSED`, :data:`ALONE_A` or :data:`ALONE_B`."""
+
+
+@dataclass
+class Trace:
+    """What decided one fused SNB step, kept on the CPU for the previews."""
+
+    batch: int
+    hires: bool
+    step: int
+    t: float
+    saliency_a: torch.Tensor
+    """(N, 1, h, w) per image of the batch, like ``saliency_b`` and ``mask``."""
+    saliency_b: torch.Tensor
+    mask: torch.Tensor
 
 
 class FusionRun:
@@ -131,7 +154,11 @@ class FusionRun:
         self.error: BaseException | None = None
         self.passes: list[SamplingPass] = []
         self.stats = Stats()
-        self.last_mask: torch.Tensor | None = None
+        self.variant = FUSED
+        self.batch = 0
+        """The batch (``p.iteration``) being sampled."""
+        self.traces: list[Trace] = []
+        """Fused SNB steps' maps, kept when the previews are asked for."""
         self.region_images: list[torch.Tensor | None] = []
         """Per foreground region: its image-sized mask (None for a box); the host decodes them."""
         self._colours: torch.Tensor | None = None
@@ -142,12 +169,25 @@ class FusionRun:
         self.fusion_model: Any = None
         self.patched: list[Any] | None = None
         self.callback: Callable[[Any], None] | None = None
+        self.results: dict[int, Any] = {}
+        """Per image (index over the whole generation): the fused image as the host finished it."""
+        self.alone: dict[str, dict[int, Any]] = {ALONE_A: {}, ALONE_B: {}}
+        """Per comparison variant and image index: that model's image alone."""
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The extra samplings of each batch."""
+        return (ALONE_A, ALONE_B) if self.args.compare else ()
 
     def release(self) -> None:
         """Drop references to models and tensors once the generation is over."""
         self.passes.clear()
         self._pass = self._step = None
         self.fusion_model = None
+        self.results.clear()
+        self.traces.clear()
+        for images in self.alone.values():
+            images.clear()
 
     # -- hooks ------------------------------------------------------------------------
     def begin_pass(self, sampling_pass: SamplingPass) -> None:
@@ -191,30 +231,42 @@ class FusionRun:
         batch = step.batch
         sigma = step.sigma_in[-batch:]
         t = float(sampling_pass.sigma_to_t(sigma[:1]))
-        kind = step_kind(t, self.v1, self.args.mode)
+        kind = step_kind(t, self.v1, self.args.mode) if self.variant == FUSED else StepKind.SOLO
         self.stats.kinds.append(kind.value)
         self.stats.timesteps.append(t)
-        solo_is_active = self.args.solo == "active"
-        sampling_pass.progress(f"SNB t={t:.0f}" if kind is StepKind.FUSED else f"solo: {ACTIVE if solo_is_active else FUSION} t={t:.0f}")
-        if kind is StepKind.SOLO and solo_is_active and sampling_pass.active_uses_host_conds:
+        self.stats.variants.append(self.variant)
+        active = (ACTIVE, sampling_pass.active_fn, sampling_pass.active_conditioning)
+        fusion = (FUSION, sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
+        role_a, role_b = (active, fusion) if self.args.solo == "active" else (fusion, active)
+        solo = role_b if self.variant == ALONE_B else role_a
+        if kind is StepKind.FUSED:
+            sampling_pass.progress(f"SNB t={t:.0f}")
+        else:
+            phase = f"compare: {self.variant}" if self.variant != FUSED else "solo"
+            sampling_pass.progress(f"{phase}: {solo[0]} t={t:.0f}")
+        if kind is StepKind.SOLO and solo[0] == ACTIVE and sampling_pass.active_uses_host_conds:
             self.stats.solo_steps += 1
             self.stats.passthrough_steps += 1
             current.passthrough = True
             return
         inputs = _inputs(step, sampling_pass)
-        active = (ACTIVE, sampling_pass.active_fn, sampling_pass.active_conditioning)
-        fusion = (FUSION, sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
-        role_a, role_b = (active, fusion) if solo_is_active else (fusion, active)
-        model_a = _model(role_a, step)
         if kind is StepKind.SOLO:
             self.stats.solo_steps += 1
-            self._count_runs(active_runs=int(solo_is_active), fusion_runs=int(not solo_is_active))
-            prediction = guided(model_a, inputs)[1]
+            self._count_runs(active_runs=int(solo[0] == ACTIVE), fusion_runs=int(solo[0] == FUSION))
+            prediction = guided(_model(solo, step), inputs)[1]
         else:
             self.stats.fused_steps += 1
             self._count_runs(active_runs=1, fusion_runs=1)
-            prediction, self.last_mask = snb_step(model_a, _model(role_b, step), inputs, self.options)
+            fused = snb_step(_model(role_a, step), _model(role_b, step), inputs, self.options)
+            prediction = fused.prediction
+            if self.args.preview:
+                self._trace(step, t, fused)
         current.rows = spread_to_rows(prediction, step.conds_list)
+
+    def _trace(self, step: HostStep, t: float, fused: Fused) -> None:
+        maps = (fused.saliency_a, fused.saliency_b, fused.mask)
+        hires = self._pass is not None and self._pass.hires
+        self.traces.append(Trace(self.batch, hires, step.index, t, *(m.detach().float().cpu() for m in maps)))
 
     def _plan_regions(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
         """Region MultiDiffusion: the background (main prompt, active model) and each region
@@ -222,14 +274,12 @@ class FusionRun:
         step, source = current.step, sampling_pass.regions
         layout = self._layout(sampling_pass, tuple(step.x_in.shape[-2:]))
         self.stats.kinds.append("regions")
-        if len(layout.views) == 1 and len(layout.masks) == 1 and sampling_pass.active_uses_host_conds:
+        self.stats.variants.append(self.variant)
+        roles = self._region_roles(sampling_pass)
+        if len(layout.views) == 1 and len(layout.masks) == 1 and roles[0][0] == ACTIVE and sampling_pass.active_uses_host_conds:
             self.stats.passthrough_steps += 1  # no region and one window: the plain model
             current.passthrough = True
             return
-        roles: list[Role] = [(ACTIVE, sampling_pass.active_fn, sampling_pass.active_conditioning)]  # the background
-        for region, conditioning in zip(self.args.regions, source.conditionings):
-            on_fusion = region.model == "fusion"
-            roles.append((FUSION, sampling_pass.fusion_fn, conditioning) if on_fusion else (ACTIVE, sampling_pass.active_fn, conditioning))
         weights = [1.0, *(region.weight for region in self.args.regions)]
         regions = [
             Region(_model(role, step), mask, weight, bootstrap=index > 0)
@@ -240,8 +290,9 @@ class FusionRun:
         bootstrap = None
         total = step.total_steps or 0
         count, views = len(self.args.regions), len(layout.views)
+        phase = "regions" if self.variant == FUSED else f"compare: {roles[0][0]} everywhere"
         sampling_pass.progress(
-            f"regions: {count} region{'' if count == 1 else 's'} + background, {views} window{'' if views == 1 else 's'}"
+            f"{phase}: {count} region{'' if count == 1 else 's'} + background, {views} window{'' if views == 1 else 's'}"
         )
         if self.args.regions and step.index < round(self.args.bootstrapping * total):
             if self._colours is None:
@@ -257,6 +308,17 @@ class FusionRun:
             active_runs=int(any(r.model.name == ACTIVE for r in regions)), fusion_runs=int(any(r.model.name == FUSION for r in regions))
         )
         current.rows = spread_to_rows(result.prediction, step.conds_list)
+
+    def _region_roles(self, sampling_pass: SamplingPass) -> list[Role]:
+        """The background (main prompt) then each region, each on its checkpoint: the one the
+        region names, or (comparison) the same one for all."""
+        models = [ACTIVE, *(FUSION if region.model == "fusion" else ACTIVE for region in self.args.regions)]
+        if self.variant != FUSED:
+            models = [ACTIVE if self.variant == ALONE_A else FUSION] * len(models)
+        background = {ACTIVE: sampling_pass.active_conditioning, FUSION: sampling_pass.fusion_conditioning}
+        functions = {ACTIVE: sampling_pass.active_fn, FUSION: sampling_pass.fusion_fn}
+        conditionings = [background, *sampling_pass.regions.conditionings]
+        return [(model, functions[model], conditioning[model]) for model, conditioning in zip(models, conditionings)]
 
     def _layout(self, sampling_pass: SamplingPass, size: tuple[int, int]) -> RegionLayout:
         """Masks and views for this pass's latent size, made once per pass."""

@@ -14,7 +14,7 @@ Every function works on eps predictions of shape (N, C, H, W). Steps follow the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +82,16 @@ def saliency_mask(sal_a: torch.Tensor, sal_b: torch.Tensor, kg: float, ke: float
     return (lb > la).to(la.dtype)
 
 
+class Fused(NamedTuple):
+    """A blended step and what decided it (the saliency maps feed the previews)."""
+
+    prediction: torch.Tensor
+    mask: torch.Tensor
+    """(N, 1, H, W): 1 where B was chosen (soft: B's weight)."""
+    saliency_a: torch.Tensor
+    saliency_b: torch.Tensor
+
+
 def fuse_guided(
     eps_a: torch.Tensor,
     eps_b: torch.Tensor,
@@ -91,17 +101,19 @@ def fuse_guided(
     ke: float,
     blur: Blur = "box",
     soft: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Fused:
     """Blend two guided eps predictions given their guidance responses (steps 3-6).
 
     Useful when the guided eps was already combined (e.g. the WebUI's ``AND`` sub-prompts
     with weights); :func:`blend` is the paper's form over raw cond/uncond predictions.
     """
-    mask = saliency_mask(saliency(response_a, blur), saliency(response_b, blur), kg, ke, soft)
+    sal_a, sal_b = saliency(response_a, blur), saliency(response_b, blur)
+    mask = saliency_mask(sal_a, sal_b, kg, ke, soft)
     if soft:
-        weight = mask.to(eps_a.dtype)
-        return eps_a + weight * (eps_b - eps_a), mask
-    return torch.where(mask.bool(), eps_b, eps_a), mask
+        prediction = eps_a + mask.to(eps_a.dtype) * (eps_b - eps_a)
+    else:
+        prediction = torch.where(mask.bool(), eps_b, eps_a)
+    return Fused(prediction, mask, sal_a, sal_b)
 
 
 def blend(
@@ -129,7 +141,8 @@ def blend(
     response_a = cfg_scale * (cond_a - uncond_a)
     reference_b = uncond_a if saliency_uncond == "solo" else uncond_b
     response_b = cfg_scale * (cond_b - reference_b)
-    return fuse_guided(eps_a, eps_b, response_a, response_b, kg, ke, blur, soft)
+    fused = fuse_guided(eps_a, eps_b, response_a, response_b, kg, ke, blur, soft)
+    return fused.prediction, fused.mask
 
 
 def _check_shapes(*tensors: torch.Tensor) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from lib_fusion import host, region_table
-from lib_fusion.args import FIELDS, MAX_VIEW_BATCH, TITLE, FusionArgs
+from lib_fusion.args import FIELDS, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
 from lib_fusion.schedule import K_MAX, T_MAX, format_fusion_selection, parse_fusion_selection
@@ -48,7 +48,25 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
                 elem_id=elem_id("text_encoder"),
             )
         status = gr.Markdown("", elem_id=elem_id("status"))
-        controls = {"enabled": enabled, "model": model, "method": method, "text_encoder": text_encoder}
+        with gr.Row():
+            compare = gr.Checkbox(
+                label="Compare: also return A alone, B alone and a labelled grid (two more samplings)",
+                value=defaults.compare,
+                elem_id=elem_id("compare"),
+            )
+            preview = gr.Checkbox(
+                label="Preview: saliency maps and mask (SNB) or region layout (Regions) over the result",
+                value=defaults.preview,
+                elem_id=elem_id("preview"),
+            )
+        controls = {
+            "enabled": enabled,
+            "model": model,
+            "method": method,
+            "text_encoder": text_encoder,
+            "compare": compare,
+            "preview": preview,
+        }
         with gr.Group(visible=defaults.method == "snb") as snb_group:
             controls.update(_snb_controls(defaults, elem_id))
         with gr.Group(visible=defaults.method == "regions") as regions_group:
@@ -62,7 +80,8 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
         outputs=[snb_group, regions_group],
     )
     components = [controls[field] for field in FIELDS]
-    infotext_fields = [(component, _paster(field)) for component, field in zip(components, FIELDS)]
+    # Compare and preview are output options: pasting an infotext leaves them as they are.
+    infotext_fields = [(component, _paster(field)) for component, field in zip(components, FIELDS) if field not in OUTPUT_FIELDS]
     return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
 
 

@@ -32,8 +32,11 @@ class ModelFusionScript(scripts.Script):
     def process_before_every_sampling(self, p, *args, **kwargs):
         host.begin_pass(p)
 
+    def postprocess_image_after_composite(self, p, pp, *args):
+        host.keep_result(p, pp.image)
+
     def postprocess(self, p, processed, *args):
-        host.finish(p)
+        host.finish(p, processed)
 
 
 script_callbacks.on_app_started(lambda _demo, app: api.register(app))

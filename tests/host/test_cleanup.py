@@ -107,7 +107,7 @@ def test_every_ending_leaves_the_webui_as_it_was(webui, monkeypatch, ending):
     if ending == "skip":  # the skipped batch ends early; the next one is fused in full
         assert len(processed.images) == 4
         alone = webui.latents(snb(), steps=STEPS, batch_size=2, seed=p.seed + 2)
-        assert torch.allclose(torch.stack(processed.images[2:]), alone, atol=1e-5)
+        assert torch.allclose(torch.stack(processed.latents[2:]), alone, atol=1e-5)
     if ending == "interrupt":
         assert len(processed.images) == 2  # the first batch's partial result; the second never starts
     if ending == "out of memory":
@@ -147,5 +147,5 @@ def test_a_pass_without_denoiser_calls_is_not_mistaken_for_a_bypass(webui):
 @pytest.mark.parametrize("sampler", ["LCM", "Euler a", "UniPC"])
 def test_single_step_generations_fuse(webui, sampler):
     p = webui.processing(snb(), sampler_name=sampler, steps=1)
-    out = torch.stack(processing.process_images(p).images)
+    out = torch.stack(processing.process_images(p).latents)
     assert p.model_fusion_run.stats.fused_steps == 1 and torch.isfinite(out).all()

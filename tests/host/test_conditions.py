@@ -62,14 +62,14 @@ def test_and_subprompts_and_long_prompts_and_prompt_editing(webui):
 def test_skipped_uncond_steps_still_fuse(webui):
     shared.opts.skip_early_cond = 0.5
     p = webui.processing(fusion(), steps=8)
-    out = torch.stack(processing.process_images(p).images)
+    out = torch.stack(processing.process_images(p).latents)
     assert torch.isfinite(out).all()
     assert p.model_fusion_run.stats.fused_steps > 0
 
 
 def test_hires_fix_fuses_both_passes(webui):
     p = webui.processing(fusion(), enable_hr=True, hr_scale=1.5, steps=6, denoising_strength=0.7)
-    out = processing.process_images(p).images
+    out = processing.process_images(p).latents
     assert out[0].shape == (4, 12, 12)
     assert len(p.model_fusion_run.stats.kinds) > 6  # steps of the second pass counted too
 
@@ -158,7 +158,7 @@ def test_a_copied_processing_object_runs_its_own_sampling(webui):
     wrapped.scripts.process(wrapped)  # wraps wrapped.sample
     cell = copy.copy(wrapped)
     cell.seed = 99
-    out = torch.stack(processing.process_images(cell).images)
+    out = torch.stack(processing.process_images(cell).latents)
     assert cell.model_fusion_run is not wrapped.model_fusion_run
     reference = webui.latents(fusion(), steps=4, seed=99)
     assert torch.equal(out, reference)

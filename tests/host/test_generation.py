@@ -35,7 +35,7 @@ def test_extension_off_is_bit_identical_to_no_extension(webui, sampler):
 def test_solo_active_schedule_is_bit_identical_and_runs_no_fusion_pass(webui, sampler):
     without = webui.latents(None, extension=False, sampler_name=sampler)
     p = webui.processing(fusion(mode=0), sampler_name=sampler)
-    solo = torch.stack(processing.process_images(p).images)
+    solo = torch.stack(processing.process_images(p).latents)
     assert torch.equal(without, solo)
     stats = p.model_fusion_run.stats
     assert stats.fusion_runs == 0 and stats.fused_steps == 0
@@ -44,7 +44,7 @@ def test_solo_active_schedule_is_bit_identical_and_runs_no_fusion_pass(webui, sa
 
 def test_solo_fusion_equals_fusion_checkpoint_loaded_as_active(webui):
     p = webui.processing(fusion(mode=0, solo="fusion"))
-    fused_solo = torch.stack(processing.process_images(p).images)
+    fused_solo = torch.stack(processing.process_images(p).latents)
     stats = p.model_fusion_run.stats
     assert stats.active_runs == 0 and stats.fusion_runs == stats.solo_steps > 0
     webui.load("expert")

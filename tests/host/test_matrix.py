@@ -63,7 +63,7 @@ def test_image_i_of_a_fused_batch_equals_its_seed_alone(webui, sampler, kind, me
             setattr(shared.opts, name, value)
     common = {"sampler_name": sampler, "steps": 5, "prompt": PROMPT, "s_min_uncond": s_min_uncond, **kind_kwargs(kind)}
     p = webui.processing(fusion_args(method), batch_size=batch_size, n_iter=batch_count, seed=20, **common)
-    batch = torch.stack(processing.process_images(p).images)
+    batch = torch.stack(processing.process_images(p).latents)
     assert batch.shape[0] == batch_size * batch_count
 
     run = p.model_fusion_run

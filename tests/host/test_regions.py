@@ -20,7 +20,7 @@ def regions(*items, **overrides):
 
 def run(webui, fusion, **kwargs):
     p = webui.processing(fusion, **kwargs)
-    return torch.stack(processing.process_images(p).images), p
+    return torch.stack(processing.process_images(p).latents), p
 
 
 def png_mask(width, height, box):
@@ -66,7 +66,7 @@ def test_many_steps_stay_closer_to_each_regions_model(webui):
 def test_no_region_on_one_window_is_the_plain_model_bit_for_bit(webui, snb_fields):
     plain = webui.latents(None, extension=False, batch_size=2)
     p = webui.processing(regions(**snb_fields), batch_size=2)
-    assert torch.equal(torch.stack(processing.process_images(p).images), plain)
+    assert torch.equal(torch.stack(processing.process_images(p).latents), plain)
     assert p.model_fusion_run.stats.passthrough_steps == 4 and p.model_fusion_run.fusion_model is None
 
 
@@ -121,7 +121,7 @@ def test_circular_panorama_wraps_its_views(webui):
 def test_regions_and_panorama_with_other_samplers_and_hires(webui, sampler):
     fusion = regions({"box": RIGHT, "prompt": "a crown"}, {"box": [0.0, 0.5, 0.5, 0.5], "model": "active"}, window=8, stride=4)
     p = webui.processing(fusion, sampler_name=sampler, steps=4, width=128, height=64, enable_hr=True, hr_scale=1.5)
-    out = torch.stack(processing.process_images(p).images)
+    out = torch.stack(processing.process_images(p).latents)
     assert out.shape[-2:] == (12, 24) and torch.isfinite(out).all()
     assert p.model_fusion_run.stats.latent_sizes == [(8, 16), (12, 24)]  # boxes are fractions: they scale with the canvas
 
@@ -153,7 +153,7 @@ def test_regions_write_and_read_their_infotext(webui):
 
     fusion = regions({"box": LEFT, "prompt": "a cat, sitting", "weight": 1.5}, {"box": RIGHT, "model": "active"}, window=8, circular=True)
     _, p = run(webui, fusion, steps=2, width=128, height=64)
-    infotext = processing.create_infotext(p)
+    infotext = processing.create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds)
     restored = from_infotext(infotext_utils.parse_generation_parameters(infotext))
     assert restored.regions == p.model_fusion_run.args.regions
     assert (restored.window, restored.circular, restored.method) == (8, True, "regions")

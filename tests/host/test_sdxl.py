@@ -28,7 +28,7 @@ def test_extension_off_and_solo_schedules_are_bit_identical(sdxl_webui):
 def test_snb_fuses_with_the_vector_and_keeps_batches_invariant(sdxl_webui, sampler):
     seen = []
     p = sdxl_webui.processing(snb(prompt="a cartoon lion"), batch_size=2, prompt=PROMPT, sampler_name=sampler, steps=6, seed=5)
-    fused = torch.stack(processing.process_images(p).images)
+    fused = torch.stack(processing.process_images(p).latents)
     assert p.model_fusion_run.stats.fused_steps > 0
     assert not torch.equal(fused, sdxl_webui.latents(None, extension=False, batch_size=2, prompt=PROMPT, sampler_name=sampler, steps=6))
 
@@ -44,7 +44,7 @@ def test_snb_fuses_with_the_vector_and_keeps_batches_invariant(sdxl_webui, sampl
 
 def test_regions_on_sdxl(sdxl_webui):
     p = sdxl_webui.processing(regions(), batch_size=2, prompt=PROMPT, steps=4)
-    out = torch.stack(processing.process_images(p).images)
+    out = torch.stack(processing.process_images(p).latents)
     assert p.model_fusion_run.stats.region_passes > 0 and torch.isfinite(out).all()
     assert p.model_fusion_run.stats.latent_sizes == [(8, 8)]
 

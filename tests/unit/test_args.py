@@ -39,15 +39,16 @@ REGIONS_JSON = '[{"box":[0.0,0.0,0.5,1.0],"prompt":"a cat"},{"box":[0.5,0.0,0.5,
 
 def test_positional_ui_values_and_api_dict_agree():
     snb = [True, "expert", "snb", "a cartoon lion", "", "fusion", "850,1,1.5", "1", "own", "own", "gaussian", "soft"]
-    values = [*snb, REGIONS_JSON, 0.25, 16.0, 4.0, 2.0, True]  # gradio sliders give floats
+    values = [*snb, REGIONS_JSON, 0.25, 16.0, 4.0, 2.0, True, True, True]  # gradio sliders give floats
     positional = FusionArgs.from_script_args(values)
     named = FusionArgs.from_script_args([dict(zip(FIELDS, values), mode=1, window=16, stride=4, view_batch_size=2)])
     assert positional == named
-    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, 4, 2, True]
+    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, 4, 2, True, True, True]
     # A client written before the Regions fields still sends the first twelve values.
-    assert FusionArgs.from_script_args(snb) == positional.copy(
-        update={"regions": [], "bootstrapping": 0.4, "window": 0, "stride": 8, "view_batch_size": 4, "circular": False}
-    )
+    regions = {"regions": [], "bootstrapping": 0.4, "window": 0, "stride": 8, "view_batch_size": 4, "circular": False}
+    assert FusionArgs.from_script_args(snb) == positional.copy(update={**regions, "compare": False, "preview": False})
+    # ... and one written before the output options, the first eighteen.
+    assert FusionArgs.from_script_args(values[:18]) == positional.copy(update={"compare": False, "preview": False})
 
 
 @pytest.mark.parametrize(

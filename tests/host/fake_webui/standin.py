@@ -142,4 +142,4 @@ class WebUI:
         return processing.process_images(self.processing(fusion, img2img, extension, **kwargs))
 
     def latents(self, fusion=None, **kwargs) -> torch.Tensor:
-        return torch.stack(self.generate(fusion, **kwargs).images)
+        return torch.stack(self.generate(fusion, **kwargs).latents)

@@ -137,6 +137,12 @@ class TinySD(nn.Module):
     def get_first_stage_encoding(self, encoded):
         return encoded * 0.18215
 
+    def decode_first_stage(self, z):
+        """A stand-in VAE decoder: a fixed 4-channel -> RGB map, 8x nearest upscale, in [-1, 1]."""
+        latent_to_rgb = torch.tensor([[0.8, -0.4, 0.3, 0.5], [0.3, 0.7, -0.5, 0.4], [-0.2, 0.3, 0.9, -0.3]])
+        rgb = torch.einsum("cl,nlhw->nchw", latent_to_rgb.to(z), z)
+        return torch.tanh(torch.nn.functional.interpolate(rgb, scale_factor=8, mode="nearest"))
+
     def get_learned_conditioning(self, texts):
         return self.cond_stage_model(list(texts))
 
@@ -184,6 +190,7 @@ class TinySDXL(nn.Module):
     is_sdxl = True
     is_sdxl_inpaint = False
     encode_first_stage = TinySD.encode_first_stage
+    decode_first_stage = TinySD.decode_first_stage
 
     def __init__(self, unet: nn.Module, conditioner: nn.Module):
         super().__init__()

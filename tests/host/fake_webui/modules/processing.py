@@ -1,17 +1,34 @@
 """process_images with the host's hook order and sampling passes (txt2img + hires, img2img)."""
 
+import numpy as np
 import torch
+from PIL import Image
 
-from modules import extra_networks, infotext_utils, prompt_parser, sd_samplers, shared
+from modules import extra_networks, images, infotext_utils, prompt_parser, scripts, sd_samplers, shared
 
 
 class ImageRNG:
-    def __init__(self, shape, seeds):
+    """``modules.rng.ImageRNG``: one generator per image seed (subseeds are not modelled)."""
+
+    def __init__(self, shape, seeds, subseeds=None, subseed_strength=0.0, seed_resize_from_h=0, seed_resize_from_w=0):
         self.shape = tuple(shape)
+        self.seeds, self.subseeds, self.subseed_strength = seeds, subseeds, subseed_strength
+        self.seed_resize_from_h, self.seed_resize_from_w = seed_resize_from_h, seed_resize_from_w
         self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def next(self):
         return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators])
+
+
+class DecodedSamples(list):
+    already_decoded = True
+
+
+def decode_latent_batch(model, batch, target_device=None, check_for_nans=False):
+    samples = DecodedSamples()
+    for i in range(batch.shape[0]):
+        samples.append(model.decode_first_stage(batch[i : i + 1])[0].to(target_device or batch.device))
+    return samples
 
 
 class StableDiffusionProcessing:
@@ -42,6 +59,13 @@ class StableDiffusionProcessing:
         self.sd_model = None
         self.sampler = None
         self.is_hr_pass = False
+        self.subseed_strength, self.seed_resize_from_h, self.seed_resize_from_w = 0.0, 0, 0
+        self.do_not_save_samples, self.do_not_save_grid = False, False
+        self.outpath_samples, self.outpath_grids = "outputs/samples", "outputs/grids"
+        self.color_corrections = None
+
+    def save_samples(self):
+        return shared.opts.samples_save and not self.do_not_save_samples
 
     def latent_shape(self, width=None, height=None):
         return (4, (height or self.height) // 8, (width or self.width) // 8)
@@ -49,8 +73,8 @@ class StableDiffusionProcessing:
     def make_rng(self, shape):
         """The host's ``ImageRNG``: one generator per image seed, for the first noise and the
         ancestral samplers' noise alike, so image i never depends on the batch around it."""
-        self.rng = ImageRNG(shape, self.seeds)
-        return self.rng.next()
+        self.rng = ImageRNG(shape, self.seeds, subseeds=self.subseeds, subseed_strength=self.subseed_strength)
+        return self.rng
 
     def setup_conds(self):
         config = sd_samplers.find_sampler_config(self.sampler_name)
@@ -76,7 +100,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
-        x = self.make_rng(self.latent_shape())
+        x = self.rng.next()
         self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning)
         samples = self.sampler.sample(
             self, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)
@@ -92,7 +116,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         self.hr_prompts, self.hr_negative_prompts = self.prompts, self.negative_prompts
         self.hr_c, self.hr_uc = self.c, self.uc
-        noise = self.make_rng(self.latent_shape(width, height))
+        noise = self.make_rng(self.latent_shape(width, height)).next()
         self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc)
         steps = self.hr_second_pass_steps or self.steps
         samples = self.sampler.sample_img2img(
@@ -119,7 +143,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
             self.mask = self.nmask = None
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        x = self.make_rng(self.latent_shape())
+        x = self.rng.next()
         self.scripts.process_before_every_sampling(self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning)
         return self.sampler.sample_img2img(
             self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)
@@ -127,16 +151,33 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
 
 class Processed:
-    def __init__(self, p, images, infotexts):
+    def __init__(self, p, images, infotexts, latents):
         self.images = images
         self.infotexts = infotexts
+        self.comments = ""
         self.extra_generation_params = p.extra_generation_params
+        self.latents = latents
+        """The stand-in's own: the sampled latent of each image, for exact comparisons in tests."""
 
 
-def create_infotext(p):
-    params = {"Steps": p.steps, "Sampler": p.sampler_name, "CFG scale": p.cfg_scale, "Seed": p.seed, **p.extra_generation_params}
+def create_infotext(
+    p,
+    all_prompts,
+    all_seeds,
+    all_subseeds,
+    comments=None,
+    iteration=0,
+    position_in_batch=0,
+    use_main_prompt=False,
+    index=None,
+    all_negative_prompts=None,
+):
+    if index is None:
+        index = position_in_batch + iteration * p.batch_size
+    params = {"Steps": p.steps, "Sampler": p.sampler_name, "CFG scale": p.cfg_scale, "Seed": all_seeds[index], **p.extra_generation_params}
     line = ", ".join(f"{k}: {infotext_utils.quote(v)}" for k, v in params.items() if v is not None)
-    return f"{p.prompt}\nNegative prompt: {p.negative_prompt}\n{line}"
+    prompt = p.prompt if use_main_prompt else all_prompts[index]
+    return f"{prompt}\nNegative prompt: {(all_negative_prompts or p.all_negative_prompts)[index]}\n{line}"
 
 
 def process_images(p):
@@ -144,26 +185,42 @@ def process_images(p):
     p.sd_model = shared.sd_model
     shared.state.reset()
     total = p.batch_size * p.n_iter
+    shared.state.job_count = p.n_iter * (2 if getattr(p, "enable_hr", False) else 1)
     p.all_prompts = [p.prompt] * total if isinstance(p.prompt, str) else list(p.prompt)
     p.all_negative_prompts = [p.negative_prompt] * total
     p.all_seeds = [p.seed + i for i in range(total)]
+    p.all_subseeds = list(p.all_seeds)
     p.scripts.process(p)
-    images = []
+    output, infotexts, latents = [], [], []
     for n in range(p.n_iter):
         if shared.state.skipped:
             shared.state.skipped = False
         if shared.state.interrupted:
             break
+        p.iteration = n
         batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
         p.prompts, _ = extra_networks.parse_prompts(p.all_prompts[batch])
         p.negative_prompts = p.all_negative_prompts[batch]
-        p.seeds = p.all_seeds[batch]
+        p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
         p.init()
+        p.make_rng(p.latent_shape())
         p.setup_conds()
         samples = p.sample(
-            conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=None, subseed_strength=0, prompts=p.prompts
+            conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=p.subseeds, subseed_strength=0, prompts=p.prompts
         )
-        images.extend(samples[i] for i in range(samples.shape[0]))
-    processed = Processed(p, images, [create_infotext(p)] * len(images))
+        latents.extend(samples[i] for i in range(samples.shape[0]))
+        pixels = torch.clamp((torch.stack(decode_latent_batch(p.sd_model, samples)).float() + 1.0) / 2.0, min=0.0, max=1.0)
+        shared.state.nextjob()
+        for i, x_sample in enumerate(pixels):
+            p.batch_index = i
+            pp = scripts.PostprocessImageArgs(Image.fromarray((255.0 * np.moveaxis(x_sample.numpy(), 0, 2)).astype(np.uint8)))
+            p.scripts.postprocess_image_after_composite(p, pp)
+            text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=n * p.batch_size + i)
+            if p.save_samples():
+                images.save_image(pp.image, p.outpath_samples, "", p.seeds[i], p.prompts[i], shared.opts.samples_format, info=text, p=p)
+            pp.image.info["parameters"] = text
+            output.append(pp.image)
+            infotexts.append(text)
+    processed = Processed(p, output, infotexts, latents)
     p.scripts.postprocess(p, processed)
     return processed

@@ -36,8 +36,16 @@ class Script:
     def process_before_every_sampling(self, p, *args, **kwargs):
         pass
 
+    def postprocess_image_after_composite(self, p, pp, *args):
+        pass
+
     def postprocess(self, p, processed, *args):
         pass
+
+
+class PostprocessImageArgs:
+    def __init__(self, image):
+        self.image = image
 
 
 class ScriptRunner:
@@ -57,6 +65,9 @@ class ScriptRunner:
 
     def process_before_every_sampling(self, p, **kwargs):
         self._each("process_before_every_sampling", p, **kwargs)
+
+    def postprocess_image_after_composite(self, p, pp):
+        self._each("postprocess_image_after_composite", p, pp)
 
     def postprocess(self, p, processed):
         self._each("postprocess", p, processed)

@@ -11,6 +11,12 @@ class State:
         self.sampling_step = 0
         self.sampling_steps = 0
         self.textinfo = None
+        self.job_count = -1
+        self.job_no = 0
+
+    def nextjob(self):
+        self.job_no += 1
+        self.sampling_step = 0
 
 
 class OptionInfo:
@@ -37,6 +43,14 @@ def default_opts():
         use_old_scheduling=False,
         enable_quantization=False,
         live_preview_content="Prompt",
+        enable_pnginfo=True,
+        samples_save=False,  # the WebUI saves by default; the stand-in only where a test asks
+        samples_format="png",
+        grid_save=False,
+        grid_format="png",
+        grid_extended_filename=False,
+        return_grid=False,
+        overlay_inpaint=True,
     )
 
 

@@ -1,0 +1,111 @@
+"""The extra images a generation returns: the comparison (each model alone and a labelled
+grid) and the previews (saliency and mask per fused step, or the region layout).
+
+Works on what the run kept (finished images per image index, the traces of fused steps,
+the region masks); the host adapter adds the results to the WebUI's output with their
+infotexts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from lib_fusion import pictures
+from lib_fusion.run import ALONE_A, ALONE_B, FusionRun, Trace
+
+
+@dataclass
+class Output:
+    """One extra image and its label (the infotext's ``Fusion output``)."""
+
+    image: Any
+    label: str
+    index: int | None
+    """The generated image it belongs to (its seed and prompt); None: the whole generation."""
+    suffix: str
+    """File-name suffix when it is saved."""
+
+
+@dataclass
+class Titles:
+    active: str
+    fusion: str
+
+
+def variant_labels(run: FusionRun, titles: Titles) -> dict[str, str]:
+    """What the fused image and each comparison variant are called."""
+    if run.args.method == "regions":
+        return {"fused": "Regions", ALONE_A: f"active everywhere: {titles.active}", ALONE_B: f"fusion everywhere: {titles.fusion}"}
+    title_a, title_b = (titles.active, titles.fusion) if run.args.solo == "active" else (titles.fusion, titles.active)
+    return {"fused": "SNB", ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}"}
+
+
+def comparison(run: FusionRun, titles: Titles, seeds: Sequence[int], font: pictures.Font = pictures.default_font) -> list[Output]:
+    """Each model's image alone (image order, A then B) and a grid: one row per image,
+    columns fused | A alone | B alone. Images that were not completed (interrupted) are left out."""
+    labels = variant_labels(run, titles)
+    indices = [index for index in sorted(run.results) if all(index in run.alone[variant] for variant in run.variants)]
+    if not indices:
+        return []
+    result = [
+        Output(run.alone[variant][index], labels[variant], index, f"-fusion-{'a' if variant == ALONE_A else 'b'}")
+        for variant in run.variants
+        for index in indices
+    ]
+    rows = [[run.results[index], *(run.alone[variant][index] for variant in run.variants)] for index in indices]
+    row_labels = [f"seed {seeds[index]}" for index in indices] if len(indices) > 1 else []
+    grid = pictures.labelled_grid(rows, [labels["fused"], *(labels[variant] for variant in run.variants)], row_labels, font)
+    return [*result, Output(grid, "comparison grid", None, "-fusion-compare")]
+
+
+def chosen(traces: Sequence[Trace], count: int) -> list[Trace]:
+    """``count`` traces spread evenly from the first to the last (all when there are fewer)."""
+    if len(traces) <= count:
+        return list(traces)
+    if count == 1:
+        return [traces[len(traces) // 2]]
+    return [traces[round(k * (len(traces) - 1) / (count - 1))] for k in range(count)]
+
+
+def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, font: pictures.Font = pictures.default_font) -> list[Output]:
+    """Per image: rows of chosen fused steps; columns A's saliency, B's saliency and the mask,
+    each over the finished image."""
+    labels = variant_labels(run, titles)
+    mask_label = "mask: B's share (blue A, orange B)" if run.args.mask == "soft" else "mask: blue A, orange B"
+    columns = [f"saliency {labels[ALONE_A]}", f"saliency {labels[ALONE_B]}", mask_label]
+    result = []
+    for index, image in sorted(run.results.items()):
+        batch, row = divmod(index, batch_size)
+        traces = chosen([trace for trace in run.traces if trace.batch == batch], count)
+        if not traces:
+            continue
+        tiles = []
+        for trace in traces:
+            maps = (
+                pictures.heat_map(trace.saliency_a[row, 0], image.size),
+                pictures.heat_map(trace.saliency_b[row, 0], image.size),
+                pictures.mask_picture(trace.mask[row, 0], image.size, soft=run.args.mask == "soft"),
+            )
+            tiles.append([pictures.overlay(image, picture) for picture in maps])
+        rows = [f"{'hires ' if trace.hires else ''}step {trace.step + 1} t={trace.t:.0f}" for trace in traces]
+        result.append(Output(pictures.labelled_grid(tiles, columns, rows, font), "saliency and mask preview", index, "-fusion-preview"))
+    return result
+
+
+def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictures.default_font) -> list[Output]:
+    """Per image: the regions as the method laid them out (latent masks of the last pass),
+    coloured by their checkpoint over the finished image."""
+    layouts = [sampling_pass.layout for sampling_pass in run.passes if sampling_pass.layout is not None]
+    if not layouts:
+        return []
+    layout = layouts[-1]
+    regions = run.args.regions
+    models = ["fusion" if region.model == "fusion" else "active" for region in regions]
+    labels = [f"{k + 1}: {region.prompt or 'main prompt'}" for k, region in enumerate(regions)]
+    windows = len(layout.views)
+    caption = f"background: active ({titles.active}); orange: fusion ({titles.fusion}); {windows} window{'' if windows == 1 else 's'}"
+    return [
+        Output(pictures.region_layout(image, layout.masks[1:], models, labels, caption, font), "region layout", index, "-fusion-layout")
+        for index, image in sorted(run.results.items())
+    ]
