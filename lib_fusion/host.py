@@ -393,6 +393,28 @@ def setting(key: str, default: Any) -> Any:
     return getattr(shared.opts, key, default)
 
 
+def ui_defaults() -> FusionArgs:
+    """The accordion's first values: the official defaults with the Settings' choices."""
+    model = str(setting(DEFAULT_MODEL, "")).strip()
+    values = {"fusion_selection": setting(DEFAULT_SELECTION, "600,1,1"), "mode": setting(DEFAULT_MODE, 2)}
+    try:
+        values["mode"] = int(values["mode"])
+        if model:
+            values["model"] = resolve_checkpoint(model).title
+        return FusionArgs.parse(values)
+    except (FusionArgumentError, FusionModelError, TypeError, ValueError) as error:
+        print(f"{TITLE}: the default settings are not used: {error}")
+        return FusionArgs()
+
+
+def preview_steps() -> int:
+    """How many fused steps a preview shows (Settings), within 1 to 10."""
+    try:
+        return max(1, min(10, int(setting(PREVIEW_STEPS, 3))))
+    except (TypeError, ValueError):
+        return 3
+
+
 def _release(run: FusionRun) -> None:
     """The run lets go of its models; the cache too unless the settings keep it loaded."""
     run.release()
@@ -435,7 +457,7 @@ def _add_outputs(p: Any, processed: Any, run: FusionRun) -> None:
     if run.args.preview and run.args.method == "regions":
         extra += outputs.region_previews(run, titles, _font)
     elif run.args.preview:
-        previews = outputs.snb_previews(run, titles, p.batch_size, int(setting(PREVIEW_STEPS, 3)), _font)
+        previews = outputs.snb_previews(run, titles, p.batch_size, preview_steps(), _font)
         if run.results and not previews:
             processed.comments = f"{processed.comments or ''}\n{TITLE}: no fused step to preview (the schedule ran one model alone)".strip()
         extra += previews

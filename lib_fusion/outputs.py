@@ -37,8 +37,13 @@ def variant_labels(run: FusionRun, titles: Titles) -> dict[str, str]:
     """What the fused image and each comparison variant are called."""
     if run.args.method == "regions":
         return {"fused": "Regions", ALONE_A: f"active everywhere: {titles.active}", ALONE_B: f"fusion everywhere: {titles.fusion}"}
-    title_a, title_b = (titles.active, titles.fusion) if run.args.solo == "active" else (titles.fusion, titles.active)
+    title_a, title_b = _roles(run, titles)
     return {"fused": "SNB", ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}"}
+
+
+def _roles(run: FusionRun, titles: Titles) -> tuple[str, str]:
+    """(model A's title, model B's title)."""
+    return (titles.active, titles.fusion) if run.args.solo == "active" else (titles.fusion, titles.active)
 
 
 def comparison(run: FusionRun, titles: Titles, seeds: Sequence[int], font: pictures.Font = pictures.default_font) -> list[Output]:
@@ -71,9 +76,9 @@ def chosen(traces: Sequence[Trace], count: int) -> list[Trace]:
 def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, font: pictures.Font = pictures.default_font) -> list[Output]:
     """Per image: rows of chosen fused steps; columns A's saliency, B's saliency and the mask,
     each over the finished image."""
-    labels = variant_labels(run, titles)
+    title_a, title_b = _roles(run, titles)
     mask_label = "mask: B's share (blue A, orange B)" if run.args.mask == "soft" else "mask: blue A, orange B"
-    columns = [f"saliency {labels[ALONE_A]}", f"saliency {labels[ALONE_B]}", mask_label]
+    columns = [f"A saliency: {title_a}", f"B saliency: {title_b}", mask_label]
     result = []
     for index, image in sorted(run.results.items()):
         batch, row = divmod(index, batch_size)

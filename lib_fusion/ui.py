@@ -31,14 +31,16 @@ class Controls:
 
 
 def build(is_img2img: bool, elem_id: Any) -> Controls:
-    defaults = FusionArgs()
+    defaults = host.ui_defaults()
     tab = "img2img" if is_img2img else "txt2img"
     with gr.Accordion(TITLE, open=False, elem_id=f"model_fusion_{tab}"):
         with gr.Row():
             enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"))
             method = gr.Radio(label="Method", choices=["snb", "regions"], value=defaults.method, elem_id=elem_id("method"))
         with gr.Row():
-            model = gr.Dropdown(label="Fusion checkpoint", choices=host.checkpoint_titles(), value=None, elem_id=elem_id("model"))
+            model = gr.Dropdown(
+                label="Fusion checkpoint", choices=host.checkpoint_titles(), value=defaults.model or None, elem_id=elem_id("model")
+            )
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"))
             unload = gr.Button(value="Unload fusion model", size="sm", scale=0, min_width=120, elem_id=elem_id("unload"))
             text_encoder = gr.Radio(

@@ -2,6 +2,8 @@
 
 import os
 
+from PIL import PngImagePlugin
+
 saved = []
 """(path, basename, suffix, image, info) of every save, oldest first."""
 
@@ -26,6 +28,9 @@ def save_image(
 ):
     os.makedirs(path, exist_ok=True)
     filename = os.path.join(path, f"{len(saved):05d}-{basename or seed}{suffix}.{extension}")
-    image.save(filename)
+    pnginfo = PngImagePlugin.PngInfo()
+    if info is not None:
+        pnginfo.add_text("parameters", info)  # what the WebUI writes into a PNG
+    image.save(filename, pnginfo=pnginfo)
     saved.append((path, basename, suffix, image, info))
     return filename, None

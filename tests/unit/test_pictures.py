@@ -1,0 +1,65 @@
+"""The pictures of the comparison and previews: colours, upscaling, grid geometry, step choice."""
+
+import numpy as np
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from lib_fusion import outputs, pictures
+from lib_fusion.run import Trace
+
+
+def test_heat_ramp_runs_from_its_first_to_its_last_stop():
+    colours = pictures.heat_colours(np.array([[0.0, 0.5, 1.0, -3.0, 7.0]]))
+    assert colours.dtype == np.uint8
+    assert tuple(colours[0, 0]) == tuple(pictures.HEAT_STOPS[0]) == tuple(colours[0, 3])
+    assert tuple(colours[0, 2]) == tuple(pictures.HEAT_STOPS[-1]) == tuple(colours[0, 4])
+    assert tuple(colours[0, 1]) == tuple(pictures.HEAT_STOPS[2])
+
+
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=50))
+def test_heat_ramp_brightness_never_falls_as_saliency_rises(values):
+    ordered = np.sort(np.array(values))[None]
+    brightness = pictures.heat_colours(ordered).astype(np.int32).sum(axis=-1)[0]
+    assert np.all(np.diff(brightness) >= -2)  # rounding only
+
+
+def test_a_flat_saliency_map_is_drawn_without_dividing_by_zero():
+    picture = pictures.heat_map(torch.full((4, 4), 0.3), (32, 32))
+    assert picture.size == (32, 32)
+    assert set(map(tuple, np.asarray(picture).reshape(-1, 3))) == {tuple(pictures.HEAT_STOPS[0].astype(np.uint8))}
+
+
+def test_a_hard_mask_shows_each_latent_pixel_as_an_8x8_block_of_its_model():
+    mask = torch.zeros(2, 3)
+    mask[1, 2] = 1.0
+    picture = np.asarray(pictures.mask_picture(mask, (24, 16), soft=False))
+    assert picture.shape == (16, 24, 3)
+    assert np.all(picture[8:16, 16:24] == pictures.COLOUR_B)
+    assert np.all(picture[:8] == pictures.COLOUR_A) and np.all(picture[8:, :16] == pictures.COLOUR_A)
+
+
+def test_labelled_grid_puts_each_tile_in_its_cell_below_the_labels():
+    tiles = [[Image.new("RGB", (20, 10), (r * 100, c * 100, 7)) for c in range(3)] for r in range(2)]
+    grid = pictures.labelled_grid(tiles, ["one", "two", "a very long label that will not fit"], ["row 1", "row 2"])
+    left, top = grid.width - 3 * 20, grid.height - 2 * 10
+    assert left > 0 and top > 0
+    array = np.asarray(grid)
+    for r in range(2):
+        for c in range(3):
+            assert tuple(array[top + r * 10 + 5, left + c * 20 + 10]) == (r * 100, c * 100, 7)
+
+
+def _traces(n):
+    empty = torch.zeros(1, 1, 1, 1)
+    return [Trace(0, False, step, 1000.0 - step, empty, empty, empty) for step in range(n)]
+
+
+@given(st.integers(0, 60), st.integers(1, 10))
+def test_chosen_steps_spread_from_the_first_to_the_last(n, count):
+    picked = [trace.step for trace in outputs.chosen(_traces(n), count)]
+    assert len(picked) == min(n, count)
+    assert picked == sorted(set(picked))
+    if n and count >= 2:
+        assert picked[0] == 0 and picked[-1] == n - 1
