@@ -52,11 +52,21 @@ class SpatialTransformer(nn.Module):
 
 
 class SDLikeUNet(nn.Module):
-    def __init__(self, in_channels: int = 4, out_channels: int = 4, hidden: int = 64, use_checkpoint: bool = False, use_fp16: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        hidden: int = 64,
+        adm_in_channels: int | None = None,
+        use_checkpoint: bool = False,
+        use_fp16: bool = False,
+    ):
         super().__init__()
         time_dim = 4 * hidden
         self.hidden = hidden
         self.time = nn.Sequential(nn.Linear(hidden, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        # SDXL-shaped: the pooled text and size vector ``y`` joins the time embedding.
+        self.label = nn.Linear(adm_in_channels, time_dim) if adm_in_channels else None
         self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.down_res = ResBlock(hidden, time_dim)
         self.down = nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1)
@@ -69,6 +79,8 @@ class SDLikeUNet(nn.Module):
 
     def forward(self, x, timesteps, context=None, y=None):
         t_emb = self.time(timestep_embedding(timesteps, self.hidden).to(x.dtype))
+        if self.label is not None and y is not None:
+            t_emb = t_emb + self.label(y.to(x.dtype))
         h0 = self.down_res(self.conv_in(x), t_emb)
         h = self.mid_attn(self.mid_res(self.down(h0), t_emb), context)
         h = self.up_res(self.up(h) + h0, t_emb)

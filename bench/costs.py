@@ -1,0 +1,86 @@
+"""What fusion costs, as ratios measured in one run: the SNB step, a schedule, the extension
+switched off.
+
+    python -m bench.costs [--size 512] [--hidden 96] [--repeats 3]
+
+On the stand-in WebUI with random SD1-shaped UNets (``bench/sd_like_unet.py``) on this
+machine's device. Prints:
+
+- the step time of full-window SNB against the A-alone step plus the B-alone step (the
+  WebUI's own steps with either checkpoint active), each from the difference between a
+  long and a short generation so prompt encoding and the VAE drop out (target <= 1.02);
+- ``600,1,1`` mode 2 with DDIM at 100 steps against A alone (target <= 1.43; the official
+  code runs both models every step: 2.0), with the share of fused steps the schedule asks for;
+- the extension installed but disabled against no extension (target <= 1.005).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from bench.standin import best_of, machine, webui
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="image width and height")
+    parser.add_argument("--hidden", type=int, default=96, help="UNet width (channels of the first level)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--short", type=int, default=4, help="steps of the short generation of a step-time pair")
+    parser.add_argument("--long", type=int, default=12, help="steps of the long one")
+    parser.add_argument("--schedule-steps", type=int, default=100)
+    options = parser.parse_args()
+    host = webui(hidden=options.hidden)
+    size = {"width": options.size, "height": options.size, "sampler_name": "Euler"}
+    host.latents(None, extension=False, steps=1, **size)  # warm-up
+
+    def generation(fusion: dict | None, extension: bool = True, **kwargs: Any) -> Callable[[], object]:
+        return lambda: host.latents(fusion, extension=extension, **{**size, **kwargs})
+
+    def step_time(make: Callable[[int], Callable[[], object]]) -> float:
+        short, _ = best_of(options.repeats, make(options.short))
+        long, _ = best_of(options.repeats, make(options.long))
+        return (long - short) / (options.long - options.short)
+
+    fused_all = {"enabled": True, "model": "expert", "fusion_selection": "1000,1,1", "mode": 1}
+    host.latents(fused_all, steps=1, **size)  # loads and caches the fusion checkpoint
+    fused = step_time(lambda steps: generation(fused_all, steps=steps))
+    alone_a = step_time(lambda steps: generation(None, extension=False, steps=steps))
+    host.load("expert")
+    alone_b = step_time(lambda steps: generation(None, extension=False, steps=steps))
+    host.load("general")
+
+    steps = options.schedule_steps
+    schedule = {"enabled": True, "model": "expert", "fusion_selection": "600,1,1", "mode": 2}
+    p = host.processing(schedule, steps=steps, **{**size, "sampler_name": "DDIM"})
+    from modules import processing
+
+    processing.process_images(p)
+    share = p.model_fusion_run.stats.fused_steps / len(p.model_fusion_run.stats.kinds)
+    scheduled, _ = best_of(options.repeats, generation(schedule, steps=steps, sampler_name="DDIM"))
+    plain, _ = best_of(options.repeats, generation(None, extension=False, steps=steps, sampler_name="DDIM"))
+
+    off_runs = max(5, 3 * options.repeats)
+    disabled, bare = _interleaved(off_runs, generation({"enabled": False}, steps=options.short), generation(None, False, steps=options.short))
+
+    print(f"machine: {machine()}")
+    print(f"stand-in SD1-like UNet, hidden {options.hidden}, {options.size}x{options.size}, best of {options.repeats}")
+    print(f"step: SNB {fused * 1e3:.1f} ms, A alone {alone_a * 1e3:.1f} ms, B alone {alone_b * 1e3:.1f} ms")
+    print(f"SNB step / (A step + B step): {fused / (alone_a + alone_b):.3f} (target <= 1.02)")
+    print(f"600,1,1 mode 2, DDIM {steps} steps: {share:.0%} of the steps fused, so at best {1 + share:.2f}")
+    print(f"600,1,1 mode 2 / A alone: {scheduled / plain:.3f} (target <= 1.43; official code 2.0)")
+    print(f"extension disabled / no extension: {disabled / bare:.4f} (target <= 1.005; best of {off_runs}, interleaved)")
+
+
+def _interleaved(runs: int, first: Callable[[], object], second: Callable[[], object]) -> tuple[float, float]:
+    """Best times of two generations run in turn, so drifts of the machine touch both alike."""
+    best_first = best_second = float("inf")
+    for _ in range(runs):
+        best_first = min(best_first, best_of(1, first)[0])
+        best_second = min(best_second, best_of(1, second)[0])
+    return best_first, best_second
+
+
+if __name__ == "__main__":
+    main()
