@@ -28,8 +28,9 @@ def version() -> dict[str, str]:
 
 
 def models() -> dict[str, Any]:
-    """The WebUI's checkpoints, each marked usable (same family as the active one) or not, with why."""
-    return {"checkpoints": host.checkpoint_report()}
+    """The WebUI's checkpoints, each marked usable (same family as the active one) or not,
+    with why; and the fusion checkpoint now loaded, with how long its load took."""
+    return {"checkpoints": host.checkpoint_report(), "loaded": host.loaded_report()}
 
 
 def unload() -> dict[str, bool]:

@@ -80,6 +80,15 @@ def checkpoint_report() -> list[dict[str, Any]]:
     return report
 
 
+def loaded_report() -> dict[str, Any] | None:
+    """The cached fusion checkpoint (title, parts, seconds its load took), or None."""
+    model: FusionModel | None = CACHE.value
+    if model is None:
+        return None
+    parts = ["unet"] + (["text_encoder"] if model.text_encoder is not None else [])
+    return {"title": model.title, "parts": parts, "load_seconds": round(CACHE.load_seconds or 0.0, 3)}
+
+
 @functools.lru_cache(maxsize=256)
 def _header_shapes_of(filename: str, mtime_ns: int, size: int) -> Shapes:
     from safetensors import safe_open
@@ -130,19 +139,42 @@ def load_fusion_model(info: Any, need_text_encoder: bool) -> FusionModel:
 
 def _build(info: Any, need_text_encoder: bool) -> FusionModel:
     try:
-        state_dict = sd_models.read_state_dict(info.filename, map_location="cpu")
+        state_dict = _read_weights(info.filename, need_text_encoder)
     except Exception as error:  # safetensors/unpickler errors name neither the file nor a fix
         raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r} ({info.filename}): {error}") from error
     config = _active_config()
     unet_weights = _with_prefix(state_dict, UNET_PREFIX)
     _check_family(info, unet_weights, shared.sd_model.model.diffusion_model.state_dict())
     unet_config = config.model.params.get("unet_config") or config.model.params.get("network_config")
-    with sd_disable_initialization.DisableInitialization(disable_clip=False):
-        unet = sd_models.instantiate_from_config(unet_config)
-    unet.load_state_dict(unet_weights, strict=True)
+    unet = _instantiate_with(unet_config, unet_weights)
     unet = unet.to(_home(), dtype=devices.dtype_unet).eval().requires_grad_(False)
     text_encoder = _build_text_encoder(info, config, state_dict) if need_text_encoder else None
     return FusionModel(info.title, unet, text_encoder)
+
+
+def _read_weights(filename: str, need_text_encoder: bool) -> dict:
+    """The checkpoint's weights: of a ``.safetensors`` only the UNet's when that is all the
+    fusion needs (no text encoder or VAE read); otherwise the WebUI's own reader."""
+    if need_text_encoder or not filename.lower().endswith(".safetensors"):
+        return sd_models.read_state_dict(filename, map_location="cpu")
+    from safetensors import safe_open
+
+    with safe_open(filename, framework="pt", device="cpu") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith(UNET_PREFIX)}
+
+
+def _instantiate_with(config: Any, weights: dict) -> torch.nn.Module:
+    """The UNet built on the meta device and given the loaded tensors themselves (as the
+    WebUI builds its own model): no memory allocated, zeroed and overwritten."""
+    with sd_disable_initialization.DisableInitialization(disable_clip=False), torch.device("meta"):
+        module = sd_models.instantiate_from_config(config)
+    module.load_state_dict(weights, strict=True, assign=True)
+    left = [name for name, tensor in [*module.named_parameters(), *module.named_buffers()] if tensor.is_meta]
+    if left:  # a buffer the checkpoint does not hold: build it the plain way
+        with sd_disable_initialization.DisableInitialization(disable_clip=False):
+            module = sd_models.instantiate_from_config(config)
+        module.load_state_dict(weights, strict=True)
+    return module
 
 
 # -- where the fusion model lives ------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
@@ -61,6 +62,8 @@ class ModelCache:
     _key: CacheKey | None = None
     _value: Any = None
     loads: int = 0
+    load_seconds: float | None = None
+    """How long the held model took to load (the models route reports it)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: CacheKey, loader: Callable[[], Any]) -> Any:
@@ -68,8 +71,10 @@ class ModelCache:
             if self._key == key:
                 return self._value
             self._release()
+            start = time.perf_counter()
             value = loader()
             self._key, self._value = key, value
+            self.load_seconds = time.perf_counter() - start
             self.loads += 1
             return value
 
@@ -84,8 +89,15 @@ class ModelCache:
     def key(self) -> CacheKey | None:
         return self._key
 
+    @property
+    def value(self) -> Any:
+        """The held model, or None."""
+        return self._value
+
     def _release(self) -> None:
-        self._key, self._value = None, None
+        if self._key is None:
+            return
+        self._key, self._value, self.load_seconds = None, None, None
         gc.collect()
 
 

@@ -72,3 +72,14 @@ def test_models_says_which_checkpoints_can_fuse_with_the_active_one(webui):
     assert report["broken"]["usable"] is False and report["broken"]["reason"].startswith("unreadable")
     assert report["legacy"]["usable"] is None
     assert report["expert"]["title"] == webui.title("expert")
+
+
+def test_models_reports_the_loaded_fusion_checkpoint_and_its_load_time(webui):
+    models = route(webui, "GET", "models")
+    assert models()["loaded"] is None
+    webui.generate({"enabled": True, "model": "expert", "text_encoder": "own"}, steps=1)
+    loaded = models()["loaded"]
+    assert loaded["title"] == webui.title("expert") and loaded["parts"] == ["unet", "text_encoder"]
+    assert loaded["load_seconds"] > 0
+    route(webui, "POST", "unload")()
+    assert models()["loaded"] is None

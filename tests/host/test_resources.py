@@ -121,7 +121,42 @@ def test_a_ckpt_is_read_through_the_webuis_restricted_loader(webui, monkeypatch)
     assert torch.equal(from_ckpt, webui.latents(snb(model="expert"), steps=4))
     with pytest.raises(ValueError, match="cannot read fusion checkpoint 'evil.ckpt"):
         webui.generate(snb(model="evil"), steps=4)
-    assert read == ["legacy.ckpt", "expert.safetensors", "evil.ckpt"]
+    assert read == ["legacy.ckpt", "evil.ckpt"]  # a .safetensors has its UNet tensors read alone
+
+
+def test_a_safetensors_fusion_checkpoint_is_read_for_its_unet_alone(webui, monkeypatch):
+    """Without its text encoder the fusion needs the UNet: the file's other tensors stay
+    unread, and the UNet is built on the meta device and given the read tensors themselves."""
+    import safetensors
+
+    got = []
+    original = safetensors.safe_open
+
+    class Recording:
+        def __init__(self, *args, **kwargs):
+            self.handle = original(*args, **kwargs)
+
+        def __enter__(self):
+            self.inner = self.handle.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+        def keys(self):
+            return self.inner.keys()
+
+        def get_tensor(self, key):
+            got.append(key)
+            return self.inner.get_tensor(key)
+
+    monkeypatch.setattr(safetensors, "safe_open", Recording)
+    webui.generate(snb(), steps=2)
+    assert got and all(key.startswith("model.diffusion_model.") for key in got)
+    unet = CACHE.value.unet
+    assert not any(t.is_meta for t in unet.state_dict().values())
+    expected = safetensors.torch.load_file(str(webui.models / "expert.safetensors"))
+    assert all(torch.equal(value, expected["model.diffusion_model." + key]) for key, value in unet.state_dict().items())
 
 
 def rss_bytes() -> int:
