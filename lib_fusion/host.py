@@ -459,7 +459,12 @@ def keep_result(p: Any, image: Any) -> None:
     grid and the previews to show."""
     run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
     if run is not None and run.error is None and (run.args.compare or run.args.preview):
-        run.results[int(getattr(p, "iteration", 0)) * p.batch_size + int(getattr(p, "batch_index", 0))] = image
+        run.results[_image_index(p, int(getattr(p, "batch_index", 0)))] = image
+
+
+def _image_index(p: Any, position: int) -> int:
+    """Index over the whole generation of the image at ``position`` in the current batch."""
+    return int(getattr(p, "iteration", 0)) * p.batch_size + position
 
 
 def finish(p: Any, processed: Any = None) -> None:
@@ -627,7 +632,7 @@ def _sample_alone(run: FusionRun, p: Any, same_noise: Callable[[], Any], sample:
         if shared.state.interrupted or shared.state.skipped:
             return  # a part-sampled image is no comparison
         for index, image in enumerate(_finished_images(p, samples)):
-            run.alone[variant][run.batch * p.batch_size + index] = image
+            run.alone[variant][_image_index(p, index)] = image
 
 
 def _finished_images(p: Any, samples: Any) -> list[Any]:

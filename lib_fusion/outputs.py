@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from lib_fusion import pictures
-from lib_fusion.run import ALONE_A, ALONE_B, FusionRun, Trace
+from lib_fusion.run import ALONE_A, ALONE_B, FUSED, FusionRun, Trace
 
 
 @dataclass
@@ -36,9 +36,9 @@ class Titles:
 def variant_labels(run: FusionRun, titles: Titles) -> dict[str, str]:
     """What the fused image and each comparison variant are called."""
     if run.args.method == "regions":
-        return {"fused": "Regions", ALONE_A: f"active everywhere: {titles.active}", ALONE_B: f"fusion everywhere: {titles.fusion}"}
+        return {FUSED: "Regions", ALONE_A: f"active everywhere: {titles.active}", ALONE_B: f"fusion everywhere: {titles.fusion}"}
     title_a, title_b = _roles(run, titles)
-    return {"fused": "SNB", ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}"}
+    return {FUSED: "SNB", ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}"}
 
 
 def _roles(run: FusionRun, titles: Titles) -> tuple[str, str]:
@@ -60,7 +60,7 @@ def comparison(run: FusionRun, titles: Titles, seeds: Sequence[int], font: pictu
     ]
     rows = [[run.results[index], *(run.alone[variant][index] for variant in run.variants)] for index in indices]
     row_labels = [f"seed {seeds[index]}" for index in indices] if len(indices) > 1 else []
-    grid = pictures.labelled_grid(rows, [labels["fused"], *(labels[variant] for variant in run.variants)], row_labels, font)
+    grid = pictures.labelled_grid(rows, [labels[FUSED], *(labels[variant] for variant in run.variants)], row_labels, font)
     return [*result, Output(grid, "comparison grid", None, "-fusion-compare")]
 
 
@@ -106,7 +106,7 @@ def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictur
         return []
     layout = layouts[-1]
     regions = run.args.regions
-    models = ["fusion" if region.model == "fusion" else "active" for region in regions]
+    models = [region.model for region in regions]
     labels = [f"{k + 1}: {region.prompt or 'main prompt'}" for k, region in enumerate(regions)]
     windows = len(layout.views)
     caption = f"background: active ({titles.active}); orange: fusion ({titles.fusion}); {windows} window{'' if windows == 1 else 's'}"

@@ -140,15 +140,16 @@ def region_layout(
     image = base.convert("RGB")
     width, height = image.size
     picture = np.asarray(image, dtype=np.float32).copy()
-    for mask, model in zip(masks, models):
-        coverage = _upscaled(mask, (width, height), nearest=True)[..., None] * OVERLAY_ALPHA
-        picture = picture * (1 - coverage) + np.array(MODEL_COLOURS[model], dtype=np.float32) * coverage
+    upscaled = [_upscaled(mask, (width, height), nearest=True) for mask in masks]
+    for coverage, model in zip(upscaled, models):
+        alpha = coverage[..., None] * OVERLAY_ALPHA
+        picture = picture * (1 - alpha) + np.array(MODEL_COLOURS[model], dtype=np.float32) * alpha
     result = Image.fromarray(picture.round().astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(result)
     size = _font_size(width)
     face = font(size)
-    for mask, model, label in zip(masks, models, labels):
-        rows, columns = np.nonzero(_upscaled(mask, (width, height), nearest=True) > 0.5)
+    for coverage, model, label in zip(upscaled, models, labels):
+        rows, columns = np.nonzero(coverage > 0.5)
         if rows.size == 0:
             continue
         box = (int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max()))
