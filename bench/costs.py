@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from bench.standin import best_of, machine, webui
+from bench.standin import add_device_options, best_of, from_options, machine, unet_name
 
 
 def main() -> None:
@@ -33,8 +33,9 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=4, help="steps of the short generation of a step-time pair")
     parser.add_argument("--long", type=int, default=16, help="steps of the long one")
     parser.add_argument("--schedule-steps", type=int, default=100)
+    add_device_options(parser)
     options = parser.parse_args()
-    host = webui(hidden=options.hidden)
+    host = from_options(options)
     size = {"width": options.size, "height": options.size, "sampler_name": "Euler"}
     host.latents(None, extension=False, steps=1, **size)  # warm-up
 
@@ -74,7 +75,7 @@ def main() -> None:
     )
 
     print(f"machine: {machine()}")
-    print(f"stand-in SD1-like UNet, hidden {options.hidden}, {options.size}x{options.size}, best of {options.repeats}")
+    print(f"stand-in WebUI, {unet_name(options)}, {options.size}x{options.size}, best of {options.repeats}")
     print(f"step: SNB {fused * 1e3:.1f} ms, A alone {alone_a * 1e3:.1f} ms, B alone {alone_b * 1e3:.1f} ms")
     print(f"SNB step / (A step + B step): {fused / (alone_a + alone_b):.3f} (target <= 1.02)")
     print(f"600,1,1 mode 2, DDIM {steps} steps: {share:.0%} of the steps fused, so at best {1 + share:.2f}")

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from bench.standin import best_of, machine, webui
+from bench.standin import add_device_options, best_of, from_options, machine, unet_name
 
 
 def main() -> None:
@@ -39,20 +39,22 @@ def main() -> None:
     parser.add_argument("--url", help="a running WebUI started with --api")
     parser.add_argument("--model", default="expert", help="the fusion checkpoint")
     parser.add_argument("--active", default="general", help="the active checkpoint (--url)")
+    add_device_options(parser)
     options = parser.parse_args()
     if options.url:
         through_api(options.url.rstrip("/"), options.model, options.active, options.repeats)
     else:
-        in_process(options.hidden, options.repeats)
+        in_process(options)
 
 
-def in_process(hidden: int, repeats: int) -> None:
+def in_process(options: argparse.Namespace) -> None:
     from modules import shared
 
     from lib_fusion import host as fusion_host
     from lib_fusion.models import CACHE
 
-    standin = webui(hidden=hidden)
+    standin = from_options(options)
+    repeats = options.repeats
     info = fusion_host.resolve_checkpoint("expert")
 
     def fusion_load() -> None:
@@ -69,7 +71,7 @@ def in_process(hidden: int, repeats: int) -> None:
     cached, _ = best_of(repeats, lambda: fusion_host.load_fusion_model(info, need_text_encoder=False))
 
     print(f"machine: {machine()}")
-    print(f"stand-in SD1-like UNet, hidden {hidden}, best of {repeats}")
+    print(f"stand-in WebUI, {unet_name(options)}, best of {repeats}")
     print(f"first load of the fusion checkpoint {ours * 1e3:.0f} ms; the WebUI's own load of it {theirs * 1e3:.0f} ms")
     print(f"first load / WebUI load: {ours / theirs:.3f} (target <= 1.1)")
     print(f"second generation's load: {cached * 1e6:.0f} us (the cache; target: none)")

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from bench.standin import best_of, machine, webui
+from bench.standin import add_device_options, best_of, from_options, machine, unet_name
 
 
 def main() -> None:
@@ -21,8 +21,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--hidden", type=int, default=64, help="UNet width (channels of the first level)")
+    add_device_options(parser)
     options = parser.parse_args()
-    host = webui()
+    host = from_options(options)
     fusion = {"enabled": True, "method": "regions", "stride": 8, "bootstrapping": 0.0}
     size = {"width": options.width, "height": options.height, "steps": options.steps}
     host.latents(None, extension=False, steps=1)  # warm-up
@@ -35,7 +37,7 @@ def main() -> None:
     difference = (image_one - image_four).abs().max().item()
     ceiling = unet_batching_ceiling(host, max(3, options.repeats))
     print(f"machine: {machine()}")
-    print(f"panorama {options.width}x{options.height}, {options.steps} steps, best of {options.repeats}")
+    print(f"panorama {options.width}x{options.height}, {unet_name(options)}, {options.steps} steps, best of {options.repeats}")
     print(f"view batch 1: {one:.2f} s, view batch 4: {four:.2f} s")
     print(f"speed-up of view batch 4 over 1: {one / four:.2f}x (target >= 1.3x); max |difference| {difference:.2e}")
     print(f"the UNet alone, 8 rows per call against 2: {ceiling:.2f}x (what batching can give on this machine)")
@@ -46,7 +48,8 @@ def unet_batching_ceiling(host, repeats: int) -> float:
     from modules import shared
 
     unet = shared.sd_model.model.diffusion_model
-    x, t, context = torch.randn(8, 4, 64, 64), torch.full((8,), 500.0), torch.randn(8, 77, 16)
+    device = shared.sd_model.device
+    x, t, context = torch.randn(8, 4, 64, 64, device=device), torch.full((8,), 500.0, device=device), torch.randn(8, 77, 16, device=device)
     single, _ = best_of(repeats, lambda: [unet(x[i : i + 2], t[i : i + 2], context=context[i : i + 2]) for i in range(0, 8, 2)])
     batched, _ = best_of(repeats, lambda: unet(x, t, context=context))
     return single / batched

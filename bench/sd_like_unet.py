@@ -1,4 +1,4 @@
-"""A scaled-down SD1-shaped UNet for CPU benchmarks: the same kinds of layers in the same
+"""A scaled-down SD1-shaped UNet for benchmarks: the same kinds of layers in the same
 order (time embedding, ResBlocks with GroupNorm, a spatial transformer with self- and
 cross-attention at half resolution, skip connections), so call costs scale with batch,
 resolution and token count the way the real UNet's do."""
@@ -78,10 +78,11 @@ class SDLikeUNet(nn.Module):
         self.conv_out = nn.Conv2d(hidden, out_channels, 3, padding=1)
 
     def forward(self, x, timesteps, context=None, y=None):
-        t_emb = self.time(timestep_embedding(timesteps, self.hidden).to(x.dtype))
+        dtype = self.conv_in.weight.dtype  # ldm's UNet runs in its own dtype and returns the caller's
+        t_emb = self.time(timestep_embedding(timesteps, self.hidden).to(dtype))
         if self.label is not None and y is not None:
-            t_emb = t_emb + self.label(y.to(x.dtype))
-        h0 = self.down_res(self.conv_in(x), t_emb)
-        h = self.mid_attn(self.mid_res(self.down(h0), t_emb), context)
+            t_emb = t_emb + self.label(y.to(dtype))
+        h0 = self.down_res(self.conv_in(x.to(dtype)), t_emb)
+        h = self.mid_attn(self.mid_res(self.down(h0), t_emb), context.to(dtype))
         h = self.up_res(self.up(h) + h0, t_emb)
-        return self.conv_out(nn.functional.silu(self.norm_out(h)))
+        return self.conv_out(nn.functional.silu(self.norm_out(h))).to(x.dtype)

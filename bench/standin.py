@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -19,19 +20,56 @@ from standin import WebUI  # noqa: E402
 from bench.sd_like_unet import SDLikeUNet  # noqa: E402
 
 
-def webui(hidden: int = 64) -> WebUI:
-    """A stand-in WebUI whose checkpoints carry random SD1-shaped UNets."""
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--half``: where the stand-in WebUI keeps its models, and whether
+    its UNets run in float16 as the WebUI runs them on a GPU (without ``--no-half``)."""
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda to measure on a GPU")
+    parser.add_argument("--half", action="store_true", help="float16 UNets (the WebUI's GPU default)")
+    parser.add_argument(
+        "--ldm", metavar="PATH", help="SD1.5's own UNet from a checkout holding ldm (a WebUI's repositories/stable-diffusion-stability-ai)"
+    )
+
+
+def webui(hidden: int = 64, device: str = "cpu", half: bool = False, ldm: str | None = None) -> WebUI:
+    """A stand-in WebUI whose checkpoints carry random SD1-shaped UNets, on ``device``: the
+    scaled-down one, or with ``ldm`` SD1.5's own (``hidden`` is then its width, 320)."""
+    from modules import devices
+
     torch.set_grad_enabled(False)
+    devices.device = torch.device(device)
+    devices.dtype_unet = torch.float16 if half else torch.float32
     root = Path(tempfile.mkdtemp(prefix="model-fusion-bench-"))
-    return WebUI(root, unet_class=SDLikeUNet, hidden=hidden)
+    if ldm is None:
+        return WebUI(root, unet_class=SDLikeUNet, hidden=hidden)
+    from bench.ldm_unet import LDMUNet, use_ldm
+
+    use_ldm(ldm)
+    return WebUI(root, unet_class=LDMUNet, hidden=hidden, extra_checkpoints=False)
+
+
+def from_options(options: argparse.Namespace) -> WebUI:
+    """The stand-in WebUI the command line asks for."""
+    return webui(hidden=320 if options.ldm else options.hidden, device=options.device, half=options.half, ldm=options.ldm)
+
+
+def unet_name(options: argparse.Namespace) -> str:
+    return "SD1.5's UNet (ldm, random weights)" if options.ldm else f"SD1-like UNet, hidden {options.hidden}"
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so a host clock measures it."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
     """The fastest of ``repeats`` runs (seconds) and the last result: the least noisy figure."""
     best, result = float("inf"), None
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         result = fn()
+        synchronize()
         best = min(best, time.perf_counter() - start)
     return best, result
 
@@ -40,6 +78,10 @@ def machine() -> str:
     import os
     import platform
 
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
+    from modules import devices
+
+    processor = platform.processor() or platform.machine()
+    where = f"{processor}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if devices.device.type == "cuda":
+        where += f"; {torch.cuda.get_device_name(devices.device)}, UNet {str(devices.dtype_unet).removeprefix('torch.')}"
+    return where

@@ -85,21 +85,40 @@ def fuse(
     """MultiDiffusion's least-squares fusion: per pixel ``sum(w F) / sum(w)``.
 
     ``predictions[i]`` is (N, C, h, w) for ``views[i]``; ``weights[i]`` broadcasts to it
-    ((1|N, 1, h, w): region mask times region weight). The weights are normalised first,
-    so a pixel with one contributor gets its prediction bit for bit (``w / w == 1``).
-    Every pixel needs a positive total weight.
+    ((1|N, 1, h, w): region mask times region weight). The weights are normalised first
+    (:func:`normalised_weights`), so a pixel with one contributor gets its prediction bit
+    for bit (``w / w == 1``). Every pixel needs a positive total weight.
     """
     if not predictions:
         raise ValueError("nothing to fuse: no view has a non-empty region")
-    reference = predictions[0]
-    total = torch.zeros((*weights[0].shape[:-2], height, width), dtype=reference.dtype, device=reference.device)
+    dtype = predictions[0].dtype
+    return weighted_sum(predictions, views, normalised_weights(views, [w.to(dtype) for w in weights], height, width), height, width)
+
+
+def normalised_weights(views: Sequence[View], weights: Sequence[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
+    """Each weight over the total weight at its pixels: the factors ``w / sum(w)`` of the
+    closed form (equation 5). They depend on the layout alone (views, masks, region
+    weights), so a sampling pass computes them once, not every step."""
+    if not weights:
+        raise ValueError("nothing to fuse: no view has a non-empty region")
+    reference = weights[0]
+    total = torch.zeros((*reference.shape[:-2], height, width), dtype=reference.dtype, device=reference.device)
     for view, weight in zip(views, weights):
-        _add(total, view, weight.to(total.dtype))
+        _add(total, view, weight)
     if bool((total <= 0).any()):
         raise ValueError("some latent pixels are in no view or have zero total weight")
+    return [weight / crop(total, view) for view, weight in zip(views, weights)]
+
+
+def weighted_sum(
+    predictions: Sequence[torch.Tensor], views: Sequence[View], normalised: Sequence[torch.Tensor], height: int, width: int
+) -> torch.Tensor:
+    """The fused (N, C, height, width) latent: each view's prediction times its normalised
+    weight, added at the view's place."""
+    reference = predictions[0]
     out = torch.zeros((*reference.shape[:-2], height, width), dtype=reference.dtype, device=reference.device)
-    for prediction, view, weight in zip(predictions, views, weights):
-        _add(out, view, prediction * (weight.to(out.dtype) / crop(total, view)))
+    for prediction, view, weight in zip(predictions, views, normalised):
+        _add(out, view, prediction * weight.to(out.dtype))
     return out
 
 

@@ -64,13 +64,47 @@ Item = tuple[int, int]
 """(view index, region index)."""
 
 
+@dataclass
+class Coverage:
+    """Which (view, region) passes run and their fusion weights, on the sampling device.
+
+    Fixed by a pass's layout (masks, views, region weights), so made once per pass: a step
+    then copies no mask to the device and sums no weights.
+    """
+
+    items: list[Item]
+    """The (view, region) pairs whose mask is not empty on the view."""
+    weights: list[torch.Tensor]
+    """Per item, (1, 1, h, w): its mask times its region's weight over the total (equation 5)."""
+    masks: list[torch.Tensor]
+    """Each region's (H, W) mask on the device (bootstrapping blends with it)."""
+
+
+def coverage(regions: Sequence[Region], views: Sequence[md.View], like: torch.Tensor) -> Coverage:
+    """The passes and normalised weights of ``regions`` over ``views``, on ``like``'s device
+    and in its dtype."""
+    height, width = like.shape[-2:]
+    items = [(v, r) for v, view in enumerate(views) for r, region in enumerate(regions) if bool(md.crop(region.mask, view).any())]
+    masks = [region.mask.to(like) for region in regions]
+    weights = [regions[r].weight * md.crop(masks[r], views[v])[None, None] for v, r in items]
+    return Coverage(items, md.normalised_weights([views[v] for v, _ in items], weights, height, width), masks)
+
+
 def regions_step(
-    regions: Sequence[Region], step: StepInput, views: Sequence[md.View], view_batch_size: int, bootstrap: Bootstrap | None = None
+    regions: Sequence[Region],
+    step: StepInput,
+    views: Sequence[md.View],
+    view_batch_size: int,
+    bootstrap: Bootstrap | None = None,
+    covered: Coverage | None = None,
 ) -> StepResult:
     """Run each model once per chunk of ``view_batch_size`` of its (view, region) passes,
-    skip a pass whose mask is empty on that view, and fuse by MultiDiffusion's average."""
+    skip a pass whose mask is empty on that view, and fuse by MultiDiffusion's average.
+
+    ``covered`` is :func:`coverage` of these regions and views, made once per pass."""
     height, width = step.x.shape[-2:]
-    items = [(v, r) for v, view in enumerate(views) for r, region in enumerate(regions) if bool(md.crop(region.mask, view).any())]
+    covered = covered or coverage(regions, views, step.x)
+    items = covered.items
     picks = bootstrap.picks(len(items)) if bootstrap is not None else None
     groups: dict[tuple, list[int]] = {}
     for k, (_, r) in enumerate(items):
@@ -82,12 +116,11 @@ def regions_step(
     for members in groups.values():
         for start in range(0, len(members), view_batch_size):
             chunk = members[start : start + view_batch_size]
-            outputs = _run_chunk(regions, step, views, [items[k] for k in chunk], bootstrap, picks, chunk)
+            outputs = _run_chunk(regions, step, views, [items[k] for k in chunk], covered.masks, bootstrap, picks, chunk)
             for k, output in zip(chunk, outputs):
                 predictions[k] = output
             calls += 1
-    weights = [regions[r].weight * md.crop(regions[r].mask, views[v])[None, None].to(step.x) for v, r in items]
-    prediction = md.fuse(predictions, [views[v] for v, _ in items], weights, height, width)
+    prediction = md.weighted_sum(predictions, [views[v] for v, _ in items], covered.weights, height, width)
     return StepResult(prediction, len(items), calls)
 
 
@@ -96,6 +129,7 @@ def _run_chunk(
     step: StepInput,
     views: Sequence[md.View],
     items: list[Item],
+    masks: Sequence[torch.Tensor],
     bootstrap: Bootstrap | None,
     picks: torch.Tensor | None,
     item_numbers: list[int],
@@ -108,7 +142,7 @@ def _run_chunk(
         view, region = views[v], regions[r]
         x = md.crop(step.x, view)
         if bootstrap is not None and region.bootstrap:
-            x = md.bootstrap(x, md.crop(region.mask, view).to(x), _background(bootstrap, picks[:, k], view, step.sigma).to(x))
+            x = md.bootstrap(x, md.crop(masks[r], view), _background(bootstrap, picks[:, k], view, step.sigma).to(x))
         xs.append(x)
         image_conds.append(_crop_spatial(step.image_cond, view, step.x))
         image_unconds.append(_crop_spatial(step.image_uncond, view, step.x))

@@ -17,7 +17,7 @@ import torch
 from lib_fusion import multidiffusion as md
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.denoise import Conditioning, CondsList, Model, ModelFn, SnbOptions, StepInput, guided, snb_step, spread_to_rows
-from lib_fusion.regions import Bootstrap, Region, regions_step, seed_noise
+from lib_fusion.regions import Bootstrap, Coverage, Region, coverage, regions_step, seed_noise
 from lib_fusion.schedule import StepKind, step_kind
 from lib_fusion.snb import Fused
 
@@ -97,6 +97,8 @@ class RegionLayout:
     """(1 + K, H, W): background then each foreground region."""
     views: list[md.View]
     noise: torch.Tensor | None = None
+    coverage: Coverage | None = None
+    """The passes and fusion weights on the sampling device, made at the pass's first step."""
 
 
 @dataclass
@@ -132,7 +134,8 @@ class Stats:
 
 @dataclass
 class Trace:
-    """What decided one fused SNB step, kept on the CPU for the previews."""
+    """What decided one fused SNB step, for the previews (left on the sampling device: the few
+    shown are moved when drawn)."""
 
     batch: int
     hires: bool
@@ -266,7 +269,8 @@ class FusionRun:
     def _trace(self, step: HostStep, t: float, fused: Fused) -> None:
         maps = (fused.saliency_a, fused.saliency_b, fused.mask)
         hires = self._pass is not None and self._pass.hires
-        self.traces.append(Trace(self.batch, hires, step.index, t, *(m.detach().float().cpu() for m in maps)))
+        # No copy to the CPU here: one every step would stall a GPU's queue.
+        self.traces.append(Trace(self.batch, hires, step.index, t, *(m.detach().float() for m in maps)))
 
     def _plan_regions(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
         """Region MultiDiffusion: the background (main prompt, active model) and each region
@@ -301,7 +305,9 @@ class FusionRun:
                 layout.noise = seed_noise(source.seeds, inputs.x.shape[1:]).to(inputs.x)
             bootstrap = Bootstrap(self._colours, layout.noise, source.noise_to, source.seeds, step.index)
             self.stats.bootstrapped_steps += 1
-        result = regions_step(regions, inputs, layout.views, self.args.view_batch_size, bootstrap)
+        if layout.coverage is None:
+            layout.coverage = coverage(regions, layout.views, inputs.x)
+        result = regions_step(regions, inputs, layout.views, self.args.view_batch_size, bootstrap, layout.coverage)
         self.stats.region_passes += result.passes
         self.stats.region_calls += result.calls
         self._count_runs(

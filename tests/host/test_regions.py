@@ -126,6 +126,19 @@ def test_regions_and_panorama_with_other_samplers_and_hires(webui, sampler):
     assert p.model_fusion_run.stats.latent_sizes == [(8, 16), (12, 24)]  # boxes are fractions: they scale with the canvas
 
 
+def test_the_fusion_weights_are_made_once_per_pass_not_every_step(webui, monkeypatch):
+    from lib_fusion import multidiffusion as md
+
+    made = []
+    original = md.normalised_weights
+    monkeypatch.setattr(md, "normalised_weights", lambda *args: made.append(args) or original(*args))
+    fusion = regions({"box": RIGHT, "prompt": "a crown"}, window=8, stride=4, bootstrapping=0.5)
+    p = webui.processing(fusion, steps=4, width=128, height=64, enable_hr=True, hr_scale=1.5)
+    processing.process_images(p)
+    assert p.model_fusion_run.stats.latent_sizes == [(8, 16), (12, 24)]
+    assert len(made) == 2  # eight steps over two passes
+
+
 def test_img2img_and_inpainting_with_regions(webui):
     init = torch.randn(1, 4, 8, 8)
     mask = torch.zeros(1, 1, 8, 8)

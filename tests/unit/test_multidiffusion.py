@@ -5,10 +5,10 @@ from hypothesis import strategies as st
 
 from lib_fusion import multidiffusion as md
 from lib_fusion.denoise import Conditioning, Model, StepInput, guided
-from lib_fusion.regions import Bootstrap, Region, regions_step, seed_noise
+from lib_fusion.regions import Bootstrap, Region, coverage, regions_step, seed_noise
 
 
-def coverage(views, height, width):
+def views_per_pixel(views, height, width):
     count = torch.zeros(height, width)
     for view in views:
         md._add(count, view, torch.ones(view[1] - view[0], view[3] - view[2]))
@@ -26,7 +26,7 @@ def coverage(views, height, width):
 def test_views_cover_every_pixel_and_stay_window_sized(height, width, window, stride_fraction, circular):
     stride = max(1, int(window * stride_fraction))
     views = md.get_views(height, width, window, stride, circular)
-    assert bool((coverage(views, height, width) > 0).all())
+    assert bool((views_per_pixel(views, height, width) > 0).all())
     for top, bottom, left, right in views:
         assert 0 <= top < bottom <= height and bottom - top == min(window, height)
         assert 0 <= left < right and right - left == min(window, width) if not circular or width <= window else right - left == window
@@ -154,6 +154,38 @@ def test_view_batch_size_never_changes_the_result(view_batch_size, monkeypatch):
     one = regions_step(regions_of_two_models(8, 40), step_input(x), views, 1).prediction
     many = regions_step(regions_of_two_models(8, 40), step_input(x), views, view_batch_size).prediction
     assert torch.equal(one, many)
+
+
+def test_a_coverage_made_once_serves_every_step_bit_for_bit():
+    views = md.get_views(8, 40, 8, 4)
+    covered = coverage(regions_of_two_models(8, 40), views, torch.zeros(2, 4, 8, 40))
+    for _ in range(3):
+        x = torch.randn(2, 4, 8, 40)
+        fresh = regions_step(regions_of_two_models(8, 40), step_input(x), views, 4).prediction
+        reused = regions_step(regions_of_two_models(8, 40), step_input(x), views, 4, covered=covered).prediction
+        assert torch.equal(fresh, reused)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    width=st.integers(8, 48),
+    window=st.integers(4, 8),
+    split=st.floats(0.0, 1.0),
+    weight=st.floats(0.05, 20.0),
+)
+def test_normalised_weights_sum_to_one_at_every_pixel(width, window, split, weight):
+    """Equation 5's factors: at each pixel the weights of the passes covering it add to 1,
+    so a constant prediction comes out unchanged wherever the regions and views fall."""
+    foreground = md.box_mask([0.0, 0.0, split, 1.0], 8, width)[None]
+    masks = md.with_background(foreground)
+    model = Model("a", conv_model(), conditioning(1, 0.0))
+    regions = [Region(model, masks[0]), Region(model, masks[1], weight=weight)]
+    views = md.get_views(8, width, window, max(1, window // 2))
+    covered = coverage(regions, views, torch.zeros(1, 4, 8, width))
+    total = torch.zeros(1, 1, 8, width)
+    for (v, _), normalised in zip(covered.items, covered.weights):
+        md._add(total, views[v], normalised)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-5)
 
 
 def test_each_model_runs_once_per_chunk_and_never_on_an_empty_mask():

@@ -86,7 +86,7 @@ class App:
 class WebUI:
     """A handle on the stand-in host: checkpoints, the active model, generation."""
 
-    def __init__(self, root: Path, unet_class=tiny_sd.TinyUNet, hidden: int = 16, family: str = "sd1"):
+    def __init__(self, root: Path, unet_class=tiny_sd.TinyUNet, hidden: int = 16, family: str = "sd1", extra_checkpoints: bool = True):
         self.models = root / "models"
         self.models.mkdir()
         self.config = root / f"{family}-tiny.yaml"
@@ -94,10 +94,11 @@ class WebUI:
         self.config.write_text(CONFIGS[family].format(target=target, hidden=hidden))
         write_checkpoint(self.models / "general.safetensors", seed=0, hidden=hidden, unet_class=unet_class, family=family)
         write_checkpoint(self.models / "expert.safetensors", seed=1, hidden=hidden, unet_class=unet_class, family=family)
-        write_checkpoint(self.models / "artist.safetensors", seed=3, hidden=hidden, unet_class=unet_class, family=family)
-        write_checkpoint(self.models / "wide.safetensors", seed=2, hidden=hidden + 8, unet_class=unet_class, family=family)
-        other = "sd1" if family == "sdxl" else "sdxl"
-        write_checkpoint(self.models / f"other-{other}.safetensors", seed=4, hidden=hidden, unet_class=unet_class, family=other)
+        if extra_checkpoints:  # what only some tests use: a third model, another width, the other family
+            write_checkpoint(self.models / "artist.safetensors", seed=3, hidden=hidden, unet_class=unet_class, family=family)
+            write_checkpoint(self.models / "wide.safetensors", seed=2, hidden=hidden + 8, unet_class=unet_class, family=family)
+            other = "sd1" if family == "sdxl" else "sdxl"
+            write_checkpoint(self.models / f"other-{other}.safetensors", seed=4, hidden=hidden, unet_class=unet_class, family=other)
         sd_models.model_dir = str(self.models)
         sd_models.list_models()
         self.load("general")

@@ -85,7 +85,7 @@ class FrozenCLIPEmbedder(nn.Module):
         padded = tokens + [0] * (chunks * CHUNK - len(tokens))
         rows = []
         for c in range(chunks):
-            ids = torch.tensor([1] + padded[c * CHUNK : (c + 1) * CHUNK] + [2])
+            ids = torch.tensor([1] + padded[c * CHUNK : (c + 1) * CHUNK] + [2], device=self.transformer.text_model.mix.weight.device)
             rows.append(self.transformer.text_model.embeddings.token_embedding(ids))
         emb = torch.cat(rows)
         return self.transformer.text_model.mix(emb).tanh()
@@ -131,6 +131,7 @@ class TinySD(nn.Module):
     def encode_first_stage(self, image):
         """A stand-in VAE encoder: 8x8 average pooling and a fixed RGB -> 4-channel map."""
         rgb_to_latent = torch.tensor([[0.3, 0.2, 0.1], [-0.2, 0.4, 0.1], [0.1, -0.3, 0.5], [0.2, 0.2, -0.4]])
+        image = image.to(self.alphas_cumprod.device)  # the host moves the image to the VAE's device
         pooled = torch.nn.functional.avg_pool2d(image, 8)
         return torch.einsum("lc,nchw->nlhw", rgb_to_latent.to(image), pooled)
 

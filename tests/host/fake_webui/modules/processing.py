@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import extra_networks, images, infotext_utils, prompt_parser, scripts, sd_samplers, shared
+from modules import devices, extra_networks, images, infotext_utils, prompt_parser, scripts, sd_samplers, shared
 
 
 class ImageRNG:
@@ -17,7 +17,7 @@ class ImageRNG:
         self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def next(self):
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators])
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators]).to(devices.device)
 
 
 class DecodedSamples(list):
@@ -135,10 +135,11 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def init(self):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
-        self.init_latent = self.init_latent_source.expand(self.batch_size, *self.init_latent_source.shape[1:]).clone()
+        source = self.init_latent_source.to(devices.device)
+        self.init_latent = source.expand(self.batch_size, *source.shape[1:]).clone()
         if self.mask_source is not None:
-            self.mask = 1 - self.mask_source  # keep the original where the user did not paint
-            self.nmask = self.mask_source
+            self.mask = 1 - self.mask_source.to(devices.device)  # keep the original where the user did not paint
+            self.nmask = self.mask_source.to(devices.device)
         else:
             self.mask = self.nmask = None
 
@@ -208,8 +209,9 @@ def process_images(p):
         samples = p.sample(
             conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=p.subseeds, subseed_strength=0, prompts=p.prompts
         )
-        latents.extend(samples[i] for i in range(samples.shape[0]))
-        pixels = torch.clamp((torch.stack(decode_latent_batch(p.sd_model, samples)).float() + 1.0) / 2.0, min=0.0, max=1.0)
+        latents.extend(samples[i].cpu() for i in range(samples.shape[0]))
+        decoded = decode_latent_batch(p.sd_model, samples, target_device=devices.cpu, check_for_nans=True)
+        pixels = torch.clamp((torch.stack(decoded).float() + 1.0) / 2.0, min=0.0, max=1.0)
         shared.state.nextjob()
         for i, x_sample in enumerate(pixels):
             p.batch_index = i

@@ -7,7 +7,7 @@ import os
 import safetensors.torch
 from omegaconf import OmegaConf
 
-from modules import shared
+from modules import devices, shared
 
 checkpoints_list = {}
 checkpoint_aliases = {}
@@ -96,6 +96,7 @@ def load_model(info, config_path):
         model.cond_stage_model = sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(text_encoder, sd_hijack.model_hijack)
     model.used_config = config_path
     model.sd_checkpoint_info = info
-    model.eval().requires_grad_(False)
+    model.to(devices.device).eval().requires_grad_(False)
+    model.model.diffusion_model.to(devices.dtype_unet)  # the WebUI halves the UNet unless --no-half
     shared.sd_model = model
     return model

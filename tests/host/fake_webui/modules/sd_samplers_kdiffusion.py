@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from modules import sd_samplers_cfg_denoiser, sd_samplers_common, shared
+from modules import devices, sd_samplers_cfg_denoiser, sd_samplers_common, shared
 
 
 class CompVisDenoiser(torch.nn.Module):
@@ -56,7 +56,7 @@ class CFGDenoiserKDiffusion(sd_samplers_cfg_denoiser.CFGDenoiser):
 
 
 def karras_sigmas(n, sigma_min, sigma_max, rho=7.0):
-    ramp = torch.linspace(0, 1, n)
+    ramp = torch.linspace(0, 1, n, device=devices.device)
     sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
@@ -140,8 +140,8 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         wrap = self.model_wrap
         if self.karras:
             return karras_sigmas(steps, float(wrap.sigma_min), float(wrap.sigma_max))
-        t = torch.linspace(999, 0, steps)
-        return torch.cat([wrap.t_to_sigma(t), torch.zeros(1)])
+        t = torch.linspace(999, 0, steps, device=wrap.log_sigmas.device)
+        return torch.cat([wrap.t_to_sigma(t), t.new_zeros(1)])
 
     def _run(self, p, x, sigmas, cond, uncond, image_conditioning, steps):
         self.setup_denoiser(p, steps)

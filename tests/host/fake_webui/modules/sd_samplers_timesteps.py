@@ -48,11 +48,12 @@ def alphas_at(t):
 
 
 def unipc_timesteps(steps, t_start=1.0):
-    return (torch.linspace(t_start, 1 / 1000, steps + 1) - 1 / 1000) * 1000
+    return (torch.linspace(t_start, 1 / 1000, steps + 1, device=shared.sd_model.alphas_cumprod.device) - 1 / 1000) * 1000
 
 
 def get_timesteps(steps):
-    return torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps)), dtype=torch.int) + 1, 0, 999)
+    device = shared.sd_model.alphas_cumprod.device
+    return torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps)), dtype=torch.int, device=device) + 1, 0, 999)
 
 
 class CompVisSampler(sd_samplers_common.Sampler):
