@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import time
-import urllib.request
 from typing import Any
 
 import torch
 
+from bench import api
 from bench.standin import add_device_options, best_of, from_options, machine, unet_name
 
 
@@ -110,11 +108,7 @@ def _live_bytes() -> int:
 
 def through_api(url: str, model: str, active: str, repeats: int) -> None:
     def call(path: str, body: dict[str, Any] | None = None) -> tuple[float, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url + path, data, {"Content-Type": "application/json"})
-        start = time.perf_counter()
-        answer = json.load(urllib.request.urlopen(request, timeout=3600))
-        return time.perf_counter() - start, answer
+        return api.call(url, path, body)
 
     body = {"prompt": "a lion", "steps": 1, "width": 64, "height": 64, "seed": 1, "sampler_name": "Euler"}
     body["alwayson_scripts"] = {"model fusion": {"args": [{"enabled": True, "model": model}]}}
