@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import warnings
 from typing import Any
 
 import torch
@@ -96,13 +97,15 @@ def _live_bytes() -> int:
     """Bytes of every tensor storage alive in the process (each storage once)."""
     gc.collect()
     storages = {}
-    for obj in gc.get_objects():
-        try:
-            if isinstance(obj, torch.Tensor) and not obj.is_meta:
-                storage = obj.untyped_storage()
-                storages[storage.data_ptr()] = storage.nbytes()
-        except Exception:  # objects whose isinstance check itself fails
-            continue
+    with warnings.catch_warnings():  # isinstance on some module proxies warns of deprecated names
+        warnings.simplefilter("ignore")
+        for obj in gc.get_objects():
+            try:
+                if isinstance(obj, torch.Tensor) and not obj.is_meta:
+                    storage = obj.untyped_storage()
+                    storages[storage.data_ptr()] = storage.nbytes()
+            except Exception:  # objects whose isinstance check itself fails
+                continue
     return sum(storages.values())
 
 

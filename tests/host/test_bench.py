@@ -1,0 +1,42 @@
+"""The benchmarks run and print their ratios (tiny sizes; no time is asserted, only what a
+run decides exactly: memory, identical images)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(module: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", f"bench.{module}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def number(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} not in:\n{text}"
+    return float(found.group(1))
+
+
+def test_costs_prints_each_ratio():
+    out = bench("costs", "--size", "64", "--hidden", "16", "--repeats", "1", "--short", "1", "--long", "2", "--schedule-steps", "4")
+    assert number(r"SNB step / \(A step \+ B step\): ([\d.]+)", out) > 0
+    # DDIM 4 steps at 999, 749, 499, 249 (three calls): 600 fuses one of three.
+    assert number(r"DDIM 4 steps: (\d+)% of the steps fused", out) == 33
+    assert number(r"600,1,1 mode 2 / A alone: ([\d.]+)", out) > 0
+    assert number(r"inside the script's hooks: ([\d.]+)", out) >= 1
+
+
+def test_panorama_gives_the_same_image_at_every_view_batch():
+    out = bench("panorama", "--steps", "1", "--repeats", "1", "--width", "256", "--height", "64", "--hidden", "16")
+    assert number(r"max \|difference\| ([\d.e+-]+)", out) < 1e-4
+    assert number(r"speed-up of view batch 4 over 1: ([\d.]+)x", out) > 0
+
+
+def test_loading_adds_no_memory_beyond_the_weights_it_needs():
+    out = bench("loading", "--hidden", "16", "--repeats", "1")
+    assert number(r"text_encoder solo: .* -> ([\d.]+)", out) <= 1.05
+    assert number(r"text_encoder own: .* -> ([\d.]+)", out) <= 1.05
