@@ -20,9 +20,10 @@ machine's device. Prints:
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any, Callable
 
-from bench.standin import add_device_options, best_of, from_options, machine, unet_name
+from bench.standin import add_device_options, best_of, from_options, machine, synchronize, unet_name
 
 
 def main() -> None:
@@ -49,15 +50,29 @@ def main() -> None:
         "A alone": ("general", lambda steps: generation(None, extension=False, steps=steps)),
         "B alone": ("expert", lambda steps: generation(None, extension=False, steps=steps)),
     }
-    best = {(name, steps): float("inf") for name in configs for steps in (options.short, options.long)}
+    runs = [(name, steps) for name in configs for steps in (options.short, options.long)]
+    best, inside, outside = ({run: float("inf") for run in runs} for _ in range(3))
+    clock = UNetClock(type(host.load("general").model.diffusion_model))
     for _ in range(options.repeats):  # rounds, so drifts of the machine touch every configuration alike
         for name, (active, make) in configs.items():
             host.load(active)
             for steps in (options.short, options.long):
-                best[name, steps] = min(best[name, steps], best_of(1, make(steps))[0])
+                before = clock.seconds
+                seconds = best_of(1, make(steps))[0]
+                unet = clock.seconds - before
+                best[name, steps] = min(best[name, steps], seconds)
+                inside[name, steps], outside[name, steps] = min(inside[name, steps], unet), min(outside[name, steps], seconds - unet)
+    clock.close()
     host.load("general")
-    step = {name: (best[name, options.long] - best[name, options.short]) / (options.long - options.short) for name in configs}
+
+    def per_step(times: dict[tuple[str, int], float]) -> dict[str, float]:
+        return {name: (times[name, options.long] - times[name, options.short]) / (options.long - options.short) for name in configs}
+
+    step, unet, rest = per_step(best), per_step(inside), per_step(outside)
     fused, alone_a, alone_b = step["SNB"], step["A alone"], step["B alone"]
+    # The fused step runs the very UNet calls of the two alone steps (same rows, same
+    # shapes), so with the UNet time of those calls shared out, what is left is exact.
+    shared_out = (unet["A alone"] + unet["B alone"] + rest["SNB"]) / (unet["A alone"] + rest["A alone"] + unet["B alone"] + rest["B alone"])
 
     steps = options.schedule_steps
     schedule = {"enabled": True, "model": "expert", "fusion_selection": "600,1,1", "mode": 2}
@@ -78,6 +93,11 @@ def main() -> None:
     print(f"stand-in WebUI, {unet_name(options)}, {options.size}x{options.size}, best of {options.repeats}")
     print(f"step: SNB {fused * 1e3:.1f} ms, A alone {alone_a * 1e3:.1f} ms, B alone {alone_b * 1e3:.1f} ms")
     print(f"SNB step / (A step + B step): {fused / (alone_a + alone_b):.3f} (target <= 1.02)")
+    print(
+        f"  the same with the UNet calls' time shared out: {shared_out:.4f} (outside the UNet a step spends "
+        f"SNB {rest['SNB'] * 1e3:.2f} ms, A {rest['A alone'] * 1e3:.2f} ms, B {rest['B alone'] * 1e3:.2f} ms; "
+        f"inside: SNB {unet['SNB'] * 1e3:.1f} ms, A + B {(unet['A alone'] + unet['B alone']) * 1e3:.1f} ms)"
+    )
     print(f"600,1,1 mode 2, DDIM {steps} steps: {share:.0%} of the steps fused, so at best {1 + share:.2f}")
     print(f"600,1,1 mode 2 / A alone: {scheduled / plain:.3f} (target <= 1.43; official code 2.0)")
     print(f"extension disabled / no extension: {disabled / bare:.4f} (target <= 1.005; best of {off_runs}, interleaved)")
@@ -86,14 +106,35 @@ def main() -> None:
     print(f"  the same from the time inside the script's hooks: {attributed:.5f} ({hooks / off_runs * 1e6:.0f} us a generation)")
 
 
+class UNetClock:
+    """Seconds spent inside the forward of every UNet of one class (the active model's and
+    the cached fusion UNet alike) while it is open."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls, self.original, self.seconds = cls, cls.forward, 0.0
+        original = self.original
+
+        def forward(module: Any, *args: Any, **kwargs: Any) -> Any:
+            synchronize()
+            start = time.perf_counter()
+            try:
+                return original(module, *args, **kwargs)
+            finally:
+                synchronize()
+                self.seconds += time.perf_counter() - start
+
+        cls.forward = forward
+
+    def close(self) -> None:
+        self.cls.forward = self.original
+
+
 HOOKS = ("process", "process_before_every_sampling", "postprocess_image_after_composite", "postprocess")
 
 
 def _hook_time(host: Any, generate: Callable[[], object], runs: int) -> tuple[float, float]:
     """Seconds spent inside the script's hooks over ``runs`` generations, and in all: the
     disabled extension's whole cost, free of the machine's run-to-run noise."""
-    import time
-
     spent = [0.0]
     script = host.script
     originals = {name: getattr(script, name) for name in HOOKS}

@@ -24,6 +24,7 @@ def number(pattern: str, text: str) -> float:
 def test_costs_prints_each_ratio():
     out = bench("costs", "--size", "64", "--hidden", "16", "--repeats", "1", "--short", "1", "--long", "2", "--schedule-steps", "4")
     assert number(r"SNB step / \(A step \+ B step\): ([\d.]+)", out) > 0
+    assert number(r"the UNet calls' time shared out: ([\d.]+)", out) > 0
     # DDIM 4 steps at 999, 749, 499, 249 (three calls): 600 fuses one of three.
     assert number(r"DDIM 4 steps: (\d+)% of the steps fused", out) == 33
     assert number(r"600,1,1 mode 2 / A alone: ([\d.]+)", out) > 0
