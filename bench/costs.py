@@ -106,24 +106,38 @@ def main() -> None:
     print(f"  the same from the time inside the script's hooks: {attributed:.5f} ({hooks / off_runs * 1e6:.0f} us a generation)")
 
 
-class UNetClock:
+class Stopwatch:
+    """Seconds spent inside the callables it wraps, added up."""
+
+    def __init__(self, wait_for_device: bool = False) -> None:
+        self.seconds = 0.0
+        self.wait_for_device = wait_for_device
+        """Count queued GPU work as the call's own (the UNet's); hooks that launch nothing
+        must not be charged with the work queued before them."""
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.wait_for_device:
+                synchronize()
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self.wait_for_device:
+                    synchronize()
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
+class UNetClock(Stopwatch):
     """Seconds spent inside the forward of every UNet of one class (the active model's and
     the cached fusion UNet alike) while it is open."""
 
     def __init__(self, cls: type) -> None:
-        self.cls, self.original, self.seconds = cls, cls.forward, 0.0
-        original = self.original
-
-        def forward(module: Any, *args: Any, **kwargs: Any) -> Any:
-            synchronize()
-            start = time.perf_counter()
-            try:
-                return original(module, *args, **kwargs)
-            finally:
-                synchronize()
-                self.seconds += time.perf_counter() - start
-
-        cls.forward = forward
+        super().__init__(wait_for_device=True)
+        self.cls, self.original = cls, cls.forward
+        cls.forward = self.wrap(self.original)
 
     def close(self) -> None:
         self.cls.forward = self.original
@@ -135,22 +149,10 @@ HOOKS = ("process", "process_before_every_sampling", "postprocess_image_after_co
 def _hook_time(host: Any, generate: Callable[[], object], runs: int) -> tuple[float, float]:
     """Seconds spent inside the script's hooks over ``runs`` generations, and in all: the
     disabled extension's whole cost, free of the machine's run-to-run noise."""
-    spent = [0.0]
+    stopwatch = Stopwatch()
     script = host.script
-    originals = {name: getattr(script, name) for name in HOOKS}
-
-    def timed(method: Callable[..., Any]) -> Callable[..., Any]:
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                spent[0] += time.perf_counter() - start
-
-        return hook
-
-    for name, method in originals.items():
-        setattr(script, name, timed(method))
+    for name in HOOKS:
+        setattr(script, name, stopwatch.wrap(getattr(script, name)))
     try:
         start = time.perf_counter()
         for _ in range(runs):
@@ -159,7 +161,7 @@ def _hook_time(host: Any, generate: Callable[[], object], runs: int) -> tuple[fl
     finally:
         for name in HOOKS:
             delattr(script, name)
-    return spent[0], total
+    return stopwatch.seconds, total
 
 
 def _interleaved(runs: int, first: Callable[[], object], second: Callable[[], object]) -> tuple[float, float]:
