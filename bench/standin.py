@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -62,16 +63,34 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
-    """The fastest of ``repeats`` runs (seconds) and the last result: the least noisy figure."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
-        result = fn()
-        synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Seconds of one run of ``fn`` (queued GPU work included) and its result."""
+    synchronize()
+    start = time.perf_counter()
+    result = fn()
+    synchronize()
+    return time.perf_counter() - start, result
+
+
+def interleaved(rounds: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Seconds of each configuration, taken in turn round after round (A, B, fused, A, B,
+    fused, ...), so that a drift of the machine touches every configuration alike and the
+    i-th figures of two configurations form a pair. Each callable returns its own seconds."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            seconds[name].append(run())
+    return seconds
+
+
+def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """The paired ratios of two interleaved series."""
+    return [a / b for a, b in zip(numerator, denominator)]
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    """``median M (min m, max x over n)``: the figure and how far the runs scattered."""
+    return f"median {statistics.median(values):.{digits}f} (min {min(values):.{digits}f}, max {max(values):.{digits}f} over {len(values)})"
 
 
 def machine() -> str:

@@ -138,10 +138,31 @@ def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOption
     """
     uncond_a, guided_a = guided(model_a, step)
     uncond_b, guided_b = guided(model_b, step)
-    reference_b = uncond_a if options.saliency_uncond == "solo" else uncond_b
     response_a = eps_response(guided_a - uncond_a, step)
-    response_b = eps_response(guided_b - reference_b, step)
+    response_b = eps_response(response_of_b(guided_b, uncond_b, uncond_a, step.cfg_scale, options.saliency_uncond), step)
     return snb.fuse_guided(guided_a, guided_b, response_a, response_b, options.kg, options.ke, options.blur, options.soft)
+
+
+def response_of_b(
+    guided_b: torch.Tensor, uncond_b: torch.Tensor, uncond_a: torch.Tensor, cfg_scale: float, reference: snb.SaliencyUncond
+) -> torch.Tensor:
+    """Model B's guidance response, whose saliency competes with A's (algorithms.md section 1, step 3).
+
+    ``own``: ``guided_B - u_B`` = ``sum_j w_j s (c_j - u_B)``, B's own CFG term.
+    ``solo`` (the official ``p_sample_ddim``): ``d_B = s (k_B - u_A)``, B's cond measured
+    against A's uncond. Written over B's guided prediction this is
+    ``(guided_B - u_B) + s (u_B - u_A)``: the difference of the two unconds enters scaled by
+    the CFG scale ``s``, not once. With ``AND`` sub-prompts (weights ``w_j``) it reads
+    ``sum_j w_j s (c_j - u_B) + s (u_B - u_A)``, which for one prompt of weight 1 is the
+    official ``s (k_B - u_A)`` exactly. The formula is linear, so it holds in x0 units too
+    (k-diffusion outputs): :func:`eps_response` divides it by sigma afterwards.
+    """
+    own = guided_b - uncond_b
+    if reference == "own":
+        return own
+    if reference != "solo":
+        raise ValueError(f"saliency_uncond must be 'solo' (official: B against A's uncond) or 'own', got {reference!r}")
+    return own + (uncond_b - uncond_a) * cfg_scale
 
 
 def spread_to_rows(per_image: torch.Tensor, host_conds_list: CondsList) -> torch.Tensor:

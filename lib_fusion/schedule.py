@@ -63,14 +63,26 @@ def _short(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def is_above(t: float, v1: float) -> bool:
+    """The official test ``t > v1``, with the ends of v1's range made exact on every sampler.
+
+    The official DDIM's timesteps are 1 ... 991, so ``v1 = 0`` puts every step above the
+    boundary and ``v1 = 1000`` none. The WebUI's k-diffusion samplers also evaluate the model
+    at ``t = 0`` (Euler's last step, at ``sigma_min``): ``v1 = 0`` keeps that step above too,
+    so "mode 1, v1 = 0" never fuses and "mode 2, v1 = 0" fuses every step on every sampler,
+    as on the official DDIM. No step's t exceeds 999, so ``v1 = 1000`` is below none.
+    """
+    return t > v1 or v1 <= 0.0
+
+
 def is_fused(t: float, v1: float, mode: int) -> bool:
     """Whether the step at DDPM timestep ``t`` blends both models (official test ``t > v1``)."""
     if mode == 0:
         return False
     if mode == 1:
-        return not t > v1
+        return not is_above(t, v1)
     if mode == 2:
-        return t > v1
+        return is_above(t, v1)
     raise ValueError(f"mode must be 0 (no fusion), 1 (fuse when t <= v1) or 2 (fuse while t > v1), got {mode!r}")
 
 

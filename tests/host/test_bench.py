@@ -21,20 +21,22 @@ def number(pattern: str, text: str) -> float:
     return float(found.group(1))
 
 
-def test_costs_prints_each_ratio():
-    out = bench("costs", "--size", "64", "--hidden", "16", "--repeats", "1", "--short", "1", "--long", "2", "--schedule-steps", "4")
-    assert number(r"SNB step / \(A step \+ B step\): ([\d.]+)", out) > 0
-    assert number(r"the UNet calls' time shared out: ([\d.]+)", out) > 0
-    # DDIM 4 steps at 999, 749, 499, 249 (three calls): 600 fuses one of three.
-    assert number(r"DDIM 4 steps: (\d+)% of the steps fused", out) == 33
-    assert number(r"600,1,1 mode 2 / A alone: ([\d.]+)", out) > 0
+def test_costs_prints_each_ratio_beside_its_floor():
+    out = bench("costs", "--size", "64", "--hidden", "16", "--rounds", "2", "--steps", "2", "--schedule-steps", "4")
+    # Denoiser time is positive whatever the machine's load, so every ratio is a number > 0.
+    assert number(r"SNB step / \(A step \+ B step\): median ([\d.]+)", out) > 0
+    # DDIM 4 steps at 751, 501, 251 (three calls): 600 fuses one of three, floor 4/3 exactly.
+    assert number(r"DDIM 4 steps: (\d+) of 3 calls fused", out) == 1
+    assert number(r"floor \(3 \+ 1\) / 3 = ([\d.]+)", out) == 1.333
+    assert number(r"600,1,1 mode 2 / A alone: median ([\d.]+)", out) > 0
+    assert number(r"extension disabled / no extension: median ([\d.]+)", out) > 0
     assert number(r"inside the script's hooks: ([\d.]+)", out) >= 1
 
 
 def test_panorama_gives_the_same_image_at_every_view_batch():
     out = bench("panorama", "--steps", "1", "--repeats", "1", "--width", "256", "--height", "64", "--hidden", "16")
     assert number(r"max \|difference\| ([\d.e+-]+)", out) < 1e-4
-    assert number(r"speed-up of view batch 4 over 1: ([\d.]+)x", out) > 0
+    assert number(r"speed-up of view batch 4 over 1: median ([\d.]+)", out) > 0
 
 
 def test_loading_adds_no_memory_beyond_the_weights_it_needs():

@@ -40,14 +40,14 @@ def test_batch_invariance_and_chunked_calls(webui, batch_cond_uncond):
     batch = webui.latents(fusion(), batch_size=3, seed=10)
     for i in range(3):
         alone = webui.latents(fusion(), batch_size=1, seed=10 + i)
-        assert torch.allclose(batch[i], alone[0], atol=1e-5)
+        assert torch.equal(batch[i], alone[0])  # the stand-in UNet is row-wise: exact by construction
 
 
 def test_batch_cond_uncond_does_not_change_the_result(webui):
     on = webui.latents(fusion(), batch_size=2)
     shared.opts.batch_cond_uncond = False
     off = webui.latents(fusion(), batch_size=2)
-    assert (on - off).abs().max() <= 1e-4 * on.abs().max()
+    assert torch.equal(on, off)
 
 
 def test_and_subprompts_and_long_prompts_and_prompt_editing(webui):

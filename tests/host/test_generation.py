@@ -88,3 +88,23 @@ def test_progress_text_names_the_phase(webui, monkeypatch):
         {"enabled": True, "model": "expert", "method": "regions", "regions": boxes[:1], "window": 8, "stride": 4}, steps=1, width=128
     )
     assert seen == ["Model Fusion: regions: 1 region + background, 3 windows"]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS + ["UniPC", "LCM"])
+@pytest.mark.parametrize(("v1", "mode"), [(0, 1), (1000, 2)])
+def test_the_empty_ends_of_the_window_never_fuse_on_any_sampler(webui, sampler, v1, mode):
+    """Euler's last step has t = 0: 'mode 1, v1 = 0' must not fuse it (the official DDIM never
+    reaches t = 0); 'mode 2, v1 = 1000' must fuse nothing either."""
+    p = webui.processing(fusion(fusion_selection=f"{v1},1,1", mode=mode), sampler_name=sampler, steps=5)
+    out = torch.stack(processing.process_images(p).latents)
+    assert p.model_fusion_run.stats.fused_steps == 0
+    assert torch.equal(out, webui.latents(None, extension=False, sampler_name=sampler, steps=5))
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_mode_two_from_zero_fuses_every_step_on_any_sampler(webui, sampler):
+    p = webui.processing(fusion(fusion_selection="0,1,1", mode=2), sampler_name=sampler, steps=5)
+    processing.process_images(p)
+    stats = p.model_fusion_run.stats
+    assert stats.solo_steps == 0 and stats.fused_steps == len(stats.timesteps) > 0
+    assert sampler == "DDIM" or min(stats.timesteps) == 0.0  # k-diffusion reaches t = 0 and fuses it

@@ -19,3 +19,17 @@ def test_every_api_example_validates():
         assert parsed.enabled
         methods.add(parsed.method)
     assert methods == {"snb", "regions"}
+
+
+def test_ci_runs_the_readmes_test_command_exactly():
+    section = README[README.index("## Run the tests") :]
+    command = re.search(r"```bash\n(.+?)\n```", section, flags=re.S).group(1)
+    assert "\n" not in command and ".venv" in command  # one line, in a venv of its own
+    ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text().splitlines()
+    assert command in ci
+
+
+def test_the_install_command_shows_no_unseen_url():
+    section = README[README.index("## Install and start") : README.index("## Run the tests")]
+    command = re.search(r"```bash\n(.+?)\n```", section, flags=re.S).group(1)
+    assert "://" not in command and "extensions/" in command

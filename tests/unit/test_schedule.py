@@ -54,6 +54,14 @@ def test_strict_comparison_at_the_edge():
     assert is_fused(600.0001, 600, 2) and not is_fused(600.0001, 600, 1)
 
 
+def test_the_ends_of_v1_mean_never_and_always_on_every_sampler():
+    """k-diffusion samplers reach t = 0 (Euler's last step); the official DDIM stops at t = 1."""
+    ends = [0.0, 0.5, 1.0, 11.0, 500.0, 998.9, 999.0]
+    assert not any(is_fused(t, 0, 1) for t in ends) and all(is_fused(t, 0, 2) for t in ends)
+    assert all(is_fused(t, 1000, 1) for t in ends) and not any(is_fused(t, 1000, 2) for t in ends)
+    assert is_fused(0.0, 0.5, 1) and not is_fused(0.0, 0.5, 2)  # only v1 = 0 itself is the end
+
+
 def test_mode_zero_never_fuses_and_bad_mode_raises():
     assert not any(is_fused(t, 500, 0) for t in range(0, 1000, 7))
     with pytest.raises(ValueError, match="mode"):

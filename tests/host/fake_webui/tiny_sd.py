@@ -34,6 +34,12 @@ class TinyUNet(nn.Module):
         self.output = nn.Conv2d(hidden, out_channels, 3, padding=1)
 
     def forward(self, x, timesteps, context=None, y=None):
+        """One row at a time: a row's output never depends on the batch around it, so the
+        tests' promise "image i of a batch equals its seed alone" is exact by construction
+        (a batched convolution may round differently at another batch size)."""
+        if x.shape[0] > 1:
+            rows = [slice(i, i + 1) for i in range(x.shape[0])]
+            return torch.cat([self.forward(x[r], timesteps[r], context[r], None if y is None else y[r]) for r in rows])
         x, context = x.to(self.input.weight.dtype), context.to(self.input.weight.dtype)  # ldm: h = x.type(self.dtype)
         half = torch.arange(8, dtype=torch.float32, device=x.device)
         freqs = torch.exp(-math.log(10000.0) * half / 8)
