@@ -15,7 +15,8 @@ try:
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 
-from lib_fusion.masks import MaskError, canonical
+from lib_fusion import masks
+from lib_fusion.echo import cut, shown
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
 
 TITLE = "Model Fusion"
@@ -29,13 +30,52 @@ class FusionArgumentError(ValueError):
     """A bad argument; the message names it and says what would be valid."""
 
 
+MAX_TEXT = 100_000
+"""Characters of a text field (prompt, checkpoint name); a mask has its own limit."""
+MAX_DEPTH = 6
+"""Nesting of a valid argument: object > regions > region > box is three levels."""
+MAX_ITEMS = 10_000
+"""Values (objects, lists, numbers, texts) in one argument object; a valid one has a few hundred."""
+MIN_FACTOR = 1e-6
+"""Smallest region weight and kg/ke: a smaller positive number rounds to 0 in float16."""
+
+
 def _number(value: Any) -> float:
     """A finite JSON number (bools and strings are refused, ints accepted)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number")
-    if not math.isfinite(value):
-        raise ValueError(f"{value!r} is not a finite number")
-    return float(value)
+        raise ValueError(f"{shown(value)} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{shown(value)} is too large") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{shown(value)} is not a finite number")
+    return number
+
+
+def screen(value: Any, path: str = "") -> None:
+    """Refuse what no valid argument looks like before a validator reads it: nesting deeper
+    than :data:`MAX_DEPTH`, more than :data:`MAX_ITEMS` values, texts over their limit.
+    Iterative, so a value nested 100,000 deep costs a loop, not the interpreter's stack.
+    Raises ``ValueError`` naming the path (``regions[0].box``)."""
+    pending = [(value, path, 0)]
+    count = 0
+    while pending:
+        item, where, depth = pending.pop()
+        count += 1
+        if count > MAX_ITEMS:
+            raise ValueError(f"{path or 'the arguments'}: more than {MAX_ITEMS} values; a valid argument has a few hundred")
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{where}: nested deeper than any valid value ({MAX_DEPTH} levels)")
+        if isinstance(item, dict):
+            pending.extend((v, f"{where}.{k}" if where else str(k), depth + 1) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            pending.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item))
+        elif isinstance(item, str):
+            if where.endswith("mask") and len(item) > masks.MAX_TEXT:
+                raise ValueError(f"{where}: {len(item)} characters is over the {masks.MAX_BYTES // 2**20} MiB limit for a mask PNG")
+            if not where.endswith("mask") and len(item) > MAX_TEXT:
+                raise ValueError(f"{where}: {len(item)} characters; at most {MAX_TEXT}")
 
 
 class RegionArgs(BaseModel):
@@ -58,7 +98,7 @@ class RegionArgs(BaseModel):
         1.0,
         description="How strongly the region counts where it overlaps others (the mask is multiplied by it).",
         type="number",
-        exclusiveMinimum=0,
+        minimum=MIN_FACTOR,
         maximum=MAX_WEIGHT,
     )
 
@@ -71,13 +111,13 @@ class RegionArgs(BaseModel):
         if value is None:
             return None
         if len(value) != 4:
-            raise ValueError(f"{value!r}: give 4 numbers [x, y, w, h], fractions of the canvas")
+            raise ValueError(f"{shown(value)}: give 4 numbers [x, y, w, h], fractions of the canvas")
         x, y, w, h = (_number(v) for v in value)
         if w <= 0 or h <= 0:
-            raise ValueError(f"{value!r}: width and height must be above 0")
+            raise ValueError(f"{shown(value)}: width and height must be above 0")
         eps = 1e-6
         if x < -eps or y < -eps or x + w > 1 + eps or y + h > 1 + eps:
-            raise ValueError(f"{value!r}: outside the canvas; need x, y >= 0, x + w <= 1 and y + h <= 1")
+            raise ValueError(f"{shown(value)}: outside the canvas; need x, y >= 0, x + w <= 1 and y + h <= 1")
         return [x, y, w, h]
 
     @validator("mask")
@@ -85,15 +125,15 @@ class RegionArgs(BaseModel):
         if value is None:
             return None
         try:
-            return canonical(value)
-        except MaskError as error:
+            return masks.check(value)
+        except masks.MaskError as error:
             raise ValueError(str(error)) from None
 
     @validator("weight", pre=True, always=True)
     def _valid_weight(cls, value: Any) -> float:
         weight = _number(value)
-        if not 0 < weight <= MAX_WEIGHT:
-            raise ValueError(f"{value!r}: must be above 0 and at most {MAX_WEIGHT:g}")
+        if not MIN_FACTOR <= weight <= MAX_WEIGHT:
+            raise ValueError(f"{shown(value)}: must be from {MIN_FACTOR:g} to {MAX_WEIGHT:g}")
         return weight
 
     @root_validator(skip_on_failure=True)
@@ -197,6 +237,9 @@ class FusionArgs(BaseModel):
                 value = json.loads(value)
             except json.JSONDecodeError as error:
                 raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+            except (ValueError, RecursionError) as error:  # nesting or digits past Python's limits
+                raise ValueError(f"not usable JSON ({cut(str(error), 80)})") from None
+            screen(value)
         if isinstance(value, list) and len(value) > MAX_REGIONS:
             raise ValueError(f"{len(value)} regions; at most {MAX_REGIONS} (each adds a model pass per view and step)")
         return value
@@ -205,26 +248,26 @@ class FusionArgs(BaseModel):
     def _valid_bootstrapping(cls, value: Any) -> float:
         fraction = _number(value)
         if not 0 <= fraction <= 1:
-            raise ValueError(f"{value!r}: must be a fraction of the steps from 0 to 1")
+            raise ValueError(f"{shown(value)}: must be a fraction of the steps from 0 to 1")
         return fraction
 
     @validator("window")
     def _valid_window(cls, value: int) -> int:
         if value != 0 and not 8 <= value <= 1024:
-            raise ValueError(f"{value}: 0 (the model's native size) or 8 to 1024 latent pixels")
+            raise ValueError(f"{shown(value)}: 0 (the model's native size) or 8 to 1024 latent pixels")
         return value
 
     @validator("stride")
     def _valid_stride(cls, value: int, values: dict) -> int:
         window = values.get("window") or 1024
         if not 1 <= value <= window:
-            raise ValueError(f"{value}: from 1 to the window size ({window} latent pixels)")
+            raise ValueError(f"{shown(value)}: from 1 to the window size ({window} latent pixels)")
         return value
 
     @validator("view_batch_size")
     def _valid_view_batch(cls, value: int) -> int:
         if not 1 <= value <= MAX_VIEW_BATCH:
-            raise ValueError(f"{value}: from 1 to {MAX_VIEW_BATCH}")
+            raise ValueError(f"{shown(value)}: from 1 to {MAX_VIEW_BATCH}")
         return value
 
     @root_validator(skip_on_failure=True)
@@ -251,24 +294,58 @@ class FusionArgs(BaseModel):
         if not isinstance(data, dict):
             raise FusionArgumentError(f"{TITLE}: arguments must be an object with named fields, got {type(data).__name__}")
         try:
+            for name, value in data.items():
+                screen(value, str(name))
             return cls(**data)
         except ValidationError as error:
             raise FusionArgumentError(_describe(error, data)) from None
+        except FusionArgumentError:
+            raise
+        except Exception as error:  # whatever else a strange value provokes: still our message, briefly
+            raise FusionArgumentError(f"{TITLE}: invalid argument: {cut(str(error))}") from None
 
     @classmethod
     def from_script_args(cls, args: Sequence[Any]) -> FusionArgs:
-        """The script's ``*args``: one dict (API), or the UI's values in :data:`FIELDS` order."""
-        if not args:
+        """The script's ``*args`` validated in full: one dict (API), or the UI's values in :data:`FIELDS` order."""
+        return cls.parse(script_data(args))
+
+    @classmethod
+    def for_generation(cls, data: dict[str, Any]) -> FusionArgs:
+        """What a generation runs with. Enable off: the defaults, nothing else read, so a
+        half-typed field can never block a plain generation. Enable on: the fields the
+        chosen method reads (:data:`USED_BY`), validated; the others are left out unread
+        (a Regions field the user cannot see never fails an SNB generation)."""
+        if data.get("enabled", False) is False:
             return cls()
-        if isinstance(args[0], (dict, cls)):
-            return cls.parse(args[0])
-        if len(args) > len(FIELDS):
-            raise FusionArgumentError(f"{TITLE}: got {len(args)} positional arguments, at most {len(FIELDS)} ({', '.join(FIELDS)})")
-        return cls.parse({name: _from_ui(name, value) for name, value in zip(FIELDS, args)})
+        method = data.get("method", "snb")
+        used = {"enabled", "method", *OUTPUT_FIELDS, *USED_BY.get(method, FIELDS)} if isinstance(method, str) else set(FIELDS)
+        return cls.parse({name: value for name, value in data.items() if name in used or name not in FIELDS})
 
     def to_ui(self) -> list[Any]:
         """Positional values in :data:`FIELDS` order (what ``ui()`` returns)."""
         return [_to_ui(name, getattr(self, name)) for name in FIELDS]
+
+
+def as_fusion_error(error: BaseException) -> FusionArgumentError:
+    """Any failure while reading the arguments, in the extension's words and briefly."""
+    if isinstance(error, FusionArgumentError):
+        return error
+    return FusionArgumentError(f"{TITLE}: invalid argument: {cut(f'{type(error).__name__}: {error}')}")
+
+
+def script_data(args: Sequence[Any]) -> dict[str, Any]:
+    """The script's ``*args`` as one dict of named fields: the API's argument object, or the
+    UI's values in :data:`FIELDS` order (gradio's types converted). Not validated."""
+    if not args:
+        return {}
+    if isinstance(args[0], (dict, FusionArgs)):
+        extra = sum(isinstance(arg, (dict, FusionArgs)) for arg in args[1:])
+        if extra:
+            raise FusionArgumentError(f"{TITLE}: got {extra + 1} argument objects; send one object with every field in it")
+        return args[0].dict() if isinstance(args[0], FusionArgs) else dict(args[0])
+    if len(args) > len(FIELDS):
+        raise FusionArgumentError(f"{TITLE}: got {len(args)} positional arguments, at most {len(FIELDS)} ({', '.join(FIELDS)})")
+    return {name: _from_ui(name, value) for name, value in zip(FIELDS, args)}
 
 
 def _needs_fusion_checkpoint(values: dict) -> bool:
@@ -283,6 +360,11 @@ FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 """Field order of the UI components and of positional API arguments."""
 OUTPUT_FIELDS = ("compare", "preview")
 """What to return besides the image: not generation parameters, so not in the infotext."""
+USED_BY: dict[str, tuple[str, ...]] = {
+    "snb": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask"),
+    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
+}
+"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
 
 
@@ -297,7 +379,7 @@ def _from_ui(name: str, value: Any) -> Any:
     if name in INTEGER_FIELDS and isinstance(value, (str, float)) and not isinstance(value, bool):
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             return value
         return int(number) if math.isfinite(number) and number.is_integer() else value
     return value
@@ -343,8 +425,8 @@ def _describe(error: ValidationError, data: dict) -> str:
             continue
         else:
             value = _value_at(data, loc)
-            shown = value is not _MISSING and not isinstance(value, dict) and tuple(loc[::2]) != ("regions", "mask")  # no base64
-            if shown and repr(value) not in message and len(repr(value)) < 200:
-                message = f"{value!r}: {message}"
+            echo = value is not _MISSING and not isinstance(value, dict) and tuple(loc[::2]) != ("regions", "mask")  # no base64
+            if echo and shown(value) not in message:
+                message = f"{shown(value)}: {message}"
         problems.append(message if message.startswith(field) else f"{field}: {message}")
-    return f"{TITLE}: invalid argument{'s' if len(problems) > 1 else ''}: " + "; ".join(problems)
+    return f"{TITLE}: invalid argument{'s' if len(problems) > 1 else ''}: " + cut("; ".join(problems), 1000)

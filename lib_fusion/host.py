@@ -19,12 +19,12 @@ from typing import Any, Callable, Iterator
 import torch
 from modules import devices, extra_networks, prompt_parser, script_callbacks, sd_disable_initialization, sd_models, shared
 
-from lib_fusion import outputs, pictures
+from lib_fusion import masks, outputs, pictures
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
+from lib_fusion.echo import shown
 from lib_fusion.infotext import KEYS, to_infotext
-from lib_fusion.masks import decode_mask
 from lib_fusion.models import CACHE, CacheKey, FusionModelError, Shapes, family_mismatch
 from lib_fusion.run import ACTIVE, FUSED, FUSION, FusionRun, HostStep, RegionSource, SamplingPass
 
@@ -52,7 +52,7 @@ def resolve_checkpoint(name: str) -> Any:
     if info is None:
         known = ", ".join(checkpoint_titles()[:8]) or "none found"
         raise FusionModelError(
-            f"{TITLE}: fusion checkpoint {name!r} is not in the WebUI's checkpoint list "
+            f"{TITLE}: fusion checkpoint {shown(name)} is not in the WebUI's checkpoint list "
             f"(give a title, name or hash; refresh the list after adding files). Known: {known}"
         )
     return info
@@ -319,6 +319,7 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
             _check_not_a_copy_of_the_active(args, run.model_info)
         if args.method == "regions":
             run.region_images = _region_images(p, args)
+            args = run.args = _with_canonical_masks(args, run.region_images)
         _write_infotext(p, to_infotext(args, run.model_info.title if run.model_info else None))
     except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
         run.error = error
@@ -349,23 +350,40 @@ def native_window() -> int:
 
 
 def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
-    """Decoded masks (None for boxes); a mask must have the image's size."""
+    """Each mask decoded, once per generation (None for boxes). Every header is checked first:
+    the image's size, and all the masks' pixels together within the bound."""
     window = args.window or native_window()
     if args.stride > window:
         raise FusionArgumentError(f"{TITLE}: stride {args.stride} is larger than the window ({window} latent pixels); lower the stride")
-    images: list[torch.Tensor | None] = []
-    for index, region in enumerate(args.regions):
-        if region.mask is None:
-            images.append(None)
-            continue
-        image = decode_mask(region.mask)  # validated (size-checked) when the arguments were parsed
-        height, width = image.shape
+    with_masks = [(index, region.mask) for index, region in enumerate(args.regions) if region.mask is not None]
+    for index, mask in with_masks:
+        width, height = masks.size(mask)
         if (width, height) != (p.width, p.height):
             raise FusionArgumentError(
                 f"{TITLE}: regions[{index}].mask is {width}x{height} but the image is {p.width}x{p.height}; give a mask of the image's size"
             )
-        images.append(image)
+    if len(with_masks) * p.width * p.height > masks.MAX_DECODED_PIXELS:
+        raise FusionArgumentError(
+            f"{TITLE}: {len(with_masks)} masks of {p.width}x{p.height} are more than {masks.MAX_DECODED_PIXELS:,} mask pixels "
+            "in all; use boxes for some regions or a smaller image"
+        )
+    images: list[torch.Tensor | None] = [None] * len(args.regions)
+    for index, mask in with_masks:
+        try:
+            images[index] = masks.decode_mask(mask, (p.width, p.height))
+        except masks.MaskError as error:
+            raise FusionArgumentError(f"{TITLE}: invalid argument: regions[{index}].mask: {error}") from None
+        if not bool(images[index].any()):
+            raise FusionArgumentError(f"{TITLE}: invalid argument: regions[{index}].mask: {masks.EMPTY}")
     return images
+
+
+def _with_canonical_masks(args: FusionArgs, images: list[torch.Tensor | None]) -> FusionArgs:
+    """The arguments with each mask as the 1-bit PNG it was read as (short infotext)."""
+    regions = [
+        region if image is None else region.copy(update={"mask": masks.encode_mask(image)}) for region, image in zip(args.regions, images)
+    ]
+    return args.copy(update={"regions": regions})
 
 
 def _check_host(p: Any, args: FusionArgs) -> None:

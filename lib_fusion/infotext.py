@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib_fusion.args import FIELDS, INTEGER_FIELDS, FusionArgs, FusionArgumentError, regions_json
+from lib_fusion.args import FIELDS, INTEGER_FIELDS, USED_BY, FusionArgs, FusionArgumentError, regions_json
 
 KEYS: dict[str, str] = {
     "method": "Fusion",
@@ -31,11 +31,6 @@ KEYS: dict[str, str] = {
 }
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
 
-USED_BY: dict[str, tuple[str, ...]] = {
-    "snb": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask"),
-    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
-}
-"""The fields each method reads; the others are not written."""
 ALWAYS_WRITTEN = ("method", "model", "solo", "fusion_selection", "mode", "regions")
 
 

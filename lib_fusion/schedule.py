@@ -10,11 +10,15 @@ from __future__ import annotations
 import math
 from enum import Enum
 
+from lib_fusion.echo import shown
+
 T_MAX = 1000.0
 """DDPM timesteps run over [0, 1000); v1 beyond that range is meaningless."""
 
 K_MAX = 1000.0
 """Upper bound for kg/ke: larger factors overflow the softmax logits in fp16."""
+K_MIN = 1e-6
+"""Lower bound for kg/ke: a smaller factor rounds to 0 in half precision (a flat softmax)."""
 
 
 class StepKind(str, Enum):
@@ -28,29 +32,30 @@ def parse_fusion_selection(text: str) -> tuple[float, float, float]:
     """Parse the paper's ``"v1,kg,ke"`` string into floats.
 
     v1 is a DDPM timestep in [0, 1000]; kg and ke are the softmax temperatures of
-    equation 4 (saliency of model A and of model B), finite and in (0, 1000].
+    equation 4 (saliency of model A and of model B), finite and in [1e-6, 1000].
     Raises ``ValueError`` naming the bad part.
     """
     if not isinstance(text, str):
         raise ValueError(f"fusion_selection must be a string like '600,1,1', got {type(text).__name__}")
+    quoted = shown(text, 60)
     parts = [part.strip() for part in text.split(",")]
     if len(parts) != 3 or any(part == "" for part in parts):
-        raise ValueError(f"fusion_selection {text!r} must have three comma-separated numbers 'v1,kg,ke', e.g. '600,1,1'")
+        raise ValueError(f"fusion_selection {quoted} must have three comma-separated numbers 'v1,kg,ke', e.g. '600,1,1'")
     values = []
     for name, part in zip(("v1", "kg", "ke"), parts):
         try:
             value = float(part)
         except ValueError:
-            raise ValueError(f"fusion_selection {text!r}: {name}={part!r} is not a number") from None
+            raise ValueError(f"fusion_selection {quoted}: {name}={shown(part, 30)} is not a number") from None
         if not math.isfinite(value):
-            raise ValueError(f"fusion_selection {text!r}: {name}={part} must be finite")
+            raise ValueError(f"fusion_selection {quoted}: {name}={part} must be finite")
         values.append(value)
     v1, kg, ke = values
     if not 0.0 <= v1 <= T_MAX:
-        raise ValueError(f"fusion_selection {text!r}: v1={v1:g} must be a DDPM timestep in [0, {T_MAX:g}]")
+        raise ValueError(f"fusion_selection {quoted}: v1={v1:g} must be a DDPM timestep in [0, {T_MAX:g}]")
     for name, value in (("kg", kg), ("ke", ke)):
-        if not 0.0 < value <= K_MAX:
-            raise ValueError(f"fusion_selection {text!r}: {name}={value:g} must be in (0, {K_MAX:g}]")
+        if not K_MIN <= value <= K_MAX:
+            raise ValueError(f"fusion_selection {quoted}: {name}={value:g} must be in [{K_MIN:g}, {K_MAX:g}]")
     return v1, kg, ke
 
 

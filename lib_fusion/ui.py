@@ -18,7 +18,7 @@ from lib_fusion import host, region_table
 from lib_fusion.args import FIELDS, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
-from lib_fusion.schedule import K_MAX, T_MAX, format_fusion_selection, parse_fusion_selection
+from lib_fusion.schedule import K_MAX, K_MIN, T_MAX, format_fusion_selection, parse_fusion_selection
 
 MODE_HELP = "0: A alone · 1: fuse when t ≤ v1 · 2: fuse while t > v1"
 
@@ -102,8 +102,8 @@ def _snb_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
             label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection")
         )
         v1_slider = gr.Slider(label="v1: window edge (DDPM timestep)", minimum=0, maximum=T_MAX, step=1, value=v1, elem_id=elem_id("v1"))
-        kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, minimum=0, maximum=K_MAX, elem_id=elem_id("kg"))
-        ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, minimum=0, maximum=K_MAX, elem_id=elem_id("ke"))
+        kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, minimum=K_MIN, maximum=K_MAX, elem_id=elem_id("kg"))
+        ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, minimum=K_MIN, maximum=K_MAX, elem_id=elem_id("ke"))
     with gr.Accordion("Options (defaults reproduce the official code)", open=False), gr.Row():
         saliency_uncond = gr.Radio(
             label="B's saliency against", choices=["solo", "own"], value=defaults.saliency_uncond, elem_id=elem_id("saliency_uncond")

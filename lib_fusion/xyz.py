@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lib_fusion.args import FIELDS, FusionArgs
-from lib_fusion.schedule import format_fusion_selection
+from lib_fusion.args import FIELDS, TITLE, FusionArgumentError
+from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
 
 OVERRIDES = "model_fusion_overrides"
 """Attribute of the processing object holding this cell's values, by field name."""
@@ -50,17 +50,19 @@ def _setter(key: str) -> Callable[[Any, Any, Any], None]:
     return apply
 
 
-def with_overrides(args: FusionArgs, overrides: dict[str, Any] | None) -> FusionArgs:
-    """The script's arguments with this cell's values laid over them. Plotting a fusion
-    parameter turns fusion on, unless the plot sets ``enabled`` itself."""
+def with_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The script's argument fields (not yet validated) with this cell's values laid over
+    them. Plotting a fusion parameter turns fusion on, unless the plot sets ``enabled`` itself."""
     if not overrides:
-        return args
-    data = args.dict()
-    data.update({key: value for key, value in overrides.items() if key in FIELDS})
-    parts = dict(zip(SELECTION_PARTS, args.selection))
+        return data
+    data = {**data, **{key: value for key, value in overrides.items() if key in FIELDS}}
     if any(part in overrides for part in SELECTION_PARTS):
+        try:
+            parts = dict(zip(SELECTION_PARTS, parse_fusion_selection(data.get("fusion_selection", "600,1,1"))))
+        except ValueError as error:
+            raise FusionArgumentError(f"{TITLE}: invalid argument: fusion_selection: {error}") from None
         parts.update({part: float(overrides[part]) for part in SELECTION_PARTS if part in overrides})
         data["fusion_selection"] = format_fusion_selection(*parts.values())
     if "enabled" not in overrides:
         data["enabled"] = True
-    return FusionArgs.parse(data)
+    return data

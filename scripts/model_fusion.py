@@ -3,7 +3,7 @@
 from modules import script_callbacks, scripts
 
 from lib_fusion import api, host, xyz
-from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.args import TITLE, FusionArgs, as_fusion_error, script_data
 
 
 class ModelFusionScript(scripts.Script):
@@ -23,9 +23,9 @@ class ModelFusionScript(scripts.Script):
 
     def process(self, p, *args):
         try:
-            fusion_args = xyz.with_overrides(FusionArgs.from_script_args(args), getattr(p, xyz.OVERRIDES, None))
-        except FusionArgumentError as error:
-            host.start_with_error(p, error)
+            fusion_args = FusionArgs.for_generation(xyz.with_overrides(script_data(args), getattr(p, xyz.OVERRIDES, None)))
+        except Exception as error:  # the host would swallow it: p.sample raises it instead
+            host.start_with_error(p, as_fusion_error(error))
             return
         host.start(p, fusion_args)
 

@@ -48,7 +48,7 @@ def test_alpha_masks_use_opacity():
         ("not base64!", "not valid base64"),
         (base64.b64encode(b"GIF89a....").decode(), "not a PNG"),
         ("data:image/jpeg;base64,AAAA", "data URL of type image/jpeg"),
-        ("A" * (11 * 1024 * 1024 + 8), "over the 8 MiB limit"),
+        ("A" * (13 * 1024 * 1024), "over the 8 MiB limit"),
         (png(Image.new("L", (8, 8), 0)), "empty mask"),
         (base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30).decode(), "broken PNG"),
     ],
