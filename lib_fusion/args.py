@@ -74,7 +74,9 @@ def screen(value: Any, path: str = "") -> None:
         elif isinstance(item, str):
             if where.endswith("mask") and len(item) > masks.MAX_TEXT:
                 raise ValueError(f"{where}: {len(item)} characters is over the {masks.MAX_BYTES // 2**20} MiB limit for a mask PNG")
-            if not where.endswith("mask") and len(item) > MAX_TEXT:
+            if where == "regions" and len(item) > MAX_REGIONS * (masks.MAX_TEXT + MAX_TEXT):
+                raise ValueError(f"{where}: {len(item)} characters; more than {MAX_REGIONS} regions with masks could hold")
+            if where not in ("regions",) and not where.endswith("mask") and len(item) > MAX_TEXT:
                 raise ValueError(f"{where}: {len(item)} characters; at most {MAX_TEXT}")
 
 

@@ -20,10 +20,11 @@ import torch
 from modules import devices, extra_networks, prompt_parser, script_callbacks, sd_disable_initialization, sd_models, shared
 
 from lib_fusion import masks, outputs, pictures
+from lib_fusion import multidiffusion as md
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
-from lib_fusion.echo import shown
+from lib_fusion.echo import cut, shown
 from lib_fusion.infotext import KEYS, to_infotext
 from lib_fusion.models import CACHE, CacheKey, FusionModelError, Shapes, family_mismatch
 from lib_fusion.run import ACTIVE, FUSED, FUSION, FusionRun, HostStep, RegionSource, SamplingPass
@@ -133,7 +134,13 @@ def load_fusion_model(info: Any, need_text_encoder: bool) -> FusionModel:
     if is_active_checkpoint(info):
         return FusionModel(info.title, None, None)
     parts = ("unet", "text_encoder") if need_text_encoder else ("unet",)
-    key = CacheKey.for_file(info.filename, str(shared.sd_model.used_config), parts)
+    try:  # size and mtime: a file rewritten since it was cached is loaded again
+        key = CacheKey.for_file(info.filename, str(shared.sd_model.used_config), parts)
+    except OSError as error:
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {shown(info.title)} cannot be read from disk ({error.strerror or error}); "
+            "it was moved or deleted: refresh the checkpoint list and choose another"
+        ) from None
     return CACHE.get(key, lambda: _build(info, need_text_encoder))
 
 
@@ -141,15 +148,39 @@ def _build(info: Any, need_text_encoder: bool) -> FusionModel:
     try:
         state_dict = _read_weights(info.filename, need_text_encoder)
     except Exception as error:  # safetensors/unpickler errors name neither the file nor a fix
-        raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r} ({info.filename}): {error}") from error
+        raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r} ({info.filename}): {cut(str(error))}") from error
     config = _active_config()
     unet_weights = _with_prefix(state_dict, UNET_PREFIX)
     _check_family(info, unet_weights, shared.sd_model.model.diffusion_model.state_dict())
+    _check_floating(info, unet_weights)
     unet_config = config.model.params.get("unet_config") or config.model.params.get("network_config")
     unet = _instantiate_with(unet_config, unet_weights)
-    unet = unet.to(_home(), dtype=devices.dtype_unet).eval().requires_grad_(False)
+    unet = _owning(unet.to(_home(), dtype=devices.dtype_unet).eval().requires_grad_(False), state_dict)
     text_encoder = _build_text_encoder(info, config, state_dict) if need_text_encoder else None
     return FusionModel(info.title, unet, text_encoder)
+
+
+def _owning(module: torch.nn.Module, state_dict: dict) -> torch.nn.Module:
+    """``module`` with no tensor left in the memory of ``state_dict``: a ``.safetensors`` is
+    read as a memory map of the file, and a UNet kept on the CPU in the file's dtype would
+    otherwise be that map (rewriting the file would change the cached model, truncating it
+    would kill the WebUI with SIGBUS). Tensors the move to the device or dtype copied
+    already are left alone."""
+    mapped = {tensor.untyped_storage().data_ptr() for tensor in state_dict.values() if isinstance(tensor, torch.Tensor)}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.device.type == "cpu" and tensor.untyped_storage().data_ptr() in mapped:
+            tensor.data = tensor.data.clone()
+    return module
+
+
+def _check_floating(info: Any, weights: dict) -> None:
+    """A UNet of integer tensors would fail inside the first step with torch's own words."""
+    bad = sorted(key for key, value in weights.items() if not value.is_floating_point())
+    if bad:
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {shown(info.title)} holds {len(bad)} UNet weights that are not floating point "
+            f"(e.g. {bad[0]}: {weights[bad[0]].dtype}); it is not a usable Stable Diffusion checkpoint"
+        )
 
 
 def _read_weights(filename: str, need_text_encoder: bool) -> dict:
@@ -259,7 +290,7 @@ def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:
             f"{info.title!r} uses {type(encoder).__name__}. Use text_encoder='solo'."
         )
     encoder.load_state_dict(_with_prefix(state_dict, TEXT_ENCODER_PREFIX), strict=False)
-    encoder = encoder.to(_home(), dtype=devices.dtype).eval().requires_grad_(False)
+    encoder = _owning(encoder.to(_home(), dtype=devices.dtype).eval().requires_grad_(False), state_dict)
     embeddings = encoder.transformer.text_model.embeddings
     embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, sd_hijack.model_hijack)
     return sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(encoder, sd_hijack.model_hijack)
@@ -312,11 +343,12 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
     if not args.enabled:
         return None
     run = FusionRun(args)
+    run.preview_steps = preview_steps()
     try:
         _check_host(p, args)
         if args.needs_fusion_checkpoint:
             run.model_info = resolve_checkpoint(args.model)
-            _check_not_a_copy_of_the_active(args, run.model_info)
+            _check_not_a_copy_of_the_active(p, args, run.model_info)
         if args.method == "regions":
             run.region_images = _region_images(p, args)
             args = run.args = _with_canonical_masks(args, run.region_images)
@@ -355,6 +387,10 @@ def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
     window = args.window or native_window()
     if args.stride > window:
         raise FusionArgumentError(f"{TITLE}: stride {args.stride} is larger than the window ({window} latent pixels); lower the stride")
+    try:  # the first pass's canvas here; a hires pass's is checked when it is laid out
+        md.check_view_count(p.height // 8, p.width // 8, window, args.stride, args.circular)
+    except ValueError as error:
+        raise FusionArgumentError(f"{TITLE}: {error}") from None
     with_masks = [(index, region.mask) for index, region in enumerate(args.regions) if region.mask is not None]
     for index, mask in with_masks:
         width, height = masks.size(mask)
@@ -406,13 +442,22 @@ def _check_host(p: Any, args: FusionArgs) -> None:
         )
 
 
-def _check_not_a_copy_of_the_active(args: FusionArgs, info: Any) -> None:
+def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None:
     """SNB of a checkpoint with itself and the same prompts gives the plain image: refuse it
     rather than label an unfused image as fused. With its own prompt it is prompt fusion."""
-    if args.method == "snb" and is_active_checkpoint(info) and not (args.prompt or args.negative_prompt):
+    if args.method != "snb" or not is_active_checkpoint(info):
+        return
+    prompts, negatives = (
+        list(getattr(p, "all_prompts", None) or [p.prompt]),
+        list(getattr(p, "all_negative_prompts", None) or [p.negative_prompt]),
+    )
+    same_prompts = all((args.prompt or prompt) == prompt for prompt in prompts)
+    same_negatives = all((args.negative_prompt or negative) == negative for negative in negatives)
+    if same_prompts and same_negatives:
         raise FusionArgumentError(
-            f"{TITLE}: the fusion checkpoint {info.title!r} is the active checkpoint and no fusion prompt is set, so the "
-            "image would be the active model alone; choose another checkpoint, or give a fusion prompt to fuse two prompts"
+            f"{TITLE}: the fusion checkpoint {info.title!r} is the active checkpoint and no fusion prompt differs from the "
+            "main one, so the image would be the active model alone; choose another checkpoint, or give a fusion prompt "
+            "of its own to fuse two prompts"
         )
 
 

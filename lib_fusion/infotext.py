@@ -6,9 +6,11 @@ back as the default, and a missing ``Fusion`` key as "fusion off".
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from lib_fusion.args import FIELDS, INTEGER_FIELDS, USED_BY, FusionArgs, FusionArgumentError, regions_json
+from lib_fusion.args import FIELDS, INTEGER_FIELDS, TITLE, USED_BY, FusionArgs, regions_json
+from lib_fusion.echo import cut, shown
 
 KEYS: dict[str, str] = {
     "method": "Fusion",
@@ -47,42 +49,85 @@ def to_infotext(args: FusionArgs, model_title: str | None = None) -> dict[str, A
     used = ("method", *USED_BY[args.method])
     if not args.needs_fusion_checkpoint:
         used = tuple(field for field in used if field != "model")
-    return {KEYS[field]: values[field] for field in used if field in ALWAYS_WRITTEN or values[field] != defaults[field]}
+    written = {field: values[field] for field in used if field in ALWAYS_WRITTEN or values[field] != defaults[field]}
+    return {KEYS[field]: _protected(value) if field in TEXT_FIELDS else value for field, value in written.items()}
+
+
+TEXT_FIELDS = ("model", "prompt", "negative_prompt")
+"""Free text: any value must come back from a paste exactly as it was written."""
+
+
+def _protected(text: str) -> str:
+    """Text that a paste gives back unchanged. The WebUI quotes a value (JSON) only when it
+    holds a comma, colon or line break; its paste reads a value from a quote to the next,
+    unquotes it, strips spaces, and reads ``AxB`` as a size. So text the WebUI would leave
+    bare but the paste would change (with a quote in it, or spaces at an end) is quoted here, which the
+    WebUI's ``quote`` keeps and its paste undoes; ``64x64`` is rejoined by :func:`_value`."""
+    if any(mark in text for mark in ",:\n"):
+        return text
+    if text != text.strip() or '"' in text:
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _value(params: dict[str, Any], key: str) -> Any:
+    """The pasted value of ``key``; the WebUI's paste splits ``AxB`` into ``key-1``/``key-2``."""
+    if key in params:
+        return params[key]
+    if f"{key}-1" in params and f"{key}-2" in params:
+        return f"{params[f'{key}-1']}x{params[f'{key}-2']}"
+    return None
 
 
 def from_infotext(params: dict[str, Any]) -> FusionArgs:
-    """Arguments from parsed infotext (``parse_generation_parameters``); strings are converted."""
-    if KEYS["method"] not in params:
+    """Arguments from parsed infotext (``parse_generation_parameters``); strings are converted.
+
+    A value that cannot be read (``Fusion mode: 1e999``) is left out with a console line and
+    the rest is kept; if the fusion as a whole still does not validate, fusion is off. Never
+    raises: the WebUI's paste calls this without a guard, once per field."""
+    try:
+        if KEYS["method"] not in params:
+            return FusionArgs()
+        data: dict[str, Any] = {"enabled": True}
+        for field, key in KEYS.items():
+            value = _value(params, key)
+            if value is None:
+                continue
+            try:
+                data[field] = _typed(field, value)
+                FusionArgs.parse({field: data[field]})
+            except Exception as error:  # one unreadable value: paste the others
+                data.pop(field, None)
+                print(f"{TITLE}: infotext {key}: {shown(value)} is not pasted ({cut(str(error))})")
+        return FusionArgs.for_generation(data)
+    except Exception as error:
+        print(f"{TITLE}: the infotext's fusion is not pasted ({cut(str(error))}); fusion is off")
         return FusionArgs()
-    data: dict[str, Any] = {"enabled": True}
-    for field, key in KEYS.items():
-        if key in params:
-            value = params[key]
-            data[field] = _typed(field, value)
-    return FusionArgs.parse(data)
 
 
 def _typed(field: str, value: Any) -> Any:
     """Infotext values are text; give each field the type the argument model expects."""
     if field in INTEGER_FIELDS:
-        return int(float(value))
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError(f"{shown(value)} is not a whole number")
+        return int(number)
     if field == "bootstrapping":
         return float(value)
     if field == "circular":
         if str(value).lower() not in ("true", "false"):
-            raise ValueError(f"{KEYS[field]}: {value!r} is not True or False")
+            raise ValueError(f"{shown(value)} is not True or False")
         return str(value).lower() == "true"
     return str(value)
 
 
-def paste_value(params: dict[str, Any], field: str) -> Any:
-    """The UI value of ``field`` when an infotext is pasted (PNG Info -> Send to txt2img).
+_last_paste: tuple[dict[str, Any], FusionArgs] | None = None
+"""The WebUI pastes field by field from one ``params`` dict: it is read once, not per field."""
 
-    An infotext whose fusion part does not validate pastes as "fusion off" rather than
-    breaking the paste of everything else.
-    """
-    try:
-        args = from_infotext(params)
-    except (FusionArgumentError, ValueError):
-        args = FusionArgs()
-    return args.to_ui()[FIELDS.index(field)]
+
+def paste_value(params: dict[str, Any], field: str) -> Any:
+    """The UI value of ``field`` when an infotext is pasted (PNG Info -> Send to txt2img)."""
+    global _last_paste
+    if _last_paste is None or _last_paste[0] is not params:
+        _last_paste = (params, from_infotext(params))
+    return _last_paste[1].to_ui()[FIELDS.index(field)]

@@ -54,6 +54,38 @@ def get_views(latent_h: int, latent_w: int, window: int, stride: int, circular: 
     return [(top, bottom, left, right) for top, bottom in rows for left, right in columns]
 
 
+MAX_VIEWS = 1024
+"""Views per step: a 2048x2048 canvas at SD1's window 64 and the official stride 8 makes
+625; window 8 and stride 1 there would make 62,001, each a model pass."""
+
+
+def _count(size: int, window: int, stride: int) -> int:
+    """``len(_starts(size, window, stride))`` without building the list."""
+    if size <= window:
+        return 1
+    full = (size - window) // stride + 1
+    return full + int((full - 1) * stride + window < size)
+
+
+def view_count(latent_h: int, latent_w: int, window: int, stride: int, circular: bool = False) -> int:
+    """How many views :func:`get_views` makes, computed in O(1)."""
+    columns = -(-latent_w // stride) if circular and latent_w > window else _count(latent_w, window, stride)
+    return _count(latent_h, window, stride) * columns
+
+
+def check_view_count(latent_h: int, latent_w: int, window: int, stride: int, circular: bool = False) -> None:
+    """Refuse a layout of more than :data:`MAX_VIEWS` views, naming a stride that fits."""
+    count = view_count(latent_h, latent_w, window, stride, circular)
+    if count <= MAX_VIEWS:
+        return
+    fitting = next((s for s in range(stride + 1, window + 1) if view_count(latent_h, latent_w, window, s, circular) <= MAX_VIEWS), None)
+    fix = f"use stride {fitting} or more" if fitting else "use a larger window"
+    raise ValueError(
+        f"window {window} and stride {stride} make {count} views of the {latent_w * 8}x{latent_h * 8} canvas per step "
+        f"(each a model pass), over the limit of {MAX_VIEWS}; {fix}"
+    )
+
+
 def _columns(view: View, width: int, device: torch.device) -> torch.Tensor | slice:
     left, right = view[2], view[3]
     if right <= width:

@@ -80,11 +80,18 @@ def _font_size(width: int) -> int:
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
     """``text`` cut with an ellipsis to fit ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
+    if len(text) <= width and draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+    # Binary search over the prefix length: O(n log n) for a prompt of any length. No glyph
+    # is narrower than a pixel, so no more than ``width`` characters can fit.
+    low, high = 0, min(len(text), width)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if draw.textlength(text[:middle] + "…", font=font) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
 
 
 def _text_at_middle(draw: ImageDraw.ImageDraw, left_middle: tuple[int, int], text: str, font: ImageFont.ImageFont) -> None:

@@ -147,6 +147,36 @@ class Trace:
     mask: torch.Tensor
 
 
+class Thinned:
+    """A sample of a stream of traces, spread from the first to the latest, that never holds
+    more than ``2 * limit + 1`` of them (a preview shows ``limit``; a 1000-step generation
+    must not keep 1000 sets of maps). Every ``stride``-th trace is kept; when that is more
+    than ``2 * limit``, every other kept one is dropped and the stride doubles."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.kept: list[Trace] = []
+        self.last: Trace | None = None
+        self.stride = 1
+        self.seen = 0
+
+    def add(self, trace: Trace) -> None:
+        """Offer the next trace (the previous latest is let go unless it was kept)."""
+        if self.seen % self.stride == 0:
+            self.kept.append(trace)
+            if len(self.kept) > 2 * self.limit:
+                self.kept = self.kept[::2]
+                self.stride *= 2
+        self.last = trace
+        self.seen += 1
+
+    def traces(self) -> list[Trace]:
+        """The kept traces and the latest one."""
+        if self.last is None or (self.kept and self.kept[-1] is self.last):
+            return list(self.kept)
+        return [*self.kept, self.last]
+
+
 class FusionRun:
     """State of one generation; created in ``process``, dropped after ``postprocess``."""
 
@@ -160,8 +190,10 @@ class FusionRun:
         self.variant = FUSED
         self.batch = 0
         """The batch (``p.iteration``) being sampled."""
-        self.traces: list[Trace] = []
-        """Fused SNB steps' maps, kept when the previews are asked for."""
+        self.preview_steps = 3
+        """Fused steps a preview shows per image (the host's setting)."""
+        self._traces: dict[int, Thinned] = {}
+        """Per batch: fused SNB steps' maps, a bounded sample of them, kept for the previews."""
         self.region_images: list[torch.Tensor | None] = []
         """Per foreground region: its image-sized mask (None for a box); the host decodes them."""
         self._colours: torch.Tensor | None = None
@@ -188,7 +220,7 @@ class FusionRun:
         self._pass = self._step = None
         self.fusion_model = None
         self.results.clear()
-        self.traces.clear()
+        self._traces.clear()
         for images in self.alone.values():
             images.clear()
 
@@ -270,7 +302,13 @@ class FusionRun:
         maps = (fused.saliency_a, fused.saliency_b, fused.mask)
         hires = self._pass is not None and self._pass.hires
         # No copy to the CPU here: one every step would stall a GPU's queue.
-        self.traces.append(Trace(self.batch, hires, step.index, t, *(m.detach().float() for m in maps)))
+        keeper = self._traces.setdefault(self.batch, Thinned(self.preview_steps))
+        keeper.add(Trace(self.batch, hires, step.index, t, *(m.detach().float() for m in maps)))
+
+    @property
+    def traces(self) -> list[Trace]:
+        """The fused steps' maps kept for the previews, batch after batch."""
+        return [trace for batch in sorted(self._traces) for trace in self._traces[batch].traces()]
 
     def _plan_regions(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
         """Region MultiDiffusion: the background (main prompt, active model) and each region
@@ -341,6 +379,10 @@ class FusionRun:
             foreground.append(mask)
         masks = md.with_background(torch.stack(foreground)) if foreground else torch.ones(1, height, width)
         window = self.args.window or sampling_pass.regions.native_window  # the stride was checked against it at the start
+        try:
+            md.check_view_count(height, width, window, self.args.stride, self.args.circular)
+        except ValueError as error:
+            raise FusionArgumentError(f"{TITLE}: {error}") from None
         views = md.get_views(height, width, window, self.args.stride, self.args.circular)
         sampling_pass.layout = RegionLayout(size, masks, views)
         self.stats.latent_sizes.append(size)

@@ -12,11 +12,15 @@ import io
 import struct
 import zlib
 
+import torch
 from PIL import Image
 
 from lib_fusion.masks import MAX_BYTES
 
 LEFT = [0.0, 0.0, 0.5, 1.0]
+NESTED: list = []
+for _ in range(100_000):
+    NESTED = [NESTED]
 
 
 def snb(**overrides):
@@ -46,6 +50,19 @@ def png_claiming(width, height):
     return base64.b64encode(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")).decode()
 
 
+def png_truncated(width, height):
+    """A real PNG of the image's size with its pixel data cut short (the header promises more)."""
+    raw = base64.b64decode(png(width, height, (0, 0, width // 2, height), mode="L"))
+    idat = raw.index(b"IDAT")
+    length = struct.unpack(">I", raw[idat - 4 : idat])[0]
+    data = zlib.decompress(raw[idat + 4 : idat + 4 + length])[: width * height // 4]
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return base64.b64encode(raw[: idat - 4] + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b"")).decode()
+
+
 def gif():
     buffer = io.BytesIO()
     Image.new("L", (64, 64), 255).save(buffer, format="GIF")
@@ -62,6 +79,33 @@ def with_file(name, content):
         sd_models.list_models()
 
     return setup
+
+
+def listed_then_deleted(webui):
+    """A checkpoint the WebUI lists whose file is gone by the time the generation starts."""
+    from modules import sd_models
+
+    (webui.models / "gone.safetensors").write_bytes((webui.models / "expert.safetensors").read_bytes())
+    sd_models.list_models()
+    (webui.models / "gone.safetensors").unlink()
+    return "gone"
+
+
+def integer_unet(webui):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(webui.models / "expert.safetensors"))
+    return save_file_bytes({k: (v * 100).to(torch.int32) if k.startswith("model.") else v for k, v in weights.items()}, save_file)
+
+
+def save_file_bytes(weights, save_file):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/w.safetensors"
+        save_file(weights, path)
+        with open(path, "rb") as handle:
+            return handle.read()
 
 
 def truncated(webui):
@@ -151,6 +195,75 @@ CASES = [
     ("view batch 65", regions({"box": LEFT}, view_batch_size=65), {}, None, ["view_batch_size: 65: from 1 to 64"]),
     ("bootstrapping 1.5", regions({"box": LEFT}, bootstrapping=1.5), {}, None, ["bootstrapping: 1.5: must be a fraction", "from 0 to 1"]),
     ("circular as text", regions({"box": LEFT}, circular="yes"), {}, None, ["circular: 'yes'", "boolean"]),
+    # -- values that break a parser rather than a rule (none may pass as a plain image) --------------
+    ("huge box number", regions({"box": [0, 0, 0.5, 10**400]}), {}, None, ["regions[0].box", "an integer of 401 digits", "too large"]),
+    ("huge weight", regions({"box": LEFT, "weight": 10**400}), {}, None, ["regions[0].weight", "too large"]),
+    ("huge bootstrapping", regions({"box": LEFT}, bootstrapping=-(10**5000)), {}, None, ["bootstrapping", "integer of", "too large"]),
+    ("huge window", regions({"box": LEFT}, window=10**5000), {}, None, ["window", "integer of thousands of digits", "8 to 1024"]),
+    ("huge mode", snb(mode=10**400), {}, None, ["mode", "an integer of 401 digits", "must be 0"]),
+    ("deep regions", regions(NESTED), {}, None, ["regions[0]", "nested deeper than any valid value"]),
+    ("deep regions JSON", regions(regions="[" * 100_000 + "]" * 100_000), {}, None, ["regions", "not usable JSON"]),
+    ("deep prompt", snb(prompt=NESTED), {}, None, ["prompt", "nested deeper than any valid value"]),
+    ("long box", regions({"box": [0.5] * 20_000}), {}, None, ["more than 10000 values"]),
+    ("megabyte prompt", snb(prompt="a lion " * 200_000), {}, None, ["prompt: 1400000 characters; at most 100000"]),
+    ("ten-megabyte name", snb(model="x" * 10_000_000), {}, None, ["model: 10000000 characters; at most 100000"]),
+    ("long unknown name", snb(model="y" * 50_000), {}, None, ["fusion checkpoint 'yyyy", "(50000 characters) is not in the WebUI's"]),
+    ("tiny weight", regions({"box": LEFT, "weight": 1e-300}), {}, None, ["regions[0].weight: 1e-300: must be from 1e-06 to 100"]),
+    ("tiny kg", snb(fusion_selection="600,1e-300,1"), {}, None, ["kg=1e-300 must be in [1e-06, 1000]"]),
+    ("two argument objects", (snb(), snb(model="artist")), {}, None, ["got 2 argument objects; send one object"]),
+    (
+        "same checkpoint, same prompt",
+        snb(model="general", prompt="a lion with a crown"),
+        {},
+        None,
+        ["is the active checkpoint", "no fusion prompt differs"],
+    ),
+    (
+        "same prompts in a batch",
+        snb(model="general", prompt="a b", negative_prompt="n"),
+        {"prompt": ["a b", "a b"], "negative_prompt": "n", "batch_size": 2},
+        None,
+        ["no fusion prompt differs"],
+    ),
+    # -- the checkpoint file ------------------------------------------------------------------------
+    (
+        "deleted file",
+        listed_then_deleted,
+        {},
+        None,
+        ["fusion checkpoint 'gone.safetensors", "cannot be read from disk", "moved or deleted"],
+    ),
+    (
+        "integer weights",
+        snb(model="ints"),
+        {},
+        with_file("ints.safetensors", integer_unet),
+        ["'ints.safetensors", "not floating point", "torch.int32"],
+    ),
+    # -- masks, read before a pixel is decoded ------------------------------------------------------
+    (
+        "mask of another size, huge",
+        regions({"mask": png_claiming(8000, 8000)}),
+        {},
+        None,
+        ["regions[0].mask is 8000x8000 but the image is 64x64"],
+    ),
+    ("mask data cut short", regions({"mask": png_truncated(64, 64)}), {}, None, ["regions[0].mask", "shorter than its header says"]),
+    (
+        "mask pixels in all",
+        regions(*[{"mask": png_claiming(4096, 4096)}] * 5, window=128, stride=64),
+        {"width": 4096, "height": 4096},
+        None,
+        ["5 masks of 4096x4096", "67,108,864 mask pixels"],
+    ),
+    # -- panorama work ------------------------------------------------------------------------------
+    (
+        "too many views",
+        regions({"box": LEFT}, window=8, stride=1),
+        {"width": 2048, "height": 2048},
+        None,
+        ["62001 views", "use stride 8 or more"],
+    ),
     # -- the generation -----------------------------------------------------------------------------
     ("width 500", snb(), {"width": 500}, None, ["width 500 is not a multiple of 8", "use 496 or 504"]),
     ("height 60", snb(), {"height": 60}, None, ["height 60 is not a multiple of 8", "use 56 or 64"]),

@@ -159,10 +159,52 @@ def test_infotext_skips_defaults_and_reads_missing_keys_as_defaults():
     assert to_infotext(FusionArgs()) == {}
 
 
-def test_paste_of_a_broken_infotext_turns_fusion_off_instead_of_failing():
-    params = {"Fusion": "snb", "Fusion model": "m", "Fusion mode": "7"}
-    assert paste_value(params, "enabled") is False
-    assert paste_value({"Fusion": "snb", "Fusion model": "m", "Fusion mode": "1"}, "mode") == "1"
+def test_a_bad_infotext_value_is_skipped_and_the_rest_pasted(capsys):
+    params = {"Fusion": "snb", "Fusion model": "m", "Fusion mode": "7", "Fusion selection": "500,1,2"}
+    assert paste_value(params, "enabled") is True
+    assert paste_value(params, "mode") == "2"  # the default, with a console line naming the key
+    assert paste_value(params, "fusion_selection") == "500,1,2"
+    assert "Fusion mode: '7' is not pasted" in capsys.readouterr().out
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("Fusion mode", "1e999"),
+        ("Fusion mode", "nan"),
+        ("Fusion window", "inf"),
+        ("Fusion stride", "-" + "9" * 5000),
+        ("Fusion view batch", "1.5"),
+        ("Fusion bootstrapping", "1e999"),
+        ("Fusion circular", "maybe"),
+        ("Fusion regions", NESTED),
+        ("Fusion regions", '[{"box": [0, 0, 1, ' + "9" * 5000 + "]}]"),
+        ("Fusion regions", '[{"box": [0, 0, 1, 1], "weight": 1e-300}]'),
+        ("Fusion selection", "600," * 100_000),
+        ("Fusion model", "x" * 1_000_000),
+    ],
+)
+def test_pasting_never_raises_and_keeps_the_other_values(key, value):
+    params = {"Fusion": "regions", "Fusion model": "m", "Fusion stride": "4", "Fusion window": "16", key: value}
+    for field in FIELDS:
+        paste_value(params, field)  # the WebUI calls each without a guard
+    assert paste_value(params, "method") == "regions"
+    if key not in ("Fusion window", "Fusion stride"):
+        assert paste_value(params, "stride") == 4 and paste_value(params, "window") == 16
+
+
+def test_a_paste_reads_the_infotext_once(monkeypatch):
+    from lib_fusion import infotext
+
+    calls = []
+    original = infotext.from_infotext
+    monkeypatch.setattr(infotext, "from_infotext", lambda params: calls.append(1) or original(params))
+    params = {"Fusion": "snb", "Fusion model": "m"}
+    assert [infotext.paste_value(params, field) for field in FIELDS][0] is True
+    assert len(calls) == 1
 
 
 def test_ui_defaults_with_an_empty_dropdown_parse_as_disabled():

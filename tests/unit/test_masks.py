@@ -3,6 +3,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -64,3 +65,33 @@ def test_huge_dimensions_are_refused_from_the_header_alone(monkeypatch, side):
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels were decoded"))
     with pytest.raises(MaskError, match=f"{MAX_SIDE}x{MAX_SIDE}"):
         decode_mask(bomb)
+
+
+def test_an_opaque_rgba_mask_is_read_by_its_luminance():
+    image = Image.new("RGBA", (8, 8), (0, 0, 0, 255))
+    image.paste((255, 255, 255, 255), (0, 0, 4, 8))
+    mask = decode_mask(png(image))
+    assert mask[:, :4].all() and not mask[:, 4:].any()
+
+
+def test_a_16_bit_grey_mask_is_scaled_not_clipped():
+    pixels = np.zeros((8, 8), dtype=np.uint16)
+    pixels[:, :4] = 60000
+    pixels[:, 4:6] = 1000  # dark grey in 16 bits; clipping to 8 bits would read it as white
+    mask = decode_mask(png(Image.fromarray(pixels)))
+    assert mask[:, :4].all() and not mask[:, 4:].any()
+
+
+def test_line_wrapped_base64_is_accepted():
+    image = Image.new("L", (64, 64), 0)
+    image.paste(255, (0, 0, 32, 64))
+    text = png(image)
+    wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+    assert torch.equal(decode_mask(wrapped), decode_mask(text))
+
+
+def test_a_mask_of_another_size_is_refused_before_decoding(monkeypatch):
+    data = png(Image.new("1", (8, 8), 1))
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels were decoded"))
+    with pytest.raises(MaskError, match="is 8x8 but the image is 16x16"):
+        decode_mask(data, (16, 16))

@@ -258,3 +258,15 @@ def test_circular_views_leave_no_seam():
     # edge columns come out the same as when they are at the edges.
     middle = torch.roll(run(torch.roll(x, 16, dims=-1), views), -16, dims=-1)
     assert torch.allclose(middle[..., [0, -1]], run(x, views)[..., [0, -1]], atol=1e-5)
+
+
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 64), st.integers(1, 64), st.booleans())
+def test_view_count_is_the_number_of_views(h, w, window, stride, circular):
+    stride = min(stride, window)
+    assert md.view_count(h, w, window, stride, circular) == len(md.get_views(h, w, window, stride, circular))
+
+
+def test_too_many_views_are_refused_with_a_stride_that_fits():
+    with pytest.raises(ValueError, match=r"make 62001 views .* over the limit of 1024; use stride 8 or more"):
+        md.check_view_count(256, 256, 8, 1)
+    md.check_view_count(256, 256, 64, 8)  # 2048x2048 at the official settings: 625 views

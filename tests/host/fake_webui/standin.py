@@ -107,7 +107,10 @@ class WebUI:
         del xyz_grid.axis_options[1:]  # a fresh plot: only its own axes
         scripts.scripts_data[:] = [scripts.ScriptClassData(xyz_grid.Script, "scripts/xyz_grid.py", "", xyz_grid)]
         self.script = load_script_module().ModelFusionScript()
-        self.script.args_from, self.script.args_to = 0, 1
+        from lib_fusion.args import FIELDS
+
+        # One position per accordion component, as the WebUI slices p.script_args for the script.
+        self.script.args_from, self.script.args_to = 0, len(FIELDS)
         self.runner = scripts.ScriptRunner([self.script])
         self.bare_runner = scripts.ScriptRunner([])
 
@@ -135,7 +138,7 @@ class WebUI:
         kwargs.setdefault("prompt", "a lion with a crown")
         kwargs.setdefault("negative_prompt", "blurry")
         runner = self.runner if extension else self.bare_runner
-        args = () if fusion is None else (fusion,)
+        args = () if fusion is None else tuple(fusion) if isinstance(fusion, tuple) else (fusion,)
         cls = processing.StableDiffusionProcessingImg2Img if img2img else processing.StableDiffusionProcessingTxt2Img
         return cls(scripts=runner, script_args=args, **kwargs)
 

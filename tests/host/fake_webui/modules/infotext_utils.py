@@ -19,10 +19,21 @@ def unquote(text):
         return text
 
 
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
 def parse_generation_parameters(x):
-    """Only the last line's ``Key: value`` pairs (prompts are not needed by the tests)."""
+    """Only the last line's ``Key: value`` pairs (prompts are not needed by the tests), read
+    as the WebUI 1.10 reads them: a value in quotes is unquoted, then ``AxB`` is split into
+    ``Key-1`` and ``Key-2``."""
     res = {}
     last = x.strip().split("\n")[-1]
     for k, v in _PAIR.findall(last):
-        res[k.strip()] = unquote(v.strip())
+        if v and v[0] == '"' and v[-1] == '"':
+            v = unquote(v)
+        m = _SIZE.match(v)
+        if m is not None:
+            res[f"{k}-1"], res[f"{k}-2"] = m.group(1), m.group(2)
+        else:
+            res[k] = v
     return res
