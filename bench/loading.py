@@ -57,14 +57,19 @@ def in_process(options: argparse.Namespace) -> None:
     repeats = options.repeats
     info = fusion_host.resolve_checkpoint("expert")
 
-    def fusion_load() -> None:
+    def fusion_load() -> float:
+        """The fusion checkpoint's first load, timed (freeing the one held before is not)."""
         CACHE.unload()
-        fusion_host.load_fusion_model(info, need_text_encoder=False)
+        return timed(lambda: fusion_host.load_fusion_model(info, need_text_encoder=False))[0]
 
-    def webui_load() -> None:
-        standin.load("expert")
+    def webui_load() -> float:
+        """The WebUI loading the same file as its active checkpoint, timed; then back to the
+        general one (untimed), so the next fusion load is a real one."""
+        seconds = timed(lambda: standin.load("expert"))[0]
+        standin.load("general")
+        return seconds
 
-    loads = interleaved(repeats, {"ours": lambda: timed(fusion_load)[0], "theirs": lambda: timed(webui_load)[0]})
+    loads = interleaved(repeats, {"ours": fusion_load, "theirs": webui_load})
     standin.load("general")
     fusion_load()
     cached = min(timed(lambda: fusion_host.load_fusion_model(info, need_text_encoder=False))[0] for _ in range(repeats))

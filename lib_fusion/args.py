@@ -37,7 +37,8 @@ MAX_DEPTH = 6
 MAX_ITEMS = 10_000
 """Values (objects, lists, numbers, texts) in one argument object; a valid one has a few hundred."""
 MIN_FACTOR = 1e-6
-"""Smallest region weight and kg/ke: a smaller positive number rounds to 0 in float16."""
+"""Smallest region weight (and kg/ke, in :mod:`lib_fusion.schedule`): far below any useful
+value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
 
 
 def _number(value: Any) -> float:

@@ -73,8 +73,8 @@ def checkpoint_report() -> list[dict[str, Any]]:
         else:
             try:
                 mismatch = family_mismatch(_header_shapes(info.filename), active)
-            except Exception as error:  # a broken file: say so rather than fail the listing
-                usable, reason = False, f"unreadable: {error}"
+            except Exception as error:  # a broken file: say so rather than fail the listing (its path stays private)
+                usable, reason = False, f"unreadable: {cut(str(error).replace(info.filename, info.title))}"
             else:
                 usable, reason = mismatch is None, mismatch
         report.append({"title": title, "name": info.model_name, "usable": usable, "reason": reason})
@@ -101,6 +101,14 @@ def _header_shapes_of(filename: str, mtime_ns: int, size: int) -> Shapes:
 def _header_shapes(filename: str) -> Shapes:
     stat = os.stat(filename)
     return _header_shapes_of(filename, stat.st_mtime_ns, stat.st_size)
+
+
+def api_access() -> tuple[bool, str | None]:
+    """Whether the WebUI serves its API (``--api``, or ``--nowebui`` which serves only it), and
+    its ``--api-auth`` credentials (None: the API is open)."""
+    options = shared.cmd_opts
+    serves = bool(getattr(options, "api", False) or getattr(options, "nowebui", False))
+    return serves, getattr(options, "api_auth", None) or None
 
 
 def xyz_grid_module() -> Any:

@@ -18,7 +18,8 @@ T_MAX = 1000.0
 K_MAX = 1000.0
 """Upper bound for kg/ke: larger factors overflow the softmax logits in fp16."""
 K_MIN = 1e-6
-"""Lower bound for kg/ke: a smaller factor rounds to 0 in half precision (a flat softmax)."""
+"""Lower bound for kg/ke: far below any useful factor; float16 rounds factors not much
+smaller (under 3e-8) to 0, which would flatten the softmax."""
 
 
 class StepKind(str, Enum):

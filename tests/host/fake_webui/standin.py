@@ -78,7 +78,7 @@ class App:
     def __init__(self):
         self.routes = {}
 
-    def add_api_route(self, path, endpoint, methods):
+    def add_api_route(self, path, endpoint, methods, dependencies=None):
         for method in methods:
             self.routes[(method, path)] = endpoint
 
@@ -120,11 +120,14 @@ class WebUI:
 
         script_callbacks.before_ui_callback()
 
-    def app(self) -> App:
-        """A started app: the ``on_app_started`` callbacks have added their routes."""
-        from modules import script_callbacks
+    def app(self, app=None, api: bool = True):
+        """A started app (the route recorder, or a real FastAPI app given): the
+        ``on_app_started`` callbacks have added their routes. ``api``: the WebUI was started
+        with ``--api``, without which it serves no API."""
+        from modules import script_callbacks, shared
 
-        app = App()
+        app = App() if app is None else app
+        shared.cmd_opts.api = api
         script_callbacks.app_started_callback(None, app)
         return app
 

@@ -59,7 +59,17 @@ state = State()
 
 
 def default_cmd_opts():
-    return SimpleNamespace(no_half=True, upcast_sampling=False, precision="full", medvram=False, medvram_sdxl=False, lowvram=False)
+    return SimpleNamespace(
+        no_half=True,
+        upcast_sampling=False,
+        precision="full",
+        medvram=False,
+        medvram_sdxl=False,
+        lowvram=False,
+        api=False,
+        nowebui=False,
+        api_auth=None,
+    )
 
 
 cmd_opts = default_cmd_opts()
