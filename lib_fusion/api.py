@@ -1,9 +1,15 @@
-"""HTTP routes of the extension, added to the WebUI's FastAPI app (``on_app_started``)."""
+"""HTTP routes of the extension, added to the WebUI's FastAPI app (``on_app_started``).
+
+FastAPI reads the auth dependency's annotations from this module's globals (they are text
+under ``from __future__ import annotations``), so its types are imported at the top."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Any
+
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from lib_fusion import __version__, host
 from lib_fusion.args import FusionArgs
@@ -42,8 +48,6 @@ def basic_auth(users: dict[str, str]) -> Any:
     """A FastAPI dependency answering 401 with ``WWW-Authenticate: Basic`` unless the request
     carries one of ``users``' name and password; the password is compared in constant time
     (``secrets.compare_digest``, as the WebUI's ``Api.auth``)."""
-    from fastapi import Depends, HTTPException
-    from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
     def check(given: HTTPBasicCredentials | None = Depends(HTTPBasic(auto_error=False))) -> None:  # noqa: B008 (FastAPI's idiom)
         if given is not None:

@@ -24,6 +24,8 @@ MAX_REGIONS = 16
 """Each region adds a model pass per view and step; more than this is refused up front."""
 MAX_WEIGHT = 100.0
 MAX_VIEW_BATCH = 64
+MAX_GUIDANCE = 20.0
+MAX_STEPS = 10_000
 
 
 class FusionArgumentError(ValueError):
@@ -155,8 +157,10 @@ class FusionArgs(BaseModel):
 
     enabled: StrictBool = Field(False, description="Fuse this generation.")
     model: StrictStr = Field("", description="Fusion checkpoint: a title, name or hash the WebUI's checkpoint lookup resolves.")
-    method: Literal["snb", "regions"] = Field(
-        "snb", description="snb: saliency-aware noise blending (MagicFusion); regions: Region MultiDiffusion."
+    method: Literal["snb", "regions", "guidance", "base_uncond"] = Field(
+        "snb",
+        description="snb: saliency-aware noise blending (MagicFusion); regions: Region MultiDiffusion; guidance: guide A "
+        "away from B (autoguidance); base_uncond: B's unconditional prediction under A's conditional one.",
     )
     prompt: StrictStr = Field("", description="The fusion checkpoint's prompt; empty = the main prompt.")
     negative_prompt: StrictStr = Field("", description="The fusion checkpoint's negative prompt; empty = the main negative prompt.")
@@ -171,8 +175,14 @@ class FusionArgs(BaseModel):
     text_encoder: Literal["solo", "own"] = Field(
         "solo", description="Both prompts through A's text encoder (official) or each model through its own."
     )
-    blur: Literal["box", "gaussian"] = Field("box", description="Saliency blur: the official 4x4 box, or a centred Gaussian.")
-    mask: Literal["hard", "soft"] = Field("hard", description="Per-pixel choice of one model (official), or a blend by B's saliency share.")
+    blur: Literal["box", "gaussian", "gaussian3"] = Field(
+        "box", description="Saliency blur: the official 4x4 box, a centred Gaussian (sigma 1), or Face-diffuser's 3x3 Gaussian."
+    )
+    mask: Literal["hard", "soft", "mean"] = Field(
+        "hard",
+        description="Per-pixel choice of one model (official), a blend by B's saliency share, or the mean of the two "
+        "predictions (the composite baseline, no saliency).",
+    )
     regions: List[RegionArgs] = Field(
         [], description="Regions method: foreground regions over the background (the main prompt, active model).", maxItems=MAX_REGIONS
     )
@@ -211,10 +221,50 @@ class FusionArgs(BaseModel):
         description="Also return pictures of what decided the fusion: per image, each model's saliency heat map and "
         "the mask at a few fused steps (SNB), or the regions coloured by model (Regions), over the result.",
     )
+    guidance_weight: Any = Field(
+        1.5,
+        description="Guidance method: w in D_A(u) + s (D_A(c) - D_A(u)) + (w - 1) (D_A(c) - D_B(c)); 1 = plain CFG.",
+        type="number",
+        minimum=0,
+        maximum=MAX_GUIDANCE,
+    )
+    mask_ema: Any = Field(
+        0.0,
+        description="SNB: decay of a moving average of the saliency maps over the steps (0 = off, the official per-step mask).",
+        type="number",
+        minimum=0,
+        exclusiveMaximum=1,
+    )
+    mask_freeze: StrictInt = Field(
+        0, description="SNB: keep the mask fixed after this many fused steps (0 = never).", minimum=0, maximum=MAX_STEPS
+    )
+    per_channel: StrictBool = Field(
+        False, description="SNB: saliency, softmax and mask per latent channel (Face-diffuser) instead of their channel mean."
+    )
 
     class Config:
         extra = Extra.forbid
         allow_mutation = False
+
+    @validator("guidance_weight", pre=True, always=True)
+    def _valid_guidance_weight(cls, value: Any) -> float:
+        weight = _number(value)
+        if not 0 <= weight <= MAX_GUIDANCE:
+            raise ValueError(f"{shown(value)}: must be from 0 to {MAX_GUIDANCE:g} (1 = plain CFG)")
+        return weight
+
+    @validator("mask_ema", pre=True, always=True)
+    def _valid_mask_ema(cls, value: Any) -> float:
+        decay = _number(value)
+        if not 0 <= decay < 1:
+            raise ValueError(f"{shown(value)}: a decay from 0 (off) to below 1")
+        return decay
+
+    @validator("mask_freeze")
+    def _valid_mask_freeze(cls, value: int) -> int:
+        if not 0 <= value <= MAX_STEPS:
+            raise ValueError(f"{shown(value)}: a number of fused steps from 0 (never) to {MAX_STEPS}")
+        return value
 
     @validator("fusion_selection")
     def _valid_selection(cls, value: str) -> str:
@@ -364,14 +414,21 @@ FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 OUTPUT_FIELDS = ("compare", "preview")
 """What to return besides the image: not generation parameters, so not in the infotext."""
 USED_BY: dict[str, tuple[str, ...]] = {
-    "snb": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask"),
+    "snb": (
+        "model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask",
+        "mask_ema", "mask_freeze", "per_channel",
+    ),
     "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
-}
+    "guidance": ("model", "prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
+    "base_uncond": ("model", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
+}  # fmt: skip
+TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
+"""Methods that run model A alone outside the window and both models inside it."""
 """The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
 
 
-INTEGER_FIELDS = ("mode", "window", "stride", "view_batch_size")
+INTEGER_FIELDS = ("mode", "window", "stride", "view_batch_size", "mask_freeze")
 
 
 def _from_ui(name: str, value: Any) -> Any:

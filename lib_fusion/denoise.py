@@ -16,6 +16,7 @@ import torch
 
 from lib_fusion import snb
 from lib_fusion.conds import Cond, cat_conds, row_count, take_rows, token_width
+from lib_fusion.guidance import base_uncond, combine, cross_model_guidance, difference_map
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Cond, torch.Tensor], torch.Tensor]
 """(x rows, sigma rows, text cond rows, image cond rows) -> model output rows."""
@@ -70,7 +71,8 @@ class SnbOptions:
     ke: float
     saliency_uncond: snb.SaliencyUncond = "solo"
     blur: snb.Blur = "box"
-    soft: bool = False
+    mask: snb.MaskRule = "hard"
+    per_channel: bool = False
 
 
 def guided(model: Model, step: StepInput) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,28 +81,25 @@ def guided(model: Model, step: StepInput) -> tuple[torch.Tensor, torch.Tensor]:
     Guidance follows ``CFGDenoiser.combine_denoised``:
     ``u_i + sum_j (c_ij - u_i) * (w_ij * s)``.
     """
+    cond_rows, uncond_out = rows(model, step)
+    return uncond_out, combine(uncond_out, cond_rows, model.conditioning.conds_list, step.cfg_scale)
+
+
+def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``model``'s outputs on its cond rows (one per ``AND`` sub-prompt, image after image)
+    and on its uncond rows (one per image); a side not asked for is not run (None). Both
+    sides go in one call when their token widths match, as the WebUI batches them."""
     conditioning = model.conditioning
     batch = step.x.shape[0]
     conditioning.check(batch, model.name)
     image_of_row = [i for i, conds in enumerate(conditioning.conds_list) for _ in conds]
-    cond_rows = [index for conds in conditioning.conds_list for index, _ in conds]
-    cond = take_rows(conditioning.cond, cond_rows)
-    outputs: list[torch.Tensor] = []
-    if token_width(cond) == token_width(conditioning.uncond):
-        rows = image_of_row + list(range(batch))
-        outputs.append(_run(model.fn, step, rows, cat_conds([cond, conditioning.uncond]), len(image_of_row)))
-    else:
-        outputs.append(_run(model.fn, step, image_of_row, cond, len(image_of_row)))
-        outputs.append(_run(model.fn, step, list(range(batch)), conditioning.uncond, 0))
-    out = torch.cat(outputs)
-    uncond_out = out[-batch:]
-    result = uncond_out.clone()
-    row = 0
-    for i, conds in enumerate(conditioning.conds_list):
-        for _, weight in conds:
-            result[i] += (out[row] - uncond_out[i]) * (weight * step.cfg_scale)
-            row += 1
-    return uncond_out, result
+    cond_text = take_rows(conditioning.cond, [index for conds in conditioning.conds_list for index, _ in conds]) if cond else None
+    if cond and uncond and token_width(cond_text) == token_width(conditioning.uncond):
+        out = _run(model.fn, step, image_of_row + list(range(batch)), cat_conds([cond_text, conditioning.uncond]), len(image_of_row))
+        return out[: len(image_of_row)], out[len(image_of_row) :]
+    cond_out = _run(model.fn, step, image_of_row, cond_text, len(image_of_row)) if cond else None
+    uncond_out = _run(model.fn, step, list(range(batch)), conditioning.uncond, 0) if uncond else None
+    return cond_out, uncond_out
 
 
 def _run(fn: ModelFn, step: StepInput, rows: list[int], cond: Cond, n_cond_rows: int) -> torch.Tensor:
@@ -129,7 +128,7 @@ def eps_response(response: torch.Tensor, step: StepInput) -> torch.Tensor:
     return response / step.sigma.to(response.dtype).view(-1, *([1] * (response.ndim - 1)))
 
 
-def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOptions) -> snb.Fused:
+def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOptions, memory: snb.MaskMemory | None = None) -> snb.Fused:
     """A fused step: both models, CFG each, saliency-aware blend (prediction, mask, saliency maps).
 
     The choice is made between guided predictions in the sampler's own units (choosing eps
@@ -140,7 +139,28 @@ def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOption
     uncond_b, guided_b = guided(model_b, step)
     response_a = eps_response(guided_a - uncond_a, step)
     response_b = eps_response(response_of_b(guided_b, uncond_b, uncond_a, step.cfg_scale, options.saliency_uncond), step)
-    return snb.fuse_guided(guided_a, guided_b, response_a, response_b, options.kg, options.ke, options.blur, options.soft)
+    return snb.fuse_guided(
+        guided_a, guided_b, response_a, response_b, options.kg, options.ke, options.blur, options.mask, options.per_channel, memory
+    )
+
+
+def guidance_step(model_a: Model, model_b: Model, step: StepInput, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-model guidance (:func:`lib_fusion.guidance.cross_model_guidance`): A on all its
+    rows, B on its cond rows only. Returns the prediction and ``|D_A(c) - D_B(c)|`` (previews)."""
+    cond_a, uncond_a = rows(model_a, step)
+    cond_b, _ = rows(model_b, step, uncond=False)
+    guided_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, step.cfg_scale)
+    positive_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, 1.0)
+    positive_b = combine(uncond_a, cond_b, model_b.conditioning.conds_list, 1.0)
+    return cross_model_guidance(guided_a, positive_a, positive_b, weight), difference_map(positive_a, positive_b)
+
+
+def base_uncond_step(model_a: Model, model_b: Model, step: StepInput) -> torch.Tensor:
+    """B's unconditional prediction under A's conditional ones
+    (:func:`lib_fusion.guidance.base_uncond`): A on its cond rows only, B on its uncond rows only."""
+    cond_a, _ = rows(model_a, step, uncond=False)
+    _, uncond_b = rows(model_b, step, cond=False)
+    return base_uncond(uncond_b, cond_a, model_a.conditioning.conds_list, step.cfg_scale)
 
 
 def response_of_b(

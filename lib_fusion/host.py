@@ -21,7 +21,7 @@ from modules import devices, extra_networks, prompt_parser, script_callbacks, sd
 
 from lib_fusion import masks, outputs, pictures
 from lib_fusion import multidiffusion as md
-from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.args import TITLE, TWO_MODEL_METHODS, USED_BY, FusionArgs, FusionArgumentError
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
 from lib_fusion.echo import cut, shown
@@ -451,16 +451,19 @@ def _check_host(p: Any, args: FusionArgs) -> None:
 
 
 def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None:
-    """SNB of a checkpoint with itself and the same prompts gives the plain image: refuse it
-    rather than label an unfused image as fused. With its own prompt it is prompt fusion."""
-    if args.method != "snb" or not is_active_checkpoint(info):
+    """A two-model method run on the active checkpoint with itself and the same prompts gives
+    the plain image: refuse it rather than label an unfused image as fused. With a prompt of
+    its own it is prompt fusion (SNB), guidance away from that prompt, or another negative."""
+    if args.method not in TWO_MODEL_METHODS or not is_active_checkpoint(info):
         return
     prompts, negatives = (
         list(getattr(p, "all_prompts", None) or [p.prompt]),
         list(getattr(p, "all_negative_prompts", None) or [p.negative_prompt]),
     )
-    same_prompts = all((args.prompt or prompt) == prompt for prompt in prompts)
-    same_negatives = all((args.negative_prompt or negative) == negative for negative in negatives)
+    same_prompts = "prompt" not in USED_BY[args.method] or all((args.prompt or prompt) == prompt for prompt in prompts)
+    same_negatives = "negative_prompt" not in USED_BY[args.method] or all(
+        (args.negative_prompt or negative) == negative for negative in negatives
+    )
     if same_prompts and same_negatives:
         raise FusionArgumentError(
             f"{TITLE}: the fusion checkpoint {info.title!r} is the active checkpoint and no fusion prompt differs from the "
@@ -567,7 +570,10 @@ def _add_outputs(p: Any, processed: Any, run: FusionRun) -> None:
     elif run.args.preview:
         previews = outputs.snb_previews(run, titles, p.batch_size, preview_steps(), _font)
         if run.results and not previews:
-            processed.comments = f"{processed.comments or ''}\n{TITLE}: no fused step to preview (the schedule ran one model alone)".strip()
+            why = (
+                "base_uncond makes no per-pixel choice to show" if run.args.method == "base_uncond" else "the schedule ran one model alone"
+            )
+            processed.comments = f"{processed.comments or ''}\n{TITLE}: no fused step to preview ({why})".strip()
         extra += previews
     for output in extra:
         index = 0 if output.index is None else output.index
@@ -832,9 +838,11 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
     own = args.text_encoder == "own"
     encoder_of_active = active_encoder if (own or solo_active) else fusion_encoder
     encoder_of_fusion = fusion_encoder if (own or not solo_active) else active_encoder
-    snb = args.method == "snb"  # Regions: the fusion checkpoint's main conditioning is the main prompt's
-    fusion_prompts = [_strip_networks(args.prompt)] * len(main_prompts) if snb and args.prompt else main_prompts
-    fusion_negatives = [_strip_networks(args.negative_prompt)] * len(main_negatives) if snb and args.negative_prompt else main_negatives
+    two_models = args.method in TWO_MODEL_METHODS  # Regions: the fusion checkpoint's main conditioning is the main prompt's
+    fusion_prompts = [_strip_networks(args.prompt)] * len(main_prompts) if two_models and args.prompt else main_prompts
+    fusion_negatives = (
+        [_strip_networks(args.negative_prompt)] * len(main_negatives) if two_models and args.negative_prompt else main_negatives
+    )
     steps = _schedule_steps(p, hires)
 
     def host_conditioning(step: HostStep) -> Conditioning:

@@ -30,10 +30,14 @@ KEYS: dict[str, str] = {
     "stride": "Fusion stride",
     "view_batch_size": "Fusion view batch",
     "circular": "Fusion circular",
+    "guidance_weight": "Fusion guidance weight",
+    "mask_ema": "Fusion mask EMA",
+    "mask_freeze": "Fusion mask freeze",
+    "per_channel": "Fusion per channel",
 }
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
 
-ALWAYS_WRITTEN = ("method", "model", "solo", "fusion_selection", "mode", "regions")
+ALWAYS_WRITTEN = ("method", "model", "solo", "fusion_selection", "mode", "regions", "guidance_weight")
 
 
 def to_infotext(args: FusionArgs, model_title: str | None = None) -> dict[str, Any]:
@@ -112,9 +116,9 @@ def _typed(field: str, value: Any) -> Any:
         if not number.is_integer():
             raise ValueError(f"{shown(value)} is not a whole number")
         return int(number)
-    if field == "bootstrapping":
+    if field in ("bootstrapping", "guidance_weight", "mask_ema"):
         return float(value)
-    if field == "circular":
+    if field in ("circular", "per_channel"):
         if str(value).lower() not in ("true", "false"):
             raise ValueError(f"{shown(value)} is not True or False")
         return str(value).lower() == "true"

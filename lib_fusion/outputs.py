@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from lib_fusion import pictures
-from lib_fusion.run import ALONE_A, ALONE_B, FUSED, FusionRun, Trace
+from lib_fusion.run import ALONE_A, ALONE_B, FUSED, METHOD_NAMES, FusionRun, Trace
 
 
 @dataclass
@@ -38,7 +38,7 @@ def variant_labels(run: FusionRun, titles: Titles) -> dict[str, str]:
     if run.args.method == "regions":
         return {FUSED: "Regions", ALONE_A: f"active everywhere: {titles.active}", ALONE_B: f"fusion everywhere: {titles.fusion}"}
     title_a, title_b = _roles(run, titles)
-    return {FUSED: "SNB", ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}"}
+    return {FUSED: METHOD_NAMES[run.args.method], ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}"}
 
 
 def _roles(run: FusionRun, titles: Titles) -> tuple[str, str]:
@@ -74,11 +74,16 @@ def chosen(traces: Sequence[Trace], count: int) -> list[Trace]:
 
 
 def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, font: pictures.Font = pictures.default_font) -> list[Output]:
-    """Per image: rows of chosen fused steps; columns A's saliency, B's saliency and the mask,
-    each over the finished image."""
+    """Per image: rows of chosen fused steps; columns A's saliency, B's saliency and the mask
+    (SNB), or where cross-model guidance pushes, ``|D_A(c) - D_B(c)|`` (guidance); each over
+    the finished image."""
     title_a, title_b = _roles(run, titles)
-    mask_label = "mask: B's share (blue A, orange B)" if run.args.mask == "soft" else "mask: blue A, orange B"
-    columns = [f"A saliency: {title_a}", f"B saliency: {title_b}", mask_label]
+    soft = run.args.mask != "hard"
+    if run.args.method == "guidance":
+        columns, label = [f"|D_A(c) - D_B(c)|: {title_a} vs {title_b}"], "guidance preview"
+    else:
+        mask_label = "mask: B's share (blue A, orange B)" if soft else "mask: blue A, orange B"
+        columns, label = [f"A saliency: {title_a}", f"B saliency: {title_b}", mask_label], "saliency and mask preview"
     result = []
     for index, image in sorted(run.results.items()):
         batch, row = divmod(index, batch_size)
@@ -87,14 +92,13 @@ def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, fo
             continue
         tiles = []
         for trace in traces:
-            maps = (
-                pictures.heat_map(trace.saliency_a[row, 0], image.size),
-                pictures.heat_map(trace.saliency_b[row, 0], image.size),
-                pictures.mask_picture(trace.mask[row, 0], image.size, soft=run.args.mask == "soft"),
-            )
+            maps = [pictures.heat_map(trace.saliency_a[row, 0], image.size)]
+            if trace.saliency_b is not None and trace.mask is not None:
+                maps.append(pictures.heat_map(trace.saliency_b[row, 0], image.size))
+                maps.append(pictures.mask_picture(trace.mask[row, 0], image.size, soft=soft))
             tiles.append([pictures.overlay(image, picture) for picture in maps])
         rows = [f"{'hires ' if trace.hires else ''}step {trace.step + 1} t={trace.t:.0f}" for trace in traces]
-        result.append(Output(pictures.labelled_grid(tiles, columns, rows, font), "saliency and mask preview", index, "-fusion-preview"))
+        result.append(Output(pictures.labelled_grid(tiles, columns, rows, font), label, index, "-fusion-preview"))
     return result
 
 

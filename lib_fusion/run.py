@@ -16,16 +16,29 @@ import torch
 
 from lib_fusion import multidiffusion as md
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
-from lib_fusion.denoise import Conditioning, CondsList, Model, ModelFn, SnbOptions, StepInput, guided, snb_step, spread_to_rows
+from lib_fusion.denoise import (
+    Conditioning,
+    CondsList,
+    Model,
+    ModelFn,
+    SnbOptions,
+    StepInput,
+    base_uncond_step,
+    guidance_step,
+    guided,
+    snb_step,
+    spread_to_rows,
+)
 from lib_fusion.regions import Bootstrap, Coverage, Region, coverage, regions_step, seed_noise
 from lib_fusion.schedule import StepKind, step_kind
-from lib_fusion.snb import Fused
+from lib_fusion.snb import MaskMemory
 
 ConditioningFn = Callable[["HostStep"], Conditioning]
 Role = tuple[str, ModelFn, ConditioningFn]
 """(name, model callable, conditioning of this step)."""
 ACTIVE, FUSION = "active checkpoint", "fusion checkpoint"
 FUSED, ALONE_A, ALONE_B = "fused", "A alone", "B alone"
+METHOD_NAMES = {"snb": "SNB", "guidance": "guidance", "base_uncond": "base uncond", "regions": "regions"}
 """What one sampling of a batch makes: the fusion, or (comparison) one model alone: SNB's
 model A or B; Regions' active or fusion checkpoint for every region and the background."""
 
@@ -72,6 +85,8 @@ class SamplingPass:
     calls: int = 0
     """Of those, the ones whose model call reached the fusion (the rest means a bypass)."""
     layout: RegionLayout | None = None
+    mask_memory: MaskMemory | None = None
+    """SNB's temporal mask options, carried from step to step of this pass."""
 
 
 @dataclass
@@ -142,9 +157,10 @@ class Trace:
     step: int
     t: float
     saliency_a: torch.Tensor
-    """(N, 1, h, w) per image of the batch, like ``saliency_b`` and ``mask``."""
-    saliency_b: torch.Tensor
-    mask: torch.Tensor
+    """(N, 1, h, w) per image of the batch, like ``saliency_b`` and ``mask``; for cross-model
+    guidance ``|D_A(c) - D_B(c)|``, with no B saliency and no mask."""
+    saliency_b: torch.Tensor | None
+    mask: torch.Tensor | None
 
 
 class Thinned:
@@ -183,7 +199,7 @@ class FusionRun:
     def __init__(self, args: FusionArgs) -> None:
         self.args = args
         self.v1, self.kg, self.ke = args.selection
-        self.options = SnbOptions(self.kg, self.ke, args.saliency_uncond, args.blur, args.mask == "soft")
+        self.options = SnbOptions(self.kg, self.ke, args.saliency_uncond, args.blur, args.mask, args.per_channel)
         self.error: BaseException | None = None
         self.passes: list[SamplingPass] = []
         self.stats = Stats()
@@ -229,6 +245,8 @@ class FusionRun:
         self._pass = sampling_pass
         self._step = None
         self.passes.append(sampling_pass)
+        if self.args.method == "snb" and (self.args.mask_ema > 0 or self.args.mask_freeze > 0):
+            sampling_pass.mask_memory = MaskMemory(self.args.mask_ema, self.args.mask_freeze)
 
     def begin_step(self, step: HostStep) -> None:
         """``on_cfg_denoiser``: remember the layout; the work happens at the UNet call."""
@@ -259,14 +277,18 @@ class FusionRun:
         if self.args.method == "regions":
             self._plan_regions(current, sampling_pass)
         else:
-            self._plan_snb(current, sampling_pass)
+            self._plan_two_models(current, sampling_pass)
 
-    def _plan_snb(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
+    def _plan_two_models(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
+        """SNB, cross-model guidance or base uncond: model A alone outside the window (the
+        WebUI's own call when A is the active checkpoint), the method's rows inside it."""
         step = current.step
         batch = step.batch
         sigma = step.sigma_in[-batch:]
         t = float(sampling_pass.sigma_to_t(sigma[:1]))
         kind = step_kind(t, self.v1, self.args.mode) if self.variant == FUSED else StepKind.SOLO
+        if self.args.method == "guidance" and self.args.guidance_weight == 1.0:
+            kind = StepKind.SOLO  # w = 1 is plain CFG: B is not needed
         self.stats.kinds.append(kind.value)
         self.stats.timesteps.append(t)
         self.stats.variants.append(self.variant)
@@ -275,7 +297,7 @@ class FusionRun:
         role_a, role_b = (active, fusion) if self.args.solo == "active" else (fusion, active)
         solo = role_b if self.variant == ALONE_B else role_a
         if kind is StepKind.FUSED:
-            sampling_pass.progress(f"SNB t={t:.0f}")
+            sampling_pass.progress(f"{METHOD_NAMES[self.args.method]} t={t:.0f}")
         else:
             phase = f"compare: {self.variant}" if self.variant != FUSED else "solo"
             sampling_pass.progress(f"{phase}: {solo[0]} t={t:.0f}")
@@ -292,18 +314,27 @@ class FusionRun:
         else:
             self.stats.fused_steps += 1
             self._count_runs(active_runs=1, fusion_runs=1)
-            fused = snb_step(_model(role_a, step), _model(role_b, step), inputs, self.options)
-            prediction = fused.prediction
-            if self.args.preview:
-                self._trace(step, t, fused)
+            model_a, model_b = _model(role_a, step), _model(role_b, step)
+            if self.args.method == "guidance":
+                prediction, difference = guidance_step(model_a, model_b, inputs, self.args.guidance_weight)
+                maps: tuple[torch.Tensor | None, ...] = (difference, None, None)
+            elif self.args.method == "base_uncond":
+                prediction, maps = base_uncond_step(model_a, model_b, inputs), (None, None, None)
+            else:
+                fused = snb_step(model_a, model_b, inputs, self.options, sampling_pass.mask_memory)
+                prediction, maps = fused.prediction, (fused.saliency_a, fused.saliency_b, fused.mask)
+            if self.args.preview and maps[0] is not None:
+                self._trace(step, t, maps)
         current.rows = spread_to_rows(prediction, step.conds_list)
 
-    def _trace(self, step: HostStep, t: float, fused: Fused) -> None:
-        maps = (fused.saliency_a, fused.saliency_b, fused.mask)
+    def _trace(self, step: HostStep, t: float, maps: tuple[torch.Tensor | None, ...]) -> None:
+        """Keep a fused step's maps for the previews, as one map per image (a per-channel
+        mask or saliency is shown as its channel mean)."""
         hires = self._pass is not None and self._pass.hires
         # No copy to the CPU here: one every step would stall a GPU's queue.
+        kept = [None if m is None else m.detach().float().mean(dim=1, keepdim=True) for m in maps]
         keeper = self._traces.setdefault(self.batch, Thinned(self.preview_steps))
-        keeper.add(Trace(self.batch, hires, step.index, t, *(m.detach().float() for m in maps)))
+        keeper.add(Trace(self.batch, hires, step.index, t, *kept))
 
     @property
     def traces(self) -> list[Trace]:

@@ -10,6 +10,10 @@ Every function works on eps predictions of shape (N, C, H, W). Steps follow the 
 4. ``L = softmax_hw(k S)`` with ``kg`` for A and ``ke`` for B (equation 4);
 5. mask: B where ``L_B > L_A`` (ties go to A), or B's share ``L_B / (L_A + L_B)`` when soft;
 6. fused eps: the masked choice between the guided eps (equation 5).
+
+Options beyond the paper, off by default: the composite baseline (``mean``: half of each, no
+saliency), Face-diffuser's variant (CVPR 2024: a 3x3 Gaussian, softmax and mask per latent
+channel) and a temporal mask (:class:`MaskMemory`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 
-Blur = Literal["box", "gaussian"]
+Blur = Literal["box", "gaussian", "gaussian3"]
 SaliencyUncond = Literal["solo", "own"]
+MaskRule = Literal["hard", "soft", "mean"]
 
 GAUSSIAN_SIGMA = 1.0
 """Latent pixels; matches the reach of the official 4x4 box (radius ~1.5 px)."""
+GAUSSIAN3_SIGMA = 0.8
+"""The 3x3 Gaussian of Face-diffuser (CVPR 2024); sigma as OpenCV derives it for a 3-tap
+kernel, ``0.3 ((3 - 1) / 2 - 1) + 0.8``."""
 
 
 def box_blur(x: torch.Tensor) -> torch.Tensor:
@@ -39,9 +47,9 @@ def box_blur(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(pooled, size=(h, w), mode="bilinear", align_corners=False)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float = GAUSSIAN_SIGMA) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float = GAUSSIAN_SIGMA, radius: int | None = None) -> torch.Tensor:
     """A size-preserving, centred alternative to :func:`box_blur` (separable, reflect padding)."""
-    radius = max(1, round(2 * sigma))
+    radius = radius or max(1, round(2 * sigma))
     h, w = x.shape[-2:]
     if h <= radius or w <= radius:
         return x
@@ -55,31 +63,73 @@ def gaussian_blur(x: torch.Tensor, sigma: float = GAUSSIAN_SIGMA) -> torch.Tenso
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), vertical, groups=channels)
 
 
-def saliency(response: torch.Tensor, blur: Blur = "box") -> torch.Tensor:
-    """Saliency map of a guidance response: blurred magnitude, averaged over channels -> (N, 1, H, W)."""
+def saliency(response: torch.Tensor, blur: Blur = "box", per_channel: bool = False) -> torch.Tensor:
+    """Saliency map of a guidance response: blurred magnitude, averaged over channels ->
+    (N, 1, H, W); with ``per_channel`` (Face-diffuser) one map per latent channel -> (N, C, H, W)."""
     magnitude = response.abs().float()
     if blur == "box":
         blurred = box_blur(magnitude)
     elif blur == "gaussian":
         blurred = gaussian_blur(magnitude)
+    elif blur == "gaussian3":
+        blurred = gaussian_blur(magnitude, GAUSSIAN3_SIGMA, radius=1)
     else:
-        raise ValueError(f"blur must be 'box' or 'gaussian', got {blur!r}")
-    return blurred.mean(dim=1, keepdim=True)
+        raise ValueError(f"blur must be 'box', 'gaussian' or 'gaussian3', got {blur!r}")
+    return blurred if per_channel else blurred.mean(dim=1, keepdim=True)
 
 
 def spatial_softmax(sal: torch.Tensor, k: float) -> torch.Tensor:
-    """Equation 4: softmax of ``k * S`` over all H*W positions of each sample."""
+    """Equation 4: softmax of ``k * S`` over all H*W positions of each sample and map."""
     n, c, h, w = sal.shape
-    return torch.softmax(k * sal.reshape(n, c * h * w), dim=1).reshape(n, c, h, w)
+    return torch.softmax(k * sal.reshape(n, c, h * w), dim=2).reshape(n, c, h, w)
 
 
-def saliency_mask(sal_a: torch.Tensor, sal_b: torch.Tensor, kg: float, ke: float, soft: bool = False) -> torch.Tensor:
-    """Which model to trust per latent pixel: 1 = B. Hard: ``L_B > L_A`` (ties to A); soft: B's share."""
+def saliency_mask(sal_a: torch.Tensor, sal_b: torch.Tensor, kg: float, ke: float, rule: MaskRule | bool = "hard") -> torch.Tensor:
+    """Which model to trust per latent pixel (and channel, for per-channel maps): 1 = B.
+    ``hard``: ``L_B > L_A`` (ties to A); ``soft``: B's share ``L_B / (L_A + L_B)``; ``mean``:
+    one half everywhere (the composite baseline, no saliency)."""
+    if isinstance(rule, bool):
+        rule = "soft" if rule else "hard"
     la = spatial_softmax(sal_a, kg)
     lb = spatial_softmax(sal_b, ke)
-    if soft:
+    if rule == "soft":
         return lb / (la + lb)
+    if rule == "mean":
+        return torch.full_like(la, 0.5)
     return (lb > la).to(la.dtype)
+
+
+class MaskMemory:
+    """A steadier SNB mask over the steps of one sampling pass (off by default, official).
+
+    ``decay`` in [0, 1): the saliency maps are an exponential moving average over the fused
+    steps, ``S <- decay S + (1 - decay) S_t`` (the first step's maps start it), so one
+    step's noise flips fewer pixels. ``freeze_after`` > 0: after that many fused steps the
+    mask stays as it was last computed.
+    """
+
+    def __init__(self, decay: float = 0.0, freeze_after: int = 0) -> None:
+        self.decay = decay
+        self.freeze_after = freeze_after
+        self.steps = 0
+        self.saliency: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.mask: torch.Tensor | None = None
+
+    @property
+    def frozen(self) -> bool:
+        return self.freeze_after > 0 and self.steps >= self.freeze_after and self.mask is not None
+
+    def smooth(self, sal_a: torch.Tensor, sal_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.decay > 0 and self.saliency is not None and self.saliency[0].shape == sal_a.shape:
+            previous_a, previous_b = self.saliency
+            sal_a = previous_a * self.decay + sal_a * (1 - self.decay)
+            sal_b = previous_b * self.decay + sal_b * (1 - self.decay)
+        self.saliency = (sal_a, sal_b)
+        return sal_a, sal_b
+
+    def remember(self, mask: torch.Tensor) -> torch.Tensor:
+        self.mask, self.steps = mask, self.steps + 1
+        return mask
 
 
 class Fused(NamedTuple):
@@ -100,19 +150,31 @@ def fuse_guided(
     kg: float,
     ke: float,
     blur: Blur = "box",
-    soft: bool = False,
+    soft: MaskRule | bool = "hard",
+    per_channel: bool = False,
+    memory: MaskMemory | None = None,
 ) -> Fused:
     """Blend two guided eps predictions given their guidance responses (steps 3-6).
 
     Useful when the guided eps was already combined (e.g. the WebUI's ``AND`` sub-prompts
     with weights); :func:`blend` is the paper's form over raw cond/uncond predictions.
+    ``soft`` is the mask rule (``True``/``False`` read as soft/hard); ``memory`` carries the
+    temporal options from step to step.
     """
-    sal_a, sal_b = saliency(response_a, blur), saliency(response_b, blur)
-    mask = saliency_mask(sal_a, sal_b, kg, ke, soft)
-    if soft:
-        prediction = eps_a + mask.to(eps_a.dtype) * (eps_b - eps_a)
+    rule = ("soft" if soft else "hard") if isinstance(soft, bool) else soft
+    sal_a, sal_b = saliency(response_a, blur, per_channel), saliency(response_b, blur, per_channel)
+    if memory is not None and memory.frozen:
+        mask = memory.mask
     else:
+        if memory is not None:
+            sal_a, sal_b = memory.smooth(sal_a, sal_b)
+        mask = saliency_mask(sal_a, sal_b, kg, ke, rule)
+        if memory is not None:
+            memory.remember(mask)
+    if rule == "hard":
         prediction = torch.where(mask.bool(), eps_b, eps_a)
+    else:
+        prediction = eps_a + mask.to(eps_a.dtype) * (eps_b - eps_a)
     return Fused(prediction, mask, sal_a, sal_b)
 
 

@@ -15,12 +15,13 @@ from typing import Any
 import gradio as gr
 
 from lib_fusion import host, region_table
-from lib_fusion.args import FIELDS, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs
+from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, TWO_MODEL_METHODS, USED_BY, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
 from lib_fusion.schedule import K_MAX, K_MIN, T_MAX, format_fusion_selection, parse_fusion_selection
 
 MODE_HELP = "0: A alone · 1: fuse when t ≤ v1 · 2: fuse while t > v1"
+METHODS = tuple(USED_BY)
 
 
 @dataclass
@@ -36,7 +37,7 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
     with gr.Accordion(TITLE, open=False, elem_id=f"model_fusion_{tab}"):
         with gr.Row():
             enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"))
-            method = gr.Radio(label="Method", choices=["snb", "regions"], value=defaults.method, elem_id=elem_id("method"))
+            method = gr.Radio(label="Method", choices=list(METHODS), value=defaults.method, elem_id=elem_id("method"))
         with gr.Row():
             model = gr.Dropdown(
                 label="Fusion checkpoint", choices=host.checkpoint_titles(), value=defaults.model or None, elem_id=elem_id("model")
@@ -69,17 +70,21 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
             "compare": compare,
             "preview": preview,
         }
-        with gr.Group(visible=defaults.method == "snb") as snb_group:
-            controls.update(_snb_controls(defaults, elem_id))
+        with gr.Group(visible=defaults.method in TWO_MODEL_METHODS) as two_model_group:
+            two_model, guidance_row, snb_options = _two_model_controls(defaults, elem_id)
+            controls.update(two_model)
         with gr.Group(visible=defaults.method == "regions") as regions_group:
             controls.update(_region_controls(defaults, elem_id))
 
     refresh.click(fn=lambda: gr.update(choices=host.refresh_checkpoints()), inputs=[], outputs=[model])
     unload.click(fn=_unload, inputs=[], outputs=[status])
     method.change(
-        fn=lambda chosen: (gr.update(visible=chosen == "snb"), gr.update(visible=chosen == "regions")),
+        fn=lambda chosen: tuple(
+            gr.update(visible=visible)
+            for visible in (chosen in TWO_MODEL_METHODS, chosen == "regions", chosen == "guidance", chosen == "snb")
+        ),
         inputs=[method],
-        outputs=[snb_group, regions_group],
+        outputs=[two_model_group, regions_group, guidance_row, snb_options],
     )
     components = [controls[field] for field in FIELDS]
     # Compare and preview are output options: pasting an infotext leaves them as they are.
@@ -87,8 +92,10 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
     return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
 
 
-def _snb_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
-    """SNB's prompt, schedule and options."""
+def _two_model_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any], Any, Any]:
+    """The fusion checkpoint's prompts, the window (SNB, guidance, base uncond), guidance's
+    weight and SNB's options; also the guidance row and SNB's options, whose visibility
+    follows the method."""
     v1, kg, ke = defaults.selection
     prompt = gr.Textbox(label="Fusion prompt (empty: the main prompt)", lines=2, elem_id=elem_id("prompt"))
     negative_prompt = gr.Textbox(label="Fusion negative prompt (empty: the main one)", lines=1, elem_id=elem_id("negative_prompt"))
@@ -104,18 +111,44 @@ def _snb_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         v1_slider = gr.Slider(label="v1: window edge (DDPM timestep)", minimum=0, maximum=T_MAX, step=1, value=v1, elem_id=elem_id("v1"))
         kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, minimum=K_MIN, maximum=K_MAX, elem_id=elem_id("kg"))
         ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, minimum=K_MIN, maximum=K_MAX, elem_id=elem_id("ke"))
-    with gr.Accordion("Options (defaults reproduce the official code)", open=False), gr.Row():
-        saliency_uncond = gr.Radio(
-            label="B's saliency against", choices=["solo", "own"], value=defaults.saliency_uncond, elem_id=elem_id("saliency_uncond")
+    with gr.Row(visible=defaults.method == "guidance") as guidance_row:
+        guidance_weight = gr.Slider(
+            label="Guidance weight w (1 = plain CFG; above 1 pushes A away from B)",
+            minimum=0,
+            maximum=MAX_GUIDANCE,
+            step=0.05,
+            value=defaults.guidance_weight,
+            elem_id=elem_id("guidance_weight"),
         )
-        blur = gr.Radio(label="Saliency blur", choices=["box", "gaussian"], value=defaults.blur, elem_id=elem_id("blur"))
-        mask = gr.Radio(label="Mask", choices=["hard", "soft"], value=defaults.mask, elem_id=elem_id("mask"))
+    with gr.Accordion("SNB options (defaults reproduce the official code)", open=False, visible=defaults.method == "snb") as snb_options:
+        with gr.Row():
+            saliency_uncond = gr.Radio(
+                label="B's saliency against", choices=["solo", "own"], value=defaults.saliency_uncond, elem_id=elem_id("saliency_uncond")
+            )
+            blur = gr.Radio(label="Saliency blur", choices=["box", "gaussian", "gaussian3"], value=defaults.blur, elem_id=elem_id("blur"))
+            mask = gr.Radio(label="Mask", choices=["hard", "soft", "mean"], value=defaults.mask, elem_id=elem_id("mask"))
+        with gr.Row():
+            mask_ema = gr.Slider(
+                label="Steadier mask: moving average of the saliency over steps (0 = off)",
+                minimum=0,
+                maximum=0.95,
+                step=0.05,
+                value=defaults.mask_ema,
+                elem_id=elem_id("mask_ema"),
+            )
+            mask_freeze = gr.Number(
+                label="Freeze the mask after N fused steps (0 = never)", value=defaults.mask_freeze, precision=0, minimum=0,
+                elem_id=elem_id("mask_freeze"),
+            )  # fmt: skip
+            per_channel = gr.Checkbox(
+                label="A mask per latent channel (Face-diffuser)", value=defaults.per_channel, elem_id=elem_id("per_channel")
+            )
 
     friendly = [v1_slider, kg_number, ke_number]
     for control in friendly:
         control.change(fn=_selection_from_friendly, inputs=[*friendly, fusion_selection], outputs=[fusion_selection])
     fusion_selection.change(fn=_friendly_from_selection, inputs=[fusion_selection, *friendly], outputs=friendly)
-    return {
+    fields = {
         "prompt": prompt,
         "negative_prompt": negative_prompt,
         "solo": solo,
@@ -124,7 +157,12 @@ def _snb_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         "saliency_uncond": saliency_uncond,
         "blur": blur,
         "mask": mask,
+        "guidance_weight": guidance_weight,
+        "mask_ema": mask_ema,
+        "mask_freeze": mask_freeze,
+        "per_channel": per_channel,
     }
+    return fields, guidance_row, snb_options
 
 
 def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ SELECTION_PARTS = ("v1", "kg", "ke")
 AXES: list[tuple[str, type, str, Callable[[], list[str]] | None]] = [
     # (label, value type, field or part of fusion_selection, choices)
     ("[Fusion] Checkpoint", str, "model", None),  # choices: the WebUI's checkpoints, filled in by register()
-    ("[Fusion] Method", str, "method", lambda: ["snb", "regions"]),
+    ("[Fusion] Method", str, "method", lambda: ["snb", "regions", "guidance", "base_uncond"]),
     ("[Fusion] v1 (timestep)", float, "v1", None),
     ("[Fusion] kg", float, "kg", None),
     ("[Fusion] ke", float, "ke", None),
@@ -31,6 +31,8 @@ AXES: list[tuple[str, type, str, Callable[[], list[str]] | None]] = [
     ("[Fusion] Window", int, "window", None),
     ("[Fusion] Stride", int, "stride", None),
     ("[Fusion] View batch size", int, "view_batch_size", None),
+    ("[Fusion] Guidance weight", float, "guidance_weight", None),
+    ("[Fusion] Mask EMA", float, "mask_ema", None),
 ]
 
 

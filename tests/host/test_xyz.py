@@ -20,6 +20,8 @@ LABELS = [
     "[Fusion] Window",
     "[Fusion] Stride",
     "[Fusion] View batch size",
+    "[Fusion] Guidance weight",
+    "[Fusion] Mask EMA",
 ]
 
 
@@ -36,6 +38,15 @@ def test_the_axes_are_registered_once_with_their_choices(webui):
         webui.title(n) for n in ["artist", "expert", "general", "other-sdxl", "wide"]
     )
     assert xyz_grid.option("[Fusion] Mode").choices() == ["0", "1", "2"]
+    assert xyz_grid.option("[Fusion] Method").choices() == ["snb", "regions", "guidance", "base_uncond"]
+
+
+def test_a_guidance_weight_axis_sweeps_the_weight(webui):
+    webui.build_ui()
+    fusion = {"enabled": True, "model": "expert", "method": "guidance", "fusion_selection": "1000,1,1", "mode": 1}
+    cells = xyz_grid.run(webui.processing(fusion, steps=3), "[Fusion] Guidance weight", [1.0, 3.0])
+    assert [pc.model_fusion_run.args.guidance_weight for pc, _ in cells] == [1.0, 3.0]
+    assert [pc.model_fusion_run.stats.fusion_runs > 0 for pc, _ in cells] == [False, True]
 
 
 def test_a_checkpoint_axis_fuses_each_cell_with_its_checkpoint_even_when_the_ui_has_fusion_off(webui):

@@ -39,11 +39,16 @@ REGIONS_JSON = '[{"box":[0.0,0.0,0.5,1.0],"prompt":"a cat"},{"box":[0.5,0.0,0.5,
 
 def test_positional_ui_values_and_api_dict_agree():
     snb = [True, "expert", "snb", "a cartoon lion", "", "fusion", "850,1,1.5", "1", "own", "own", "gaussian", "soft"]
-    values = [*snb, REGIONS_JSON, 0.25, 16.0, 4.0, 2.0, True, True, True]  # gradio sliders give floats
+    more = [2.5, 0.5, 3.0, True]  # guidance weight, mask EMA, mask freeze, per channel
+    values = [*snb, REGIONS_JSON, 0.25, 16.0, 4.0, 2.0, True, True, True, *more]  # gradio sliders give floats
     positional = FusionArgs.from_script_args(values)
-    named = FusionArgs.from_script_args([dict(zip(FIELDS, values), mode=1, window=16, stride=4, view_batch_size=2)])
+    named = FusionArgs.from_script_args([dict(zip(FIELDS, values), mode=1, window=16, stride=4, view_batch_size=2, mask_freeze=3)])
     assert positional == named
-    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, 4, 2, True, True, True]
+    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, 4, 2, True, True, True, 2.5, 0.5, 3, True]
+    extra = {"guidance_weight": 1.5, "mask_ema": 0.0, "mask_freeze": 0, "per_channel": False}
+    # A client written before the two-model options still sends the first twenty values.
+    assert FusionArgs.from_script_args(values[:20]) == positional.copy(update=extra)
+    positional = positional.copy(update=extra)
     # A client written before the Regions fields still sends the first twelve values.
     regions = {"regions": [], "bootstrapping": 0.4, "window": 0, "stride": 8, "view_batch_size": 4, "circular": False}
     assert FusionArgs.from_script_args(snb) == positional.copy(update={**regions, "compare": False, "preview": False})

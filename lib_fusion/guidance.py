@@ -1,0 +1,61 @@
+"""Two more training-free rules for running two checkpoints in one sampling, in plain torch.
+
+Both are written over the WebUI's own classifier-free guidance (``combine_denoised``), where
+image i has an unconditional prediction ``u_i`` and one conditional row ``c_ij`` with weight
+``w_ij`` per ``AND`` sub-prompt, at CFG scale ``s``::
+
+    combine(u, c, s)_i = u_i + sum_j (c_ij - u_i) w_ij s
+
+Every rule is affine in the predictions, so it holds alike for eps (timestep samplers) and
+for denoised x0 (k-diffusion samplers, ``x0 = x - sigma eps`` at one x and sigma).
+"""
+
+from __future__ import annotations
+
+import torch
+
+CondsList = list[list[tuple[int, float]]]
+
+
+def combine(uncond: torch.Tensor, cond_rows: torch.Tensor, conds_list: CondsList, scale: float) -> torch.Tensor:
+    """``u_i + sum_j (c_ij - u_i) (w_ij s)``: the WebUI's CFG combine, operation for operation
+    (so a rule that reduces to it reduces to the plain image bit for bit). ``cond_rows`` are in
+    the order of ``conds_list``: image after image, sub-prompt after sub-prompt."""
+    result = uncond.clone()
+    row = 0
+    for i, conds in enumerate(conds_list):
+        for _, weight in conds:
+            result[i] += (cond_rows[row] - uncond[i]) * (weight * scale)
+            row += 1
+    return result
+
+
+def cross_model_guidance(guided_a: torch.Tensor, positive_a: torch.Tensor, positive_b: torch.Tensor, weight: float) -> torch.Tensor:
+    """Guide model A away from a weaker model B (autoguidance, Karras et al., NeurIPS 2024,
+    equation 1 with the CFG of the WebUI on top; W2SD 2025 on SD checkpoint pairs)::
+
+        D = D_A(u) + s (D_A(c) - D_A(u)) + (w - 1) (D_A(c) - D_B(c))
+
+    ``guided_a`` is A's CFG result (the first two terms), ``positive_a`` and ``positive_b`` are
+    ``D_A(c)`` and ``D_B(c)``; with ``AND`` sub-prompts each is ``combine(u_A, c_X, 1)``, so
+    their difference is ``sum_j w_j (c_A,j - c_B,j)`` and B needs no uncond row. ``w = 1``
+    is plain CFG exactly (the term is a zero added).
+    """
+    return guided_a + (positive_a - positive_b) * (weight - 1.0)
+
+
+def base_uncond(uncond_b: torch.Tensor, cond_rows_a: torch.Tensor, conds_list_a: CondsList, scale: float) -> torch.Tensor:
+    """The negative branch from model B, the positive from model A ("Unconditional Priors
+    Matter", 2025)::
+
+        D = D_B(u) + s (D_A(c) - D_B(u))
+
+    that is the WebUI's combine with B's unconditional prediction in place of A's. A's own
+    uncond row is not needed. With B = A it is plain CFG.
+    """
+    return combine(uncond_b, cond_rows_a, conds_list_a, scale)
+
+
+def difference_map(positive_a: torch.Tensor, positive_b: torch.Tensor) -> torch.Tensor:
+    """``|D_A(c) - D_B(c)|`` averaged over channels -> (N, 1, H, W): where the guidance pushes."""
+    return (positive_a - positive_b).abs().float().mean(dim=1, keepdim=True)
