@@ -15,7 +15,9 @@ those ratios, printed beside the floor the schedule allows, counted in UNet call
   (99 + 40) / 99 = 1.404 at 100 steps (the official code runs both models every step: 2.0).
   Target <= 1.02 x the floor;
 - the extension installed but disabled against no extension. Floor 1.000: nothing runs.
-  Target <= 1.005.
+  Target <= 1.005;
+- cross-model guidance and base uncond on every step against A alone. Floors in UNet rows:
+  guidance adds B's cond rows only (1.5), base uncond trades A's uncond rows for B's (1.0).
 
 The first two time the sampler's denoiser calls only (the CFG denoiser's ``forward``, GPU work
 included), so prompt encoding, the VAE and the sampler's own update drop out; the third
@@ -69,6 +71,15 @@ def main() -> None:
         },
     )
     step_ratios = ratios(steps["SNB"], [a + b for a, b in zip(steps["A alone"], steps["B alone"])])
+    whole = {"fusion_selection": "1000,1,1", "mode": 1, "enabled": True, "model": "expert"}
+    methods = interleaved(
+        options.rounds,
+        {
+            "A alone": denoising("general", None, **euler),
+            "guidance": denoising("general", {**whole, "method": "guidance", "guidance_weight": 2.0}, **euler),
+            "base_uncond": denoising("general", {**whole, "method": "base_uncond"}, **euler),
+        },
+    )
 
     ddim = {"sampler_name": "DDIM", "steps": options.schedule_steps}
     schedule = {"enabled": True, "model": "expert", "fusion_selection": "600,1,1", "mode": 2}
@@ -98,6 +109,9 @@ def main() -> None:
     a, b, s = (sum(steps[name]) / (options.rounds * options.steps) * 1e3 for name in ("A alone", "B alone", "SNB"))
     print(f"denoiser time per step: A alone {a:.1f} ms, B alone {b:.1f} ms, SNB {s:.1f} ms")
     print(f"SNB step / (A step + B step): {spread(step_ratios)}; floor 1.000; target <= 1.02")
+    for method, floor_rows in (("guidance", 1.5), ("base_uncond", 1.0)):
+        measured = spread(ratios(methods[method], methods["A alone"]))
+        print(f"{method}, every step / A alone: {measured}; floor {floor_rows:.3f} (UNet rows); target <= {1.02 * floor_rows:.2f}")
     floor = (calls + fused) / calls
     print(f"600,1,1 mode 2, DDIM {options.schedule_steps} steps: {fused} of {calls} calls fused,", end=" ")
     print(f"floor ({calls} + {fused}) / {calls} = {floor:.3f}")

@@ -39,8 +39,11 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
             enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"))
             method = gr.Radio(label="Method", choices=list(METHODS), value=defaults.method, elem_id=elem_id("method"))
         with gr.Row():
+            # "" rather than None when none is chosen: the WebUI's paste (UI and the API's
+            # ``infotext``) converts a pasted value to the type of the component's value, and a
+            # None there drops the pasted checkpoint.
             model = gr.Dropdown(
-                label="Fusion checkpoint", choices=host.checkpoint_titles(), value=defaults.model or None, elem_id=elem_id("model")
+                label="Fusion checkpoint", choices=host.checkpoint_titles(), value=defaults.model, elem_id=elem_id("model")
             )
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"))
             unload = gr.Button(value="Unload fusion model", size="sm", scale=0, min_width=120, elem_id=elem_id("unload"))

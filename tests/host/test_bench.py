@@ -30,6 +30,8 @@ def test_costs_prints_each_ratio_beside_its_floor():
     assert number(r"floor \(3 \+ 1\) / 3 = ([\d.]+)", out) == 1.333
     assert number(r"600,1,1 mode 2 / A alone: median ([\d.]+)", out) > 0
     assert number(r"extension disabled / no extension: median ([\d.]+)", out) > 0
+    assert number(r"guidance, every step / A alone: median ([\d.]+)", out) > 0
+    assert number(r"base_uncond, every step / A alone: median ([\d.]+)", out) > 0
     assert number(r"inside the script's hooks: ([\d.]+)", out) >= 1
 
 
