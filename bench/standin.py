@@ -21,11 +21,21 @@ from standin import WebUI  # noqa: E402
 from bench.sd_like_unet import SDLikeUNet  # noqa: E402
 
 
+def clock() -> float:
+    """Seconds for timing: on the CPU the process's CPU time (a 2-core VM shared with other
+    work stretches wall time by tens of percent from run to run, CPU time barely; with one
+    torch thread it is the work done), on a GPU wall time (the device's work is not CPU time)."""
+    from modules import devices
+
+    return time.perf_counter() if devices.device.type == "cuda" else time.process_time()
+
+
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     """``--device`` and ``--half``: where the stand-in WebUI keeps its models, and whether
     its UNets run in float16 as the WebUI runs them on a GPU (without ``--no-half``)."""
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to measure on a GPU")
     parser.add_argument("--half", action="store_true", help="float16 UNets (the WebUI's GPU default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (1: CPU time is the work done)")
     parser.add_argument(
         "--ldm", metavar="PATH", help="SD1.5's own UNet from a checkout holding ldm (a WebUI's repositories/stable-diffusion-stability-ai)"
     )
@@ -50,6 +60,8 @@ def webui(hidden: int = 64, device: str = "cpu", half: bool = False, ldm: str | 
 
 def from_options(options: argparse.Namespace) -> WebUI:
     """The stand-in WebUI the command line asks for."""
+    if options.device == "cpu":
+        torch.set_num_threads(options.threads)
     return webui(hidden=320 if options.ldm else options.hidden, device=options.device, half=options.half, ldm=options.ldm)
 
 
@@ -66,10 +78,10 @@ def synchronize() -> None:
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     """Seconds of one run of ``fn`` (queued GPU work included) and its result."""
     synchronize()
-    start = time.perf_counter()
+    start = clock()
     result = fn()
     synchronize()
-    return time.perf_counter() - start, result
+    return clock() - start, result
 
 
 def interleaved(rounds: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
@@ -100,7 +112,8 @@ def machine() -> str:
     from modules import devices
 
     processor = platform.processor() or platform.machine()
-    where = f"{processor}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    timing = "wall time" if devices.device.type == "cuda" else "CPU time"
+    where = f"{processor}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, {timing}"
     if devices.device.type == "cuda":
         where += f"; {torch.cuda.get_device_name(devices.device)}, UNet {str(devices.dtype_unet).removeprefix('torch.')}"
     return where
