@@ -42,9 +42,7 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
             # "" rather than None when none is chosen: the WebUI's paste (UI and the API's
             # ``infotext``) converts a pasted value to the type of the component's value, and a
             # None there drops the pasted checkpoint.
-            model = gr.Dropdown(
-                label="Fusion checkpoint", choices=host.checkpoint_titles(), value=defaults.model, elem_id=elem_id("model")
-            )
+            model = gr.Dropdown(label="Fusion checkpoint", choices=host.checkpoint_titles(), value=defaults.model, elem_id=elem_id("model"))
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"))
             unload = gr.Button(value="Unload fusion model", size="sm", scale=0, min_width=120, elem_id=elem_id("unload"))
             text_encoder = gr.Radio(

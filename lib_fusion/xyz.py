@@ -26,7 +26,7 @@ AXES: list[tuple[str, type, str, Callable[[], list[str]] | None]] = [
     ("[Fusion] Mode", int, "mode", lambda: ["0", "1", "2"]),
     ("[Fusion] Solo model", str, "solo", lambda: ["active", "fusion"]),
     ("[Fusion] Prompt", str, "prompt", None),
-    ("[Fusion] Mask", str, "mask", lambda: ["hard", "soft"]),
+    ("[Fusion] Mask", str, "mask", lambda: ["hard", "soft", "mean"]),
     ("[Fusion] Bootstrapping", float, "bootstrapping", None),
     ("[Fusion] Window", int, "window", None),
     ("[Fusion] Stride", int, "stride", None),

@@ -1,0 +1,69 @@
+"""The only code that touches the WebUI's internals (``modules.*``), split by concern:
+
+- :mod:`.checkpoints`: listing, lookup, the family check, the active model's config;
+- :mod:`.loading`: the fusion checkpoint in memory (build, cache, memory policy, wrappers);
+- :mod:`.settings`: the Settings section and the values read from it;
+- :mod:`.generation`: one generation from ``process`` to ``postprocess``;
+- :mod:`.a1111`: how AUTOMATIC1111 1.10.x calls the fusion while it samples;
+- :mod:`.images`: the comparison and previews added to the WebUI's output.
+
+``scripts/``, the UI and the routes use the names below.
+"""
+
+from lib_fusion.host.a1111 import begin_pass
+from lib_fusion.host.checkpoints import (
+    api_access,
+    checkpoint_report,
+    checkpoint_titles,
+    is_active_checkpoint,
+    native_window,
+    refresh_checkpoints,
+    resolve_checkpoint,
+    xyz_grid_module,
+)
+from lib_fusion.host.generation import finish, start, start_with_error
+from lib_fusion.host.images import RUN_ATTRIBUTE, keep_result
+from lib_fusion.host.loading import FusionModel, load_fusion_model, loaded_report, unload
+from lib_fusion.host.settings import (
+    DEFAULT_MODE,
+    DEFAULT_MODEL,
+    DEFAULT_SELECTION,
+    KEEP_LOADED,
+    PREVIEW_STEPS,
+    SECTION,
+    add_settings,
+    preview_steps,
+    setting,
+    ui_defaults,
+)
+
+__all__ = [
+    "DEFAULT_MODE",
+    "DEFAULT_MODEL",
+    "DEFAULT_SELECTION",
+    "KEEP_LOADED",
+    "PREVIEW_STEPS",
+    "RUN_ATTRIBUTE",
+    "SECTION",
+    "FusionModel",
+    "add_settings",
+    "api_access",
+    "begin_pass",
+    "checkpoint_report",
+    "checkpoint_titles",
+    "finish",
+    "is_active_checkpoint",
+    "keep_result",
+    "load_fusion_model",
+    "loaded_report",
+    "native_window",
+    "preview_steps",
+    "refresh_checkpoints",
+    "resolve_checkpoint",
+    "setting",
+    "start",
+    "start_with_error",
+    "ui_defaults",
+    "unload",
+    "xyz_grid_module",
+]

@@ -1,0 +1,160 @@
+"""One generation, from ``Script.process`` to ``Script.postprocess``: check what the
+arguments alone cannot (image size, refiner, the checkpoint, masks against the image), write
+the infotext, wrap ``p.sample``; at the end add the outputs and let go of the models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from modules import shared
+
+from lib_fusion import masks
+from lib_fusion import multidiffusion as md
+from lib_fusion.args import TITLE, TWO_MODEL_METHODS, USED_BY, FusionArgs, FusionArgumentError
+from lib_fusion.host.a1111 import unwrap_sample, wrap_sample
+from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint
+from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
+from lib_fusion.host.loading import needs_fusion_text_encoder
+from lib_fusion.host.settings import preview_steps, release
+from lib_fusion.infotext import KEYS, to_infotext
+from lib_fusion.run import FusionRun
+
+INFOTEXT_KEYS = frozenset(KEYS.values())
+
+
+def start(p: Any, args: FusionArgs) -> FusionRun | None:
+    """``Script.process``: validate, note the infotext, wrap ``p.sample``. Never raises."""
+    unwrap_sample(p)
+    _write_infotext(p, {})
+    if not args.enabled:
+        return None
+    run = FusionRun(args)
+    run.preview_steps = preview_steps()
+    try:
+        _check_host(p, args)
+        if args.needs_fusion_checkpoint:
+            run.model_info = resolve_checkpoint(args.model)
+            _check_not_a_copy_of_the_active(p, args, run.model_info)
+        if args.method == "regions":
+            run.region_images = _region_images(p, args)
+            args = run.args = _with_canonical_masks(args, run.region_images)
+        _write_infotext(p, to_infotext(args, run.model_info.title if run.model_info else None))
+    except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
+        run.error = error
+    setattr(p, RUN_ATTRIBUTE, run)
+    wrap_sample(p, run)
+    return run
+
+
+def _write_infotext(p: Any, entries: dict[str, Any]) -> None:
+    """This generation's fusion keys in a dict of p's own: the X/Y/Z plot's cells share one
+    dict through their shallow copies, and a cell must not inherit another cell's fusion."""
+    kept = {key: value for key, value in p.extra_generation_params.items() if key not in INFOTEXT_KEYS}
+    p.extra_generation_params = {**kept, **entries}
+
+
+def start_with_error(p: Any, error: Exception) -> None:
+    """Arguments that did not even parse: fail the generation from ``p.sample``."""
+    unwrap_sample(p)
+    run = FusionRun(FusionArgs())
+    run.error = error
+    setattr(p, RUN_ATTRIBUTE, run)
+    wrap_sample(p, run)
+
+
+def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
+    """Each mask decoded, once per generation (None for boxes). Every header is checked first:
+    the image's size, and all the masks' pixels together within the bound."""
+    window = args.window or native_window()
+    if args.stride > window:
+        raise FusionArgumentError(f"{TITLE}: stride {args.stride} is larger than the window ({window} latent pixels); lower the stride")
+    try:  # the first pass's canvas here; a hires pass's is checked when it is laid out
+        md.check_view_count(p.height // 8, p.width // 8, window, args.stride, args.circular)
+    except ValueError as error:
+        raise FusionArgumentError(f"{TITLE}: {error}") from None
+    with_masks = [(index, region.mask) for index, region in enumerate(args.regions) if region.mask is not None]
+    for index, mask in with_masks:
+        width, height = masks.size(mask)
+        if (width, height) != (p.width, p.height):
+            raise FusionArgumentError(
+                f"{TITLE}: regions[{index}].mask is {width}x{height} but the image is {p.width}x{p.height}; give a mask of the image's size"
+            )
+    if len(with_masks) * p.width * p.height > masks.MAX_DECODED_PIXELS:
+        raise FusionArgumentError(
+            f"{TITLE}: {len(with_masks)} masks of {p.width}x{p.height} are more than {masks.MAX_DECODED_PIXELS:,} mask pixels "
+            "in all; use boxes for some regions or a smaller image"
+        )
+    images: list[torch.Tensor | None] = [None] * len(args.regions)
+    for index, mask in with_masks:
+        try:
+            images[index] = masks.decode_mask(mask, (p.width, p.height))
+        except masks.MaskError as error:
+            raise FusionArgumentError(f"{TITLE}: invalid argument: regions[{index}].mask: {error}") from None
+        if not bool(images[index].any()):
+            raise FusionArgumentError(f"{TITLE}: invalid argument: regions[{index}].mask: {masks.EMPTY}")
+    return images
+
+
+def _with_canonical_masks(args: FusionArgs, images: list[torch.Tensor | None]) -> FusionArgs:
+    """The arguments with each mask as the 1-bit PNG it was read as (short infotext)."""
+    regions = [
+        region if image is None else region.copy(update={"mask": masks.encode_mask(image)}) for region, image in zip(args.regions, images)
+    ]
+    return args.copy(update={"regions": regions})
+
+
+def _check_host(p: Any, args: FusionArgs) -> None:
+    if getattr(shared.sd_model, "cond_stage_key", None) == "edit":
+        raise FusionArgumentError(f"{TITLE}: InstructPix2Pix (edit) checkpoints cannot be fused; load a text-to-image checkpoint")
+    if getattr(p, "refiner_checkpoint", None) not in (None, "", "None", "none"):
+        raise FusionArgumentError(f"{TITLE}: the refiner switches checkpoints mid-sampling; turn the refiner off to fuse")
+    for name in ("width", "height"):
+        value = getattr(p, name)
+        if value % 8:
+            low, high = value - value % 8, value - value % 8 + 8
+            raise FusionArgumentError(
+                f"{TITLE}: {name} {value} is not a multiple of 8 (one latent pixel is 8 image pixels); use {low or high} or {high}"
+            )
+    if needs_fusion_text_encoder(args) and getattr(shared.sd_model, "is_sdxl", False):
+        what = "text_encoder='own'" if args.text_encoder == "own" else "solo='fusion' (model A encodes both prompts)"
+        raise FusionArgumentError(
+            f"{TITLE}: {what} needs the fusion checkpoint's text encoder, which is supported for SD1 checkpoints only; "
+            "with SDXL use text_encoder='solo' and solo='active'"
+        )
+
+
+def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None:
+    """A two-model method run on the active checkpoint with itself and the same prompts gives
+    the plain image: refuse it rather than label an unfused image as fused. With a prompt of
+    its own it is prompt fusion (SNB), guidance away from that prompt, or another negative."""
+    if args.method not in TWO_MODEL_METHODS or not is_active_checkpoint(info):
+        return
+    prompts, negatives = (
+        list(getattr(p, "all_prompts", None) or [p.prompt]),
+        list(getattr(p, "all_negative_prompts", None) or [p.negative_prompt]),
+    )
+    same_prompts = "prompt" not in USED_BY[args.method] or all((args.prompt or prompt) == prompt for prompt in prompts)
+    same_negatives = "negative_prompt" not in USED_BY[args.method] or all(
+        (args.negative_prompt or negative) == negative for negative in negatives
+    )
+    if same_prompts and same_negatives:
+        raise FusionArgumentError(
+            f"{TITLE}: the fusion checkpoint {info.title!r} is the active checkpoint and no fusion prompt differs from the "
+            "main one, so the image would be the active model alone; choose another checkpoint, or give a fusion prompt "
+            "of its own to fuse two prompts"
+        )
+
+
+def finish(p: Any, processed: Any = None) -> None:
+    """``Script.postprocess``: add the comparison and previews, then drop the wrapper and the
+    run's model references (its stats stay on ``p``)."""
+    unwrap_sample(p)
+    run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
+    if run is None:
+        return
+    try:
+        if processed is not None and run.error is None:
+            add_outputs(p, processed, run)
+    finally:
+        release(run)

@@ -1,0 +1,228 @@
+"""The fusion checkpoint in memory: built beside ``shared.sd_model`` (never touching it),
+cached, placed by the WebUI's memory policy (``--medvram``/``--lowvram``), and the thin
+wrappers that let the WebUI's denoisers and prompt parser drive its UNet and text encoder."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from modules import devices, sd_disable_initialization, sd_models, shared
+
+from lib_fusion.args import TITLE, FusionArgs
+from lib_fusion.echo import cut, shown
+from lib_fusion.host.checkpoints import TEXT_ENCODER_PREFIX, UNET_PREFIX, active_config, check_family, is_active_checkpoint, with_prefix
+from lib_fusion.models import CACHE, CacheKey, FusionModelError
+
+
+@dataclass
+class FusionModel:
+    """The secondary checkpoint's parts: a UNet, and a text encoder when one is needed."""
+
+    title: str
+    unet: torch.nn.Module | None
+    """None: the fusion checkpoint is the active one, whose UNet is reused."""
+    text_encoder: Any = None
+
+
+def load_fusion_model(info: Any, need_text_encoder: bool) -> FusionModel:
+    """Cached secondary model; built without touching ``shared.sd_model``."""
+    if is_active_checkpoint(info):
+        return FusionModel(info.title, None, None)
+    parts = ("unet", "text_encoder") if need_text_encoder else ("unet",)
+    try:  # size and mtime: a file rewritten since it was cached is loaded again
+        key = CacheKey.for_file(info.filename, str(shared.sd_model.used_config), parts)
+    except OSError as error:
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {shown(info.title)} cannot be read from disk ({error.strerror or error}); "
+            "it was moved or deleted: refresh the checkpoint list and choose another"
+        ) from None
+    return CACHE.get(key, lambda: _build(info, need_text_encoder))
+
+
+def loaded_report() -> dict[str, Any] | None:
+    """The cached fusion checkpoint (title, parts, seconds its load took), or None."""
+    model: FusionModel | None = CACHE.value
+    if model is None:
+        return None
+    parts = ["unet"] + (["text_encoder"] if model.text_encoder is not None else [])
+    return {"title": model.title, "parts": parts, "load_seconds": round(CACHE.load_seconds or 0.0, 3)}
+
+
+def _build(info: Any, need_text_encoder: bool) -> FusionModel:
+    try:
+        state_dict = _read_weights(info.filename, need_text_encoder)
+    except Exception as error:  # safetensors/unpickler errors name neither the file nor a fix
+        raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r} ({info.filename}): {cut(str(error))}") from error
+    config = active_config()
+    unet_weights = with_prefix(state_dict, UNET_PREFIX)
+    check_family(info, unet_weights, shared.sd_model.model.diffusion_model.state_dict())
+    _check_floating(info, unet_weights)
+    unet_config = config.model.params.get("unet_config") or config.model.params.get("network_config")
+    unet = _instantiate_with(unet_config, unet_weights)
+    unet = _owning(unet.to(_home(), dtype=devices.dtype_unet).eval().requires_grad_(False), state_dict)
+    text_encoder = _build_text_encoder(info, config, state_dict) if need_text_encoder else None
+    return FusionModel(info.title, unet, text_encoder)
+
+
+def _owning(module: torch.nn.Module, state_dict: dict) -> torch.nn.Module:
+    """``module`` with no tensor left in the memory of ``state_dict``: a ``.safetensors`` is
+    read as a memory map of the file, and a UNet kept on the CPU in the file's dtype would
+    otherwise be that map (rewriting the file would change the cached model, truncating it
+    would kill the WebUI with SIGBUS). Tensors the move to the device or dtype copied
+    already are left alone."""
+    mapped = {tensor.untyped_storage().data_ptr() for tensor in state_dict.values() if isinstance(tensor, torch.Tensor)}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.device.type == "cpu" and tensor.untyped_storage().data_ptr() in mapped:
+            tensor.data = tensor.data.clone()
+    return module
+
+
+def _check_floating(info: Any, weights: dict) -> None:
+    """A UNet of integer tensors would fail inside the first step with torch's own words."""
+    bad = sorted(key for key, value in weights.items() if not value.is_floating_point())
+    if bad:
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {shown(info.title)} holds {len(bad)} UNet weights that are not floating point "
+            f"(e.g. {bad[0]}: {weights[bad[0]].dtype}); it is not a usable Stable Diffusion checkpoint"
+        )
+
+
+def _read_weights(filename: str, need_text_encoder: bool) -> dict:
+    """The checkpoint's weights: of a ``.safetensors`` only the UNet's when that is all the
+    fusion needs (no text encoder or VAE read); otherwise the WebUI's own reader."""
+    if need_text_encoder or not filename.lower().endswith(".safetensors"):
+        return sd_models.read_state_dict(filename, map_location="cpu")
+    from safetensors import safe_open
+
+    with safe_open(filename, framework="pt", device="cpu") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith(UNET_PREFIX)}
+
+
+def _instantiate_with(config: Any, weights: dict) -> torch.nn.Module:
+    """The UNet built on the meta device and given the loaded tensors themselves (as the
+    WebUI builds its own model): no memory allocated, zeroed and overwritten."""
+    with sd_disable_initialization.DisableInitialization(disable_clip=False), torch.device("meta"):
+        module = sd_models.instantiate_from_config(config)
+    module.load_state_dict(weights, strict=True, assign=True)
+    left = [name for name, tensor in [*module.named_parameters(), *module.named_buffers()] if tensor.is_meta]
+    if left:  # a buffer the checkpoint does not hold: build it the plain way
+        with sd_disable_initialization.DisableInitialization(disable_clip=False):
+            module = sd_models.instantiate_from_config(config)
+        module.load_state_dict(weights, strict=True)
+    return module
+
+
+def _offload() -> str:
+    """The WebUI's memory policy, applied to the fusion model: "none" (stays on the device),
+    "idle" (``--medvram``/``--medvram-sdxl``: on the device while sampling, on the CPU
+    between generations) or "call" (``--lowvram``: on the device only during each call)."""
+    from modules import lowvram
+
+    if not lowvram.is_needed(shared.sd_model):
+        return "none"
+    return "call" if shared.cmd_opts.lowvram else "idle"
+
+
+def _home() -> torch.device:
+    """Where the fusion model waits between uses."""
+    return devices.device if _offload() == "none" else devices.cpu
+
+
+def _resident(module: torch.nn.Module | None) -> contextlib.AbstractContextManager[None]:
+    """``--lowvram``: ``module`` on the device for one call only."""
+    return _on_device_under("call", module)
+
+
+def sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextManager[None]:
+    """``--medvram``: the fusion model on the device for one generation's sampling only."""
+    return _on_device_under("idle", *((model.unet, model.text_encoder) if model is not None else ()))
+
+
+@contextlib.contextmanager
+def _on_device_under(policy: str, *modules: torch.nn.Module | None) -> Iterator[None]:
+    """Move ``modules`` to the device and back to the CPU around the block, when the
+    WebUI's memory policy (:func:`_offload`) is ``policy``; otherwise they stay where they are."""
+    parts = [module for module in modules if module is not None]
+    if not parts or _offload() != policy:
+        yield
+        return
+    for part in parts:
+        part.to(devices.device)
+    try:
+        yield
+    finally:
+        for part in parts:
+            part.to(devices.cpu)
+
+
+def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:
+    """A second text encoder, wrapped like the host wraps its own (emphasis, BREAK, embeddings)."""
+    from modules import sd_hijack, sd_hijack_clip
+
+    with sd_disable_initialization.DisableInitialization(disable_clip=True):
+        encoder = sd_models.instantiate_from_config(config.model.params.cond_stage_config)
+    if type(encoder).__name__ != "FrozenCLIPEmbedder":
+        raise FusionModelError(
+            f"{TITLE}: text_encoder='own' supports SD1 (CLIP ViT-L) checkpoints for now; "
+            f"{info.title!r} uses {type(encoder).__name__}. Use text_encoder='solo'."
+        )
+    encoder.load_state_dict(with_prefix(state_dict, TEXT_ENCODER_PREFIX), strict=False)
+    encoder = _owning(encoder.to(_home(), dtype=devices.dtype).eval().requires_grad_(False), state_dict)
+    embeddings = encoder.transformer.text_model.embeddings
+    embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, sd_hijack.model_hijack)
+    return sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(encoder, sd_hijack.model_hijack)
+
+
+class EncoderModel:
+    """What ``prompt_parser`` needs of a model: ``get_learned_conditioning(texts)``."""
+
+    def __init__(self, text_encoder: Any) -> None:
+        self.text_encoder = text_encoder
+
+    def get_learned_conditioning(self, texts: Any) -> Any:
+        with _resident(self.text_encoder):
+            return self.text_encoder(texts)
+
+
+class UNetModel:
+    """``apply_model`` of the host model (ldm ``DiffusionWrapper`` / sgm wrapper) over another UNet."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.unet = unet
+        self.alphas_cumprod = shared.sd_model.alphas_cumprod
+        self.device = self.alphas_cumprod.device  # the LCM denoiser builds its schedule there
+        self.conditioning_key = getattr(getattr(shared.sd_model, "model", None), "conditioning_key", "crossattn")
+
+    def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        with _resident(self.unet):
+            return self._apply(x, t, cond)
+
+    def _apply(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        if "crossattn" in cond:  # SDXL (sgm): the WebUI's apply_model, then OpenAIWrapper
+            if getattr(shared.sd_model, "is_sdxl_inpaint", False):
+                x = torch.cat([x, *cond["c_concat"]], dim=1)
+            concat = cond.get("concat")
+            x = torch.cat([x, concat], dim=1) if concat is not None else x
+            return self.unet(x, t, context=cond["crossattn"], y=cond.get("vector"))
+        context = torch.cat(cond["c_crossattn"], 1)
+        if self.conditioning_key == "hybrid":
+            return self.unet(torch.cat([x, *cond["c_concat"]], dim=1), t, context=context)
+        if self.conditioning_key == "crossattn-adm":
+            return self.unet(x, t, context=context, y=cond["c_adm"])
+        return self.unet(x, t, context=context)
+
+
+def needs_fusion_text_encoder(args: FusionArgs) -> bool:
+    if args.method == "regions":
+        return args.text_encoder == "own"
+    return args.text_encoder == "own" or args.solo == "fusion"
+
+
+def unload() -> bool:
+    """Free the cached fusion model (UI button, API route)."""
+    freed = CACHE.unload()
+    devices.torch_gc()
+    return freed

@@ -1,0 +1,78 @@
+"""The extension's section in the WebUI's Settings, and the values read from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modules import shared
+
+from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.host.checkpoints import resolve_checkpoint
+from lib_fusion.host.loading import unload
+from lib_fusion.models import FusionModelError
+from lib_fusion.run import FusionRun
+
+KEEP_LOADED = "model_fusion_keep_loaded"
+
+
+PREVIEW_STEPS = "model_fusion_preview_steps"
+
+
+DEFAULT_MODEL = "model_fusion_default_model"
+
+
+DEFAULT_SELECTION = "model_fusion_default_selection"
+
+
+DEFAULT_MODE = "model_fusion_default_mode"
+
+
+SECTION = ("model_fusion", TITLE)
+
+
+def add_settings() -> None:
+    """``on_ui_settings``: the extension's section in Settings (the WebUI picks each
+    control from the default's type: checkbox, number, text)."""
+
+    def option(key: str, default: Any, label: str, **component_args: Any) -> None:
+        shared.opts.add_option(key, shared.OptionInfo(default, label, component_args=component_args or None, section=SECTION))
+
+    option(KEEP_LOADED, True, "Keep the fusion checkpoint loaded between generations (off: free its memory after each one)")
+    option(PREVIEW_STEPS, 3, "Preview: fused steps shown per image, first to last (1-10)", minimum=1, maximum=10, precision=0)
+    option(DEFAULT_MODEL, "", "Default fusion checkpoint in the accordion (title or name; applies after Reload UI)")
+    option(DEFAULT_SELECTION, "600,1,1", "Default fusion_selection v1,kg,ke in the accordion (applies after Reload UI)")
+    option(DEFAULT_MODE, 2, "Default mode in the accordion: 0, 1 or 2 (applies after Reload UI)", minimum=0, maximum=2, precision=0)
+
+
+def setting(key: str, default: Any) -> Any:
+    """A setting's value (the default before ``on_ui_settings`` has run)."""
+    return getattr(shared.opts, key, default)
+
+
+def ui_defaults() -> FusionArgs:
+    """The accordion's first values: the official defaults with the Settings' choices."""
+    model = str(setting(DEFAULT_MODEL, "")).strip()
+    values = {"fusion_selection": setting(DEFAULT_SELECTION, "600,1,1"), "mode": setting(DEFAULT_MODE, 2)}
+    try:
+        values["mode"] = int(values["mode"])
+        if model:
+            values["model"] = resolve_checkpoint(model).title
+        return FusionArgs.parse(values)
+    except (FusionArgumentError, FusionModelError, TypeError, ValueError) as error:
+        print(f"{TITLE}: the default settings are not used: {error}")
+        return FusionArgs()
+
+
+def preview_steps() -> int:
+    """How many fused steps a preview shows (Settings), within 1 to 10."""
+    try:
+        return max(1, min(10, int(setting(PREVIEW_STEPS, 3))))
+    except (TypeError, ValueError):
+        return 3
+
+
+def release(run: FusionRun) -> None:
+    """The run lets go of its models; the cache too unless the settings keep it loaded."""
+    run.release()
+    if not setting(KEEP_LOADED, True):
+        unload()
