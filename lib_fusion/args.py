@@ -38,6 +38,9 @@ MAX_DEPTH = 6
 """Nesting of a valid argument: object > regions > region > box is three levels."""
 MAX_ITEMS = 10_000
 """Values (objects, lists, numbers, texts) in one argument object; a valid one has a few hundred."""
+MAX_REGIONS_TEXT = 32 * 2**20
+"""Characters of the regions' JSON text, masks included (16 canonical 1-bit masks of a
+2048x2048 image take well under a megabyte)."""
 MIN_FACTOR = 1e-6
 """Smallest region weight (and kg/ke, in :mod:`lib_fusion.schedule`): far below any useful
 value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
@@ -59,28 +62,39 @@ def _number(value: Any) -> float:
 def screen(value: Any, path: str = "") -> None:
     """Refuse what no valid argument looks like before a validator reads it: nesting deeper
     than :data:`MAX_DEPTH`, more than :data:`MAX_ITEMS` values, texts over their limit.
-    Iterative, so a value nested 100,000 deep costs a loop, not the interpreter's stack.
-    Raises ``ValueError`` naming the path (``regions[0].box``)."""
-    pending = [(value, path, 0)]
+    Iterative, so a value nested 100,000 deep costs a loop, not the interpreter's stack, and
+    counted as it goes, so a list of millions costs :data:`MAX_ITEMS` steps before it is
+    refused. Raises ``ValueError`` naming the path (``regions[0].box``)."""
+    pending: list[tuple[Any, str, int]] = [(value, path, 0)]
     count = 0
     while pending:
         item, where, depth = pending.pop()
-        count += 1
-        if count > MAX_ITEMS:
-            raise ValueError(f"{path or 'the arguments'}: more than {MAX_ITEMS} values; a valid argument has a few hundred")
         if depth > MAX_DEPTH:
             raise ValueError(f"{where}: nested deeper than any valid value ({MAX_DEPTH} levels)")
-        if isinstance(item, dict):
-            pending.extend((v, f"{where}.{k}" if where else str(k), depth + 1) for k, v in item.items())
-        elif isinstance(item, (list, tuple)):
-            pending.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item))
+        if isinstance(item, (dict, list, tuple)):
+            count += len(item)
+            if count > MAX_ITEMS:
+                raise ValueError(f"{path or 'the arguments'}: more than {MAX_ITEMS} values; a valid argument has a few hundred")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            dotted = isinstance(item, dict)
+            pending.extend((v, (f"{where}.{k}" if where else str(k)) if dotted else f"{where}[{k}]", depth + 1) for k, v in children)
         elif isinstance(item, str):
-            if where.endswith("mask") and len(item) > masks.MAX_TEXT:
-                raise ValueError(f"{where}: {len(item)} characters is over the {masks.MAX_BYTES // 2**20} MiB limit for a mask PNG")
-            if where == "regions" and len(item) > MAX_REGIONS * (masks.MAX_TEXT + MAX_TEXT):
-                raise ValueError(f"{where}: {len(item)} characters; more than {MAX_REGIONS} regions with masks could hold")
-            if where not in ("regions",) and not where.endswith("mask") and len(item) > MAX_TEXT:
-                raise ValueError(f"{where}: {len(item)} characters; at most {MAX_TEXT}")
+            _screen_text(item, where)
+
+
+def _screen_text(text: str, where: str) -> None:
+    if where.endswith("mask"):
+        if len(text) > masks.MAX_TEXT:
+            raise ValueError(f"{where}: {len(text)} characters is over the {masks.MAX_BYTES // 2**20} MiB limit for a mask PNG")
+    elif where == "regions":  # JSON text (the UI's form), masks included
+        if len(text) > MAX_REGIONS_TEXT:
+            raise ValueError(f"{where}: {len(text)} characters; the regions' JSON may have at most {MAX_REGIONS_TEXT}")
+        # A mask is base64, which has no comma or bracket: more of them than values allowed
+        # is refused before the JSON parser builds millions of objects.
+        if sum(text.count(mark) for mark in ",[{") > MAX_ITEMS:
+            raise ValueError(f"{where}: more than {MAX_ITEMS} values; a valid argument has a few hundred")
+    elif len(text) > MAX_TEXT:
+        raise ValueError(f"{where}: {len(text)} characters; at most {MAX_TEXT}")
 
 
 class RegionArgs(BaseModel):
@@ -419,11 +433,26 @@ USED_BY: dict[str, tuple[str, ...]] = {
         "mask_ema", "mask_freeze", "per_channel",
     ),
     "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
-    "guidance": ("model", "prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
-    "base_uncond": ("model", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
+    "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
+    "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
 }  # fmt: skip
 TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
 """Methods that run model A alone outside the window and both models inside it."""
+
+
+def fusion_prompts_read(method: str, solo: str) -> tuple[str, ...]:
+    """Which of the fusion checkpoint's prompts (``prompt``, ``negative_prompt``) a fused step
+    feeds to a model: the fusion checkpoint runs as model B unless ``solo`` makes it A, and
+    each method runs its own rows. SNB runs both models on both rows; guidance runs A on both
+    and B on its positive row only; base uncond runs A's positive and B's negative row."""
+    fusion_is_a = solo == "fusion"
+    if method == "guidance":
+        return ("prompt", "negative_prompt") if fusion_is_a else ("prompt",)
+    if method == "base_uncond":
+        return ("prompt",) if fusion_is_a else ("negative_prompt",)
+    return ("prompt", "negative_prompt") if method == "snb" else ()
+
+
 """The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
 

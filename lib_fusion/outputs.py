@@ -65,12 +65,19 @@ def comparison(run: FusionRun, titles: Titles, seeds: Sequence[int], font: pictu
 
 
 def chosen(traces: Sequence[Trace], count: int) -> list[Trace]:
-    """``count`` traces spread evenly from the first to the last (all when there are fewer)."""
+    """``count`` traces spread evenly over the fused steps, from the first to the last (all
+    when there are fewer): for each evenly spaced position the kept trace nearest to it, so a
+    thinned sample (:class:`lib_fusion.run.Thinned`) shows the steps a full list would."""
     if len(traces) <= count:
         return list(traces)
-    if count == 1:
-        return [traces[len(traces) // 2]]
-    return [traces[round(k * (len(traces) - 1) / (count - 1))] for k in range(count)]
+    first, last = traces[0].position, traces[-1].position
+    targets = [(first + last) / 2] if count == 1 else [first + k * (last - first) / (count - 1) for k in range(count)]
+    picked: list[Trace] = []
+    for target in targets:
+        left = [trace for trace in traces if all(trace is not other for other in picked)]
+        nearest = min(left, key=lambda trace: abs(trace.position - target))
+        picked.append(nearest)
+    return sorted(picked, key=lambda trace: trace.position)
 
 
 def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, font: pictures.Font = pictures.default_font) -> list[Output]:

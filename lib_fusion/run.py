@@ -161,6 +161,8 @@ class Trace:
     guidance ``|D_A(c) - D_B(c)|``, with no B saliency and no mask."""
     saliency_b: torch.Tensor | None
     mask: torch.Tensor | None
+    position: int = 0
+    """Index among the batch's fused steps (the preview spreads its picks over these)."""
 
 
 class Thinned:
@@ -178,6 +180,7 @@ class Thinned:
 
     def add(self, trace: Trace) -> None:
         """Offer the next trace (the previous latest is let go unless it was kept)."""
+        trace.position = self.seen
         if self.seen % self.stride == 0:
             self.kept.append(trace)
             if len(self.kept) > 2 * self.limit:

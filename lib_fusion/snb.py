@@ -90,13 +90,20 @@ def saliency_mask(sal_a: torch.Tensor, sal_b: torch.Tensor, kg: float, ke: float
     one half everywhere (the composite baseline, no saliency)."""
     if isinstance(rule, bool):
         rule = "soft" if rule else "hard"
+    if rule == "mean":
+        return torch.full_like(sal_a, 0.5)
+    if rule == "soft":
+        # L_B / (L_A + L_B) = sigmoid(log L_B - log L_A): the same share, but finite where both
+        # softmax values underflow to 0 (large kg, ke), which the quotient turns into NaN.
+        return torch.sigmoid(_spatial_log_softmax(sal_b, ke) - _spatial_log_softmax(sal_a, kg))
     la = spatial_softmax(sal_a, kg)
     lb = spatial_softmax(sal_b, ke)
-    if rule == "soft":
-        return lb / (la + lb)
-    if rule == "mean":
-        return torch.full_like(la, 0.5)
     return (lb > la).to(la.dtype)
+
+
+def _spatial_log_softmax(sal: torch.Tensor, k: float) -> torch.Tensor:
+    n, c, h, w = sal.shape
+    return torch.log_softmax(k * sal.reshape(n, c, h * w), dim=2).reshape(n, c, h, w)
 
 
 class MaskMemory:

@@ -18,7 +18,7 @@ from lib_fusion import host, region_table
 from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, TWO_MODEL_METHODS, USED_BY, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
-from lib_fusion.schedule import K_MAX, K_MIN, T_MAX, format_fusion_selection, parse_fusion_selection
+from lib_fusion.schedule import T_MAX, format_fusion_selection, parse_fusion_selection
 
 MODE_HELP = "0: A alone · 1: fuse when t ≤ v1 · 2: fuse while t > v1"
 METHODS = tuple(USED_BY)
@@ -110,8 +110,11 @@ def _two_model_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, A
             label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection")
         )
         v1_slider = gr.Slider(label="v1: window edge (DDPM timestep)", minimum=0, maximum=T_MAX, step=1, value=v1, elem_id=elem_id("v1"))
-        kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, minimum=K_MIN, maximum=K_MAX, elem_id=elem_id("kg"))
-        ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, minimum=K_MIN, maximum=K_MAX, elem_id=elem_id("ke"))
+        # No minimum/maximum on gradio 3.41's numbers: its preprocess raises for a value out of
+        # range, which fails every generation (Enable off too) before the script sees it; the
+        # argument model refuses bad values for an enabled fusion only.
+        kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, elem_id=elem_id("kg"))
+        ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, elem_id=elem_id("ke"))
     with gr.Row(visible=defaults.method == "guidance") as guidance_row:
         guidance_weight = gr.Slider(
             label="Guidance weight w (1 = plain CFG; above 1 pushes A away from B)",
@@ -138,7 +141,7 @@ def _two_model_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, A
                 elem_id=elem_id("mask_ema"),
             )
             mask_freeze = gr.Number(
-                label="Freeze the mask after N fused steps (0 = never)", value=defaults.mask_freeze, precision=0, minimum=0,
+                label="Freeze the mask after N fused steps (0 = never)", value=defaults.mask_freeze, precision=0,
                 elem_id=elem_id("mask_freeze"),
             )  # fmt: skip
             per_channel = gr.Checkbox(

@@ -56,7 +56,7 @@ def checkpoint_report() -> list[dict[str, Any]]:
             try:
                 mismatch = family_mismatch(_header_shapes(info.filename), active)
             except Exception as error:  # a broken file: say so rather than fail the listing (its path stays private)
-                usable, reason = False, f"unreadable: {cut(str(error).replace(info.filename, info.title))}"
+                usable, reason = False, f"unreadable: {without_path(str(error), info)}"
             else:
                 usable, reason = mismatch is None, mismatch
         report.append({"title": title, "name": info.model_name, "usable": usable, "reason": reason})
@@ -129,3 +129,12 @@ def check_family(info: Any, weights: dict, active: dict) -> None:
 
 def _shapes(weights: dict) -> Shapes:
     return {key: tuple(value.shape) for key, value in weights.items()}
+
+
+def without_path(text: str, info: Any) -> str:
+    """``text`` (an error from a reader) with the checkpoint's file path replaced by its title,
+    also as ``repr`` writes it (doubled backslashes on Windows), and cut short: answers and
+    messages name checkpoints, never where the WebUI keeps them."""
+    for form in (info.filename, repr(info.filename)[1:-1], os.path.basename(info.filename)):
+        text = text.replace(form, info.title)
+    return cut(text)

@@ -11,7 +11,7 @@ from modules import shared
 
 from lib_fusion import masks
 from lib_fusion import multidiffusion as md
-from lib_fusion.args import TITLE, TWO_MODEL_METHODS, USED_BY, FusionArgs, FusionArgumentError
+from lib_fusion.args import TITLE, TWO_MODEL_METHODS, FusionArgs, FusionArgumentError, fusion_prompts_read
 from lib_fusion.host.a1111 import unwrap_sample, wrap_sample
 from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
@@ -134,10 +134,9 @@ def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None
         list(getattr(p, "all_prompts", None) or [p.prompt]),
         list(getattr(p, "all_negative_prompts", None) or [p.negative_prompt]),
     )
-    same_prompts = "prompt" not in USED_BY[args.method] or all((args.prompt or prompt) == prompt for prompt in prompts)
-    same_negatives = "negative_prompt" not in USED_BY[args.method] or all(
-        (args.negative_prompt or negative) == negative for negative in negatives
-    )
+    read = fusion_prompts_read(args.method, args.solo)
+    same_prompts = "prompt" not in read or all((args.prompt or prompt) == prompt for prompt in prompts)
+    same_negatives = "negative_prompt" not in read or all((args.negative_prompt or negative) == negative for negative in negatives)
     if same_prompts and same_negatives:
         raise FusionArgumentError(
             f"{TITLE}: the fusion checkpoint {info.title!r} is the active checkpoint and no fusion prompt differs from the "

@@ -12,8 +12,16 @@ import torch
 from modules import devices, sd_disable_initialization, sd_models, shared
 
 from lib_fusion.args import TITLE, FusionArgs
-from lib_fusion.echo import cut, shown
-from lib_fusion.host.checkpoints import TEXT_ENCODER_PREFIX, UNET_PREFIX, active_config, check_family, is_active_checkpoint, with_prefix
+from lib_fusion.echo import shown
+from lib_fusion.host.checkpoints import (
+    TEXT_ENCODER_PREFIX,
+    UNET_PREFIX,
+    active_config,
+    check_family,
+    is_active_checkpoint,
+    with_prefix,
+    without_path,
+)
 from lib_fusion.models import CACHE, CacheKey, FusionModelError
 
 
@@ -55,7 +63,7 @@ def _build(info: Any, need_text_encoder: bool) -> FusionModel:
     try:
         state_dict = _read_weights(info.filename, need_text_encoder)
     except Exception as error:  # safetensors/unpickler errors name neither the file nor a fix
-        raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r} ({info.filename}): {cut(str(error))}") from error
+        raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r}: {without_path(str(error), info)}") from error
     config = active_config()
     unet_weights = with_prefix(state_dict, UNET_PREFIX)
     check_family(info, unet_weights, shared.sd_model.model.diffusion_model.state_dict())

@@ -178,3 +178,15 @@ def test_new_fields_round_trip_through_the_infotext_and_compare_and_preview_work
         "gaussian3",
         "mean",
     )
+
+
+def test_the_fusion_checkpoints_prompts_go_where_it_runs(webui):
+    """Base uncond runs A's positive and B's negative rows: with solo "fusion" the fusion
+    checkpoint is A, so its prompt counts and its negative prompt is not read."""
+    base = {"enabled": True, "model": "expert", "method": "base_uncond", "solo": "fusion", "fusion_selection": "1000,1,1", "mode": 1}
+    plain_prompts = webui.latents(base, steps=3)
+    assert not torch.equal(webui.latents({**base, "prompt": "a cartoon lion"}, steps=3), plain_prompts)
+    assert torch.equal(webui.latents({**base, "negative_prompt": "something else"}, steps=3), plain_prompts)
+    same = {**base, "model": "general", "negative_prompt": "something else"}  # the active checkpoint, nothing it reads differs
+    with pytest.raises(ValueError, match="is the active checkpoint"):
+        webui.generate(same, steps=2)

@@ -88,3 +88,12 @@ def test_the_temporal_mask_averages_saliency_and_freezes():
     assert torch.allclose(second.saliency_b, expected)
     third = snb.fuse_guided(a, b, torch.zeros_like(a), left, 1.0, 1.0, memory=memory)
     assert torch.equal(third.mask, second.mask) and not torch.equal(first.mask, second.mask)
+
+
+def test_the_soft_mask_stays_finite_where_both_softmaxes_underflow():
+    a, b, ra, rb = tensors(4, 5)
+    fused = snb.fuse_guided(a, b, ra * 5, rb * 5, 1000.0, 1000.0, soft="soft")
+    assert torch.isfinite(fused.mask).all() and torch.isfinite(fused.prediction).all()
+    sal_a, sal_b = snb.saliency(ra), snb.saliency(rb)
+    la, lb = snb.spatial_softmax(sal_a, 1.0), snb.spatial_softmax(sal_b, 1.3)
+    assert torch.allclose(snb.saliency_mask(sal_a, sal_b, 1.0, 1.3, "soft"), lb / (la + lb), atol=1e-6)  # the same share

@@ -53,7 +53,7 @@ def test_labelled_grid_puts_each_tile_in_its_cell_below_the_labels():
 
 def _traces(n):
     empty = torch.zeros(1, 1, 1, 1)
-    return [Trace(0, False, step, 1000.0 - step, empty, empty, empty) for step in range(n)]
+    return [Trace(0, False, step, 1000.0 - step, empty, empty, empty, position=step) for step in range(n)]
 
 
 @given(st.integers(0, 60), st.integers(1, 10))
@@ -63,3 +63,21 @@ def test_chosen_steps_spread_from_the_first_to_the_last(n, count):
     assert picked == sorted(set(picked))
     if n and count >= 2:
         assert picked[0] == 0 and picked[-1] == n - 1
+
+
+@given(st.integers(1, 300), st.integers(1, 10))
+def test_a_thinned_sample_shows_the_steps_the_full_list_would_nearly(n, count):
+    from lib_fusion.run import Thinned
+
+    keeper = Thinned(count)
+    for trace in _traces(n):
+        keeper.add(trace)
+    kept = keeper.traces()
+    assert len(kept) <= 2 * count + 1
+    full = [trace.step for trace in outputs.chosen(_traces(n), count)]
+    thinned = [trace.step for trace in outputs.chosen(kept, count)]
+    assert len(thinned) == len(full)
+    if count >= 2:
+        assert thinned[0] == full[0] == 0 and thinned[-1] == full[-1] == n - 1
+    stride = keeper.stride  # kept traces lie at most a stride apart: so does each pick from the ideal one
+    assert all(abs(a - b) <= stride for a, b in zip(thinned, full))
