@@ -436,6 +436,7 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
     "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
 }  # fmt: skip
+"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
 TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
 """Methods that run model A alone outside the window and both models inside it."""
 
@@ -453,7 +454,6 @@ def fusion_prompts_read(method: str, solo: str) -> tuple[str, ...]:
     return ("prompt", "negative_prompt") if method == "snb" else ()
 
 
-"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
 
 

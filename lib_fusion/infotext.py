@@ -65,8 +65,8 @@ def _protected(text: str) -> str:
     """Text that a paste gives back unchanged. The WebUI quotes a value (JSON) only when it
     holds a comma, colon or line break; its paste reads a value from a quote to the next,
     unquotes it, strips spaces, and reads ``AxB`` as a size. So text the WebUI would leave
-    bare but the paste would change (with a quote in it, or spaces at an end) is quoted here, which the
-    WebUI's ``quote`` keeps and its paste undoes; ``64x64`` is rejoined by :func:`_value`."""
+    bare but the paste would change (a quote in it, spaces at an end) is quoted here, which
+    the WebUI's ``quote`` keeps and its paste undoes; ``64x64`` is rejoined by :func:`_value`."""
     if any(mark in text for mark in ",:\n"):
         return text
     if text != text.strip() or '"' in text:

@@ -35,7 +35,9 @@ class MaskError(ValueError):
     """A mask that cannot be used; the message says why and what is accepted."""
 
 
-def _png_bytes(data: str) -> bytes:
+def _base64(data: str) -> str:
+    """The PNG's base64 alone: a data-URL prefix (of a PNG) and line breaks removed, the
+    length checked before anything is decoded."""
     text = data.strip()
     if text.startswith("data:"):
         header, _, text = text.partition(",")
@@ -43,7 +45,11 @@ def _png_bytes(data: str) -> bytes:
             raise MaskError(f"a data URL of type {header[5:].split(';')[0][:40] or '?'}; send a PNG (data:image/png;base64,...)")
     if len(text) > MAX_TEXT:
         raise MaskError(f"{len(text)} characters of base64 is over the {MAX_BYTES // (1024 * 1024)} MiB limit for a mask PNG")
-    text = "".join(text.split())  # base64 wrapped at 76 or 64 columns, as many tools write it
+    return "".join(text.split())  # base64 wrapped at 76 or 64 columns, as many tools write it
+
+
+def _png_bytes(data: str) -> bytes:
+    text = _base64(data)
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -71,11 +77,9 @@ def _open(data: str) -> Image.Image:
 def check(data: str) -> str:
     """A mask's text after its size, signature and header are checked (no pixel decoded):
     the base64 alone, without a data-URL prefix or line breaks."""
-    _open(data)
-    text = data.strip()
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    return "".join(text.split())
+    text = _base64(data)
+    _open(text)
+    return text
 
 
 def size(data: str) -> tuple[int, int]:

@@ -84,12 +84,10 @@ def spatial_softmax(sal: torch.Tensor, k: float) -> torch.Tensor:
     return torch.softmax(k * sal.reshape(n, c, h * w), dim=2).reshape(n, c, h, w)
 
 
-def saliency_mask(sal_a: torch.Tensor, sal_b: torch.Tensor, kg: float, ke: float, rule: MaskRule | bool = "hard") -> torch.Tensor:
+def saliency_mask(sal_a: torch.Tensor, sal_b: torch.Tensor, kg: float, ke: float, rule: MaskRule = "hard") -> torch.Tensor:
     """Which model to trust per latent pixel (and channel, for per-channel maps): 1 = B.
     ``hard``: ``L_B > L_A`` (ties to A); ``soft``: B's share ``L_B / (L_A + L_B)``; ``mean``:
     one half everywhere (the composite baseline, no saliency)."""
-    if isinstance(rule, bool):
-        rule = "soft" if rule else "hard"
     if rule == "mean":
         return torch.full_like(sal_a, 0.5)
     if rule == "soft":
@@ -157,7 +155,7 @@ def fuse_guided(
     kg: float,
     ke: float,
     blur: Blur = "box",
-    soft: MaskRule | bool = "hard",
+    rule: MaskRule = "hard",
     per_channel: bool = False,
     memory: MaskMemory | None = None,
 ) -> Fused:
@@ -165,10 +163,9 @@ def fuse_guided(
 
     Useful when the guided eps was already combined (e.g. the WebUI's ``AND`` sub-prompts
     with weights); :func:`blend` is the paper's form over raw cond/uncond predictions.
-    ``soft`` is the mask rule (``True``/``False`` read as soft/hard); ``memory`` carries the
-    temporal options from step to step.
+    ``rule`` is the mask rule (:func:`saliency_mask`); ``memory`` carries the temporal
+    options from step to step.
     """
-    rule = ("soft" if soft else "hard") if isinstance(soft, bool) else soft
     sal_a, sal_b = saliency(response_a, blur, per_channel), saliency(response_b, blur, per_channel)
     if memory is not None and memory.frozen:
         mask = memory.mask
@@ -210,7 +207,7 @@ def blend(
     response_a = cfg_scale * (cond_a - uncond_a)
     reference_b = uncond_a if saliency_uncond == "solo" else uncond_b
     response_b = cfg_scale * (cond_b - reference_b)
-    fused = fuse_guided(eps_a, eps_b, response_a, response_b, kg, ke, blur, soft)
+    fused = fuse_guided(eps_a, eps_b, response_a, response_b, kg, ke, blur, "soft" if soft else "hard")
     return fused.prediction, fused.mask
 
 

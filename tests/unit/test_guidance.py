@@ -55,9 +55,9 @@ def test_base_uncond_is_cfg_around_bs_uncond(scale, seed):
 
 def test_the_mean_mask_is_the_composite_and_a_model_with_itself_is_itself():
     a, b, ra, rb = tensors(4, 3)
-    fused = snb.fuse_guided(a, b, ra, rb, 1.0, 1.0, soft="mean")
+    fused = snb.fuse_guided(a, b, ra, rb, 1.0, 1.0, rule="mean")
     assert torch.allclose(fused.prediction, (a + b) / 2, atol=1e-6)
-    assert torch.equal(snb.fuse_guided(a, a.clone(), ra, rb, 1.0, 1.0, soft="mean").prediction, a)
+    assert torch.equal(snb.fuse_guided(a, a.clone(), ra, rb, 1.0, 1.0, rule="mean").prediction, a)
 
 
 def test_per_channel_masks_follow_each_channels_saliency():
@@ -92,7 +92,7 @@ def test_the_temporal_mask_averages_saliency_and_freezes():
 
 def test_the_soft_mask_stays_finite_where_both_softmaxes_underflow():
     a, b, ra, rb = tensors(4, 5)
-    fused = snb.fuse_guided(a, b, ra * 5, rb * 5, 1000.0, 1000.0, soft="soft")
+    fused = snb.fuse_guided(a, b, ra * 5, rb * 5, 1000.0, 1000.0, rule="soft")
     assert torch.isfinite(fused.mask).all() and torch.isfinite(fused.prediction).all()
     sal_a, sal_b = snb.saliency(ra), snb.saliency(rb)
     la, lb = snb.spatial_softmax(sal_a, 1.0), snb.spatial_softmax(sal_b, 1.3)
