@@ -16,8 +16,11 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 
 from lib_fusion import masks
+from lib_fusion.argument_messages import describe
 from lib_fusion.echo import cut, shown
+from lib_fusion.methods import USED_BY
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
+from lib_fusion.screening import screen
 
 TITLE = "Model Fusion"
 MAX_REGIONS = 16
@@ -32,15 +35,6 @@ class FusionArgumentError(ValueError):
     """A bad argument; the message names it and says what would be valid."""
 
 
-MAX_TEXT = 100_000
-"""Characters of a text field (prompt, checkpoint name); a mask has its own limit."""
-MAX_DEPTH = 6
-"""Nesting of a valid argument: object > regions > region > box is three levels."""
-MAX_ITEMS = 10_000
-"""Values (objects, lists, numbers, texts) in one argument object; a valid one has a few hundred."""
-MAX_REGIONS_TEXT = 32 * 2**20
-"""Characters of the regions' JSON text, masks included (16 canonical 1-bit masks of a
-2048x2048 image take well under a megabyte)."""
 MIN_FACTOR = 1e-6
 """Smallest region weight (and kg/ke, in :mod:`lib_fusion.schedule`): far below any useful
 value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
@@ -57,44 +51,6 @@ def _number(value: Any) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{shown(value)} is not a finite number")
     return number
-
-
-def screen(value: Any, path: str = "") -> None:
-    """Refuse what no valid argument looks like before a validator reads it: nesting deeper
-    than :data:`MAX_DEPTH`, more than :data:`MAX_ITEMS` values, texts over their limit.
-    Iterative, so a value nested 100,000 deep costs a loop, not the interpreter's stack, and
-    counted as it goes, so a list of millions costs :data:`MAX_ITEMS` steps before it is
-    refused. Raises ``ValueError`` naming the path (``regions[0].box``)."""
-    pending: list[tuple[Any, str, int]] = [(value, path, 0)]
-    count = 0
-    while pending:
-        item, where, depth = pending.pop()
-        if depth > MAX_DEPTH:
-            raise ValueError(f"{where}: nested deeper than any valid value ({MAX_DEPTH} levels)")
-        if isinstance(item, (dict, list, tuple)):
-            count += len(item)
-            if count > MAX_ITEMS:
-                raise ValueError(f"{path or 'the arguments'}: more than {MAX_ITEMS} values; a valid argument has a few hundred")
-            children = item.items() if isinstance(item, dict) else enumerate(item)
-            dotted = isinstance(item, dict)
-            pending.extend((v, (f"{where}.{k}" if where else str(k)) if dotted else f"{where}[{k}]", depth + 1) for k, v in children)
-        elif isinstance(item, str):
-            _screen_text(item, where)
-
-
-def _screen_text(text: str, where: str) -> None:
-    if where.endswith("mask"):
-        if len(text) > masks.MAX_TEXT:
-            raise ValueError(f"{where}: {len(text)} characters is over the {masks.MAX_BYTES // 2**20} MiB limit for a mask PNG")
-    elif where == "regions":  # JSON text (the UI's form), masks included
-        if len(text) > MAX_REGIONS_TEXT:
-            raise ValueError(f"{where}: {len(text)} characters; the regions' JSON may have at most {MAX_REGIONS_TEXT}")
-        # A mask is base64, which has no comma or bracket: more of them than values allowed
-        # is refused before the JSON parser builds millions of objects.
-        if sum(text.count(mark) for mark in ",[{") > MAX_ITEMS:
-            raise ValueError(f"{where}: more than {MAX_ITEMS} values; a valid argument has a few hundred")
-    elif len(text) > MAX_TEXT:
-        raise ValueError(f"{where}: {len(text)} characters; at most {MAX_TEXT}")
 
 
 class RegionArgs(BaseModel):
@@ -365,7 +321,9 @@ class FusionArgs(BaseModel):
                 screen(value, str(name))
             return cls(**data)
         except ValidationError as error:
-            raise FusionArgumentError(_describe(error, data)) from None
+            problems = describe(error.errors(), data, FIELDS, REGION_FIELDS)
+            plural = "s" if len(problems) > 1 else ""
+            raise FusionArgumentError(f"{TITLE}: invalid argument{plural}: {cut('; '.join(problems), 1000)}") from None
         except FusionArgumentError:
             raise
         except Exception as error:  # whatever else a strange value provokes: still our message, briefly
@@ -427,33 +385,6 @@ FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 """Field order of the UI components and of positional API arguments."""
 OUTPUT_FIELDS = ("compare", "preview")
 """What to return besides the image: not generation parameters, so not in the infotext."""
-USED_BY: dict[str, tuple[str, ...]] = {
-    "snb": (
-        "model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask",
-        "mask_ema", "mask_freeze", "per_channel",
-    ),
-    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
-    "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
-    "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
-}  # fmt: skip
-"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
-TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
-"""Methods that run model A alone outside the window and both models inside it."""
-
-
-def fusion_prompts_read(method: str, solo: str) -> tuple[str, ...]:
-    """Which of the fusion checkpoint's prompts (``prompt``, ``negative_prompt``) a fused step
-    feeds to a model: the fusion checkpoint runs as model B unless ``solo`` makes it A, and
-    each method runs its own rows. SNB runs both models on both rows; guidance runs A on both
-    and B on its positive row only; base uncond runs A's positive and B's negative row."""
-    fusion_is_a = solo == "fusion"
-    if method == "guidance":
-        return ("prompt", "negative_prompt") if fusion_is_a else ("prompt",)
-    if method == "base_uncond":
-        return ("prompt",) if fusion_is_a else ("negative_prompt",)
-    return ("prompt", "negative_prompt") if method == "snb" else ()
-
-
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
 
 
@@ -483,39 +414,3 @@ def _to_ui(name: str, value: Any) -> Any:
 def regions_json(regions: Sequence[RegionArgs]) -> str:
     """Compact JSON of the regions, defaults left out (UI value, infotext)."""
     return json.dumps([region.compact() for region in regions], separators=(",", ":"))
-
-
-_MISSING = object()
-
-
-def _value_at(data: Any, loc: Sequence[Any]) -> Any:
-    """The value the caller sent at ``loc`` (``("regions", 0, "model")``), or ``_MISSING``."""
-    for part in loc:
-        if isinstance(data, str):
-            return _MISSING  # regions sent as JSON text: no path into it
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return _MISSING
-    return data
-
-
-def _describe(error: ValidationError, data: dict) -> str:
-    problems = []
-    for item in error.errors():
-        loc = [part for part in item["loc"] if part != "__root__"]
-        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-        message = item["msg"]
-        if item["type"] == "value_error.extra":
-            valid = REGION_FIELDS if len(loc) > 1 and loc[0] == "regions" else FIELDS
-            message = f"unknown field; valid fields: {', '.join(valid)}"
-        elif not field:
-            problems.append(message)
-            continue
-        else:
-            value = _value_at(data, loc)
-            echo = value is not _MISSING and not isinstance(value, dict) and tuple(loc[::2]) != ("regions", "mask")  # no base64
-            if echo and shown(value) not in message:
-                message = f"{shown(value)}: {message}"
-        problems.append(message if message.startswith(field) else f"{field}: {message}")
-    return f"{TITLE}: invalid argument{'s' if len(problems) > 1 else ''}: " + cut("; ".join(problems), 1000)

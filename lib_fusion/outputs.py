@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from lib_fusion import pictures
-from lib_fusion.run import ALONE_A, ALONE_B, FUSED, METHOD_NAMES, FusionRun, Trace
+from lib_fusion.methods import METHOD_NAMES
+from lib_fusion.run import ALONE_A, ALONE_B, FUSED, FusionRun
+from lib_fusion.traces import Trace
 
 
 @dataclass
@@ -67,7 +69,7 @@ def comparison(run: FusionRun, titles: Titles, seeds: Sequence[int], font: pictu
 def chosen(traces: Sequence[Trace], count: int) -> list[Trace]:
     """``count`` traces spread evenly over the fused steps, from the first to the last (all
     when there are fewer): for each evenly spaced position the kept trace nearest to it, so a
-    thinned sample (:class:`lib_fusion.run.Thinned`) shows the steps a full list would."""
+    thinned sample (:class:`lib_fusion.traces.Thinned`) shows the steps a full list would."""
     if len(traces) <= count:
         return list(traces)
     first, last = traces[0].position, traces[-1].position

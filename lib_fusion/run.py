@@ -29,16 +29,17 @@ from lib_fusion.denoise import (
     snb_step,
     spread_to_rows,
 )
+from lib_fusion.methods import METHOD_NAMES
 from lib_fusion.regions import Bootstrap, Coverage, Region, coverage, regions_step, seed_noise
 from lib_fusion.schedule import StepKind, step_kind
 from lib_fusion.snb import MaskMemory
+from lib_fusion.traces import Thinned, Trace
 
 ConditioningFn = Callable[["HostStep"], Conditioning]
 Role = tuple[str, ModelFn, ConditioningFn]
 """(name, model callable, conditioning of this step)."""
 ACTIVE, FUSION = "active checkpoint", "fusion checkpoint"
 FUSED, ALONE_A, ALONE_B = "fused", "A alone", "B alone"
-METHOD_NAMES = {"snb": "SNB", "guidance": "guidance", "base_uncond": "base uncond", "regions": "regions"}
 """What one sampling of a batch makes: the fusion, or (comparison) one model alone: SNB's
 model A or B; Regions' active or fusion checkpoint for every region and the background."""
 
@@ -145,55 +146,6 @@ class Stats:
     timesteps: list[float] = field(default_factory=list)
     variants: list[str] = field(default_factory=list)
     """Per denoiser call: :data:`FUSED`, :data:`ALONE_A` or :data:`ALONE_B`."""
-
-
-@dataclass
-class Trace:
-    """What decided one fused SNB step, for the previews (left on the sampling device: the few
-    shown are moved when drawn)."""
-
-    batch: int
-    hires: bool
-    step: int
-    t: float
-    saliency_a: torch.Tensor
-    """(N, 1, h, w) per image of the batch, like ``saliency_b`` and ``mask``; for cross-model
-    guidance ``|D_A(c) - D_B(c)|``, with no B saliency and no mask."""
-    saliency_b: torch.Tensor | None
-    mask: torch.Tensor | None
-    position: int = 0
-    """Index among the batch's fused steps (the preview spreads its picks over these)."""
-
-
-class Thinned:
-    """A sample of a stream of traces, spread from the first to the latest, that never holds
-    more than ``2 * limit + 1`` of them (a preview shows ``limit``; a 1000-step generation
-    must not keep 1000 sets of maps). Every ``stride``-th trace is kept; when that is more
-    than ``2 * limit``, every other kept one is dropped and the stride doubles."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.kept: list[Trace] = []
-        self.last: Trace | None = None
-        self.stride = 1
-        self.seen = 0
-
-    def add(self, trace: Trace) -> None:
-        """Offer the next trace (the previous latest is let go unless it was kept)."""
-        trace.position = self.seen
-        if self.seen % self.stride == 0:
-            self.kept.append(trace)
-            if len(self.kept) > 2 * self.limit:
-                self.kept = self.kept[::2]
-                self.stride *= 2
-        self.last = trace
-        self.seen += 1
-
-    def traces(self) -> list[Trace]:
-        """The kept traces and the latest one."""
-        if self.last is None or (self.kept and self.kept[-1] is self.last):
-            return list(self.kept)
-        return [*self.kept, self.last]
 
 
 class FusionRun:

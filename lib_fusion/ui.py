@@ -15,9 +15,10 @@ from typing import Any
 import gradio as gr
 
 from lib_fusion import host, region_table
-from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, TWO_MODEL_METHODS, USED_BY, FusionArgs
+from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
+from lib_fusion.methods import TWO_MODEL_METHODS, USED_BY
 from lib_fusion.schedule import T_MAX, format_fusion_selection, parse_fusion_selection
 
 MODE_HELP = "0: A alone · 1: fuse when t ≤ v1 · 2: fuse while t > v1"

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from modules import devices, extra_networks, prompt_parser, script_callbacks, shared
 
-from lib_fusion.args import TITLE, TWO_MODEL_METHODS
+from lib_fusion.args import TITLE
 from lib_fusion.conds import Cond
 from lib_fusion.denoise import Conditioning
 from lib_fusion.host.checkpoints import native_window
@@ -32,6 +32,7 @@ from lib_fusion.host.loading import (
     unload,
 )
 from lib_fusion.host.settings import release
+from lib_fusion.methods import TWO_MODEL_METHODS
 from lib_fusion.run import ACTIVE, FUSED, FUSION, FusionRun, HostStep, RegionSource, SamplingPass
 
 _WRAPPED_MARK = "__model_fusion_wrapper__"

@@ -11,13 +11,14 @@ from modules import shared
 
 from lib_fusion import masks
 from lib_fusion import multidiffusion as md
-from lib_fusion.args import TITLE, TWO_MODEL_METHODS, FusionArgs, FusionArgumentError, fusion_prompts_read
+from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.host.a1111 import unwrap_sample, wrap_sample
 from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
 from lib_fusion.host.loading import needs_fusion_text_encoder
 from lib_fusion.host.settings import preview_steps, release
 from lib_fusion.infotext import KEYS, to_infotext
+from lib_fusion.methods import TWO_MODEL_METHODS, fusion_prompts_read
 from lib_fusion.run import FusionRun
 
 INFOTEXT_KEYS = frozenset(KEYS.values())

@@ -1,0 +1,46 @@
+"""What a caller is told about arguments pydantic refused: each problem named by its path
+(``regions[1].box``) with the value sent and what would be valid."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from lib_fusion.echo import shown
+
+_MISSING = object()
+
+
+def _value_at(data: Any, loc: Sequence[Any]) -> Any:
+    """The value the caller sent at ``loc`` (``("regions", 0, "model")``), or ``_MISSING``."""
+    for part in loc:
+        if isinstance(data, str):
+            return _MISSING  # regions sent as JSON text: no path into it
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def describe(errors: list[dict[str, Any]], data: dict, fields: Sequence[str], region_fields: Sequence[str]) -> list[str]:
+    """One line per problem pydantic found (its ``errors()``): the field's path, the value the
+    caller sent (cut short; never a mask's base64) and what is wrong; an unknown field lists
+    the valid ones (``fields``, or ``region_fields`` inside a region)."""
+    problems = []
+    for item in errors:
+        loc = [part for part in item["loc"] if part != "__root__"]
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+        message = item["msg"]
+        if item["type"] == "value_error.extra":
+            valid = region_fields if len(loc) > 1 and loc[0] == "regions" else fields
+            message = f"unknown field; valid fields: {', '.join(valid)}"
+        elif not field:
+            problems.append(message)
+            continue
+        else:
+            value = _value_at(data, loc)
+            echo = value is not _MISSING and not isinstance(value, dict) and tuple(loc[::2]) != ("regions", "mask")  # no base64
+            if echo and shown(value) not in message:
+                message = f"{shown(value)}: {message}"
+        problems.append(message if message.startswith(field) else f"{field}: {message}")
+    return problems

@@ -1,0 +1,34 @@
+"""The fusion methods and what each reads: the argument fields, and which of the fusion
+checkpoint's prompts reach a model."""
+
+from __future__ import annotations
+
+USED_BY: dict[str, tuple[str, ...]] = {
+    "snb": (
+        "model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask",
+        "mask_ema", "mask_freeze", "per_channel",
+    ),
+    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
+    "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
+    "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
+}  # fmt: skip
+"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
+TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
+"""Methods that run model A alone outside the window and both models inside it."""
+
+
+def fusion_prompts_read(method: str, solo: str) -> tuple[str, ...]:
+    """Which of the fusion checkpoint's prompts (``prompt``, ``negative_prompt``) a fused step
+    feeds to a model: the fusion checkpoint runs as model B unless ``solo`` makes it A, and
+    each method runs its own rows. SNB runs both models on both rows; guidance runs A on both
+    and B on its positive row only; base uncond runs A's positive and B's negative row."""
+    fusion_is_a = solo == "fusion"
+    if method == "guidance":
+        return ("prompt", "negative_prompt") if fusion_is_a else ("prompt",)
+    if method == "base_uncond":
+        return ("prompt",) if fusion_is_a else ("negative_prompt",)
+    return ("prompt", "negative_prompt") if method == "snb" else ()
+
+
+METHOD_NAMES = {"snb": "SNB", "guidance": "guidance", "base_uncond": "base uncond", "regions": "regions"}
+"""How progress text and comparison labels name each method."""
