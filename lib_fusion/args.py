@@ -77,6 +77,12 @@ class RegionArgs(BaseModel):
         maximum=MAX_WEIGHT,
     )
 
+    windows: Literal["overlap", "shifted"] = Field(
+        "overlap",
+        description="Regions method: overlap = MultiDiffusion's overlapping views every step; shifted = non-overlapping "
+        "windows whose grid moves by a seeded random offset each step (SpotDiffusion): about canvas / window views per step.",
+    )
+
     class Config:
         extra = Extra.forbid
         allow_mutation = False
@@ -169,8 +175,11 @@ class FusionArgs(BaseModel):
         minimum=0,
         maximum=1024,
     )
-    stride: StrictInt = Field(
-        8, description="Regions method: latent pixels between neighbouring views of a large canvas.", minimum=1, maximum=1024
+    stride: Any = Field(
+        8,
+        anyOf=[{"type": "integer", "minimum": 1, "maximum": 1024}, {"enum": ["auto"]}],
+        description="Regions method, overlapping windows: latent pixels between neighbouring views of a large canvas (1 to the "
+        "window); auto: the largest that keeps every seam inside a second view (the infotext says which).",
     )
     view_batch_size: StrictInt = Field(
         4,
@@ -210,6 +219,12 @@ class FusionArgs(BaseModel):
     )
     per_channel: StrictBool = Field(
         False, description="SNB: saliency, softmax and mask per latent channel (Face-diffuser) instead of their channel mean."
+    )
+
+    windows: Literal["overlap", "shifted"] = Field(
+        "overlap",
+        description="Regions method: overlap = MultiDiffusion's overlapping views every step; shifted = non-overlapping "
+        "windows whose grid moves by a seeded random offset each step (SpotDiffusion): about canvas / window views per step.",
     )
 
     class Config:
@@ -280,8 +295,12 @@ class FusionArgs(BaseModel):
             raise ValueError(f"{shown(value)}: 0 (the model's native size) or 8 to 1024 latent pixels")
         return value
 
-    @validator("stride")
-    def _valid_stride(cls, value: int, values: dict) -> int:
+    @validator("stride", pre=True, always=True)
+    def _valid_stride(cls, value: Any, values: dict) -> int | str:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{shown(value)}: a whole number of latent pixels or auto")
         window = values.get("window") or 1024
         if not 1 <= value <= window:
             raise ValueError(f"{shown(value)}: from 1 to the window size ({window} latent pixels)")

@@ -17,12 +17,33 @@ def cat_conds(conds: list[Cond]) -> Cond:
     return torch.cat(conds)
 
 
+def runs(rows: list[int]) -> list[tuple[int, int]]:
+    """``rows`` as maximal ``[start, stop)`` runs of consecutive rows, in order."""
+    spans: list[tuple[int, int]] = []
+    for row in rows:
+        if spans and spans[-1][1] == row:
+            spans[-1] = (spans[-1][0], row + 1)
+        else:
+            spans.append((row, row + 1))
+    return spans
+
+
+def pick(tensor: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """``tensor[rows]`` made of slices: no index tensor goes to the device, and rows that
+    are already in order (one run) come back as a view, not a copy."""
+    spans = runs(rows)
+    if not spans:
+        return tensor[:0]
+    if len(spans) == 1:
+        return tensor[spans[0][0] : spans[0][1]]
+    return torch.cat([tensor[start:stop] for start, stop in spans])
+
+
 def take_rows(cond: Cond, rows: list[int]) -> Cond:
-    """The given rows, in order (duplicates allowed)."""
-    index = torch.tensor(rows, dtype=torch.long)
+    """The given rows, in order (duplicates allowed), as :func:`pick` takes them."""
     if isinstance(cond, dict):
-        return {key: value[index.to(value.device)] for key, value in cond.items()}
-    return cond[index.to(cond.device)]
+        return {key: pick(value, rows) for key, value in cond.items()}
+    return pick(cond, rows)
 
 
 def token_width(cond: Cond) -> int:

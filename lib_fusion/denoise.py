@@ -9,13 +9,13 @@ the model's rows, applies classifier-free guidance exactly as the WebUI's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 import torch
 
 from lib_fusion import snb
-from lib_fusion.conds import Cond, cat_conds, row_count, take_rows, token_width
+from lib_fusion.conds import Cond, cat_conds, pick, row_count, take_rows, token_width
 from lib_fusion.guidance import base_uncond, combine, cross_model_guidance, difference_map
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Cond, torch.Tensor], torch.Tensor]
@@ -32,6 +32,14 @@ class Conditioning:
     conds_list: CondsList
     cond: Cond
     uncond: Cond
+
+    def of_image(self, image: int) -> Conditioning:
+        """The rows of one image: its sub-prompts and its negative prompt."""
+        conds = self.conds_list[image]
+        rows = [row for row, _ in conds]
+        return Conditioning(
+            [[(k, weight) for k, (_, weight) in enumerate(conds)]], take_rows(self.cond, rows), take_rows(self.uncond, [image])
+        )
 
     def check(self, batch: int, label: str) -> None:
         if len(self.conds_list) != batch or row_count(self.uncond) != batch:
@@ -63,6 +71,12 @@ class StepInput:
     """What the model callables return: eps (timestep samplers) or denoised x0 (k-diffusion)."""
     max_rows: int | None = None
     """Rows per model call (None: all in one call, the WebUI's ``batch_cond_uncond``)."""
+
+
+def image_input(step: StepInput, image: int) -> StepInput:
+    """One image of the batch (a view of its rows, no copy)."""
+    rows = slice(image, image + 1)
+    return replace(step, x=step.x[rows], sigma=step.sigma[rows], image_cond=step.image_cond[rows], image_uncond=step.image_uncond[rows])
 
 
 @dataclass
@@ -104,17 +118,16 @@ def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) 
 
 def _run(fn: ModelFn, step: StepInput, rows: list[int], cond: Cond, n_cond_rows: int) -> torch.Tensor:
     """Call ``fn`` on the given image rows, the first ``n_cond_rows`` with cond image conditioning."""
-    index = torch.tensor(rows, dtype=torch.long, device=step.x.device)
-    x = step.x[index]
-    sigma = step.sigma[index]
-    image_cond = torch.cat([step.image_cond[index[:n_cond_rows]], step.image_uncond[index[n_cond_rows:]]])
+    x = pick(step.x, rows)
+    sigma = pick(step.sigma, rows)
+    image_cond = torch.cat([pick(step.image_cond, rows[:n_cond_rows]), pick(step.image_uncond, rows[n_cond_rows:])])
     chunk = step.max_rows or len(rows)
     outputs = []
     for start in range(0, len(rows), chunk):
         stop = min(start + chunk, len(rows))
         part = take_rows(cond, list(range(start, stop)))
         outputs.append(fn(x[start:stop], sigma[start:stop], part, image_cond[start:stop]))
-    return torch.cat(outputs)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
 def eps_response(response: torch.Tensor, step: StepInput) -> torch.Tensor:
@@ -193,5 +206,4 @@ def spread_to_rows(per_image: torch.Tensor, host_conds_list: CondsList) -> torch
     skipped uncond (the host then copies the first cond row).
     """
     cond_images = [i for i, conds in enumerate(host_conds_list) for _ in conds]
-    index = torch.tensor(cond_images + list(range(per_image.shape[0])), dtype=torch.long, device=per_image.device)
-    return per_image[index]
+    return pick(per_image, cond_images + list(range(per_image.shape[0])))

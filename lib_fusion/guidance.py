@@ -21,13 +21,31 @@ def combine(uncond: torch.Tensor, cond_rows: torch.Tensor, conds_list: CondsList
     """``u_i + sum_j (c_ij - u_i) (w_ij s)``: the WebUI's CFG combine, operation for operation
     (so a rule that reduces to it reduces to the plain image bit for bit). ``cond_rows`` are in
     the order of ``conds_list``: image after image, sub-prompt after sub-prompt."""
+    if all(len(conds) == 1 for conds in conds_list) and len({conds[0][1] for conds in conds_list}) == 1:
+        # One sub-prompt per image, one weight (the usual prompt): one operation over the batch.
+        return uncond + (cond_rows[: len(conds_list)] - uncond) * (conds_list[0][0][1] * scale)
     result = uncond.clone()
-    row = 0
-    for i, conds in enumerate(conds_list):
-        for _, weight in conds:
-            result[i] += (cond_rows[row] - uncond[i]) * (weight * scale)
-            row += 1
+    for (_, weight), spans in _terms(conds_list).items():  # sub-prompt j of every image before j + 1
+        for image, row, length in spans:
+            result[image : image + length] += (cond_rows[row : row + length] - uncond[image : image + length]) * (weight * scale)
     return result
+
+
+def _terms(conds_list: CondsList) -> dict[tuple[int, float], list[tuple[int, int, int]]]:
+    """The combine's terms grouped by (sub-prompt position, weight), each group as runs of
+    consecutive images whose cond rows are consecutive too: (first image, first row, length).
+    Slices of the batch, so no index tensor is built; keys come in sub-prompt order."""
+    terms: dict[tuple[int, float], list[tuple[int, int, int]]] = {}
+    row = 0
+    for image, conds in enumerate(conds_list):
+        for position, (_, weight) in enumerate(conds):
+            spans = terms.setdefault((position, weight), [])
+            if spans and spans[-1][0] + spans[-1][2] == image and spans[-1][1] + spans[-1][2] == row:
+                spans[-1] = (spans[-1][0], spans[-1][1], spans[-1][2] + 1)
+            else:
+                spans.append((image, row, 1))
+            row += 1
+    return dict(sorted(terms.items(), key=lambda item: item[0][0]))
 
 
 def cross_model_guidance(guided_a: torch.Tensor, positive_a: torch.Tensor, positive_b: torch.Tensor, weight: float) -> torch.Tensor:

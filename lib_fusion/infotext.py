@@ -31,12 +31,17 @@ KEYS: dict[str, str] = {
     "stride": "Fusion stride",
     "view_batch_size": "Fusion view batch",
     "circular": "Fusion circular",
+    "windows": "Fusion windows",
     "guidance_weight": "Fusion guidance weight",
     "mask_ema": "Fusion mask EMA",
     "mask_freeze": "Fusion mask freeze",
     "per_channel": "Fusion per channel",
 }
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
+
+STRIDE_USED = "Fusion stride used"
+"""Written after sampling when the stride was ``auto``: the stride of each pass (first, hires);
+read by nothing (the paste restores ``auto``)."""
 
 ALWAYS_WRITTEN = ("method", "model", "solo", "fusion_selection", "mode", "regions", "guidance_weight")
 
@@ -112,6 +117,8 @@ def from_infotext(params: dict[str, Any]) -> FusionArgs:
 
 def _typed(field: str, value: Any) -> Any:
     """Infotext values are text; give each field the type the argument model expects."""
+    if field == "stride" and value == "auto":
+        return value
     if field in INTEGER_FIELDS:
         number = float(value)
         if not number.is_integer():
@@ -136,3 +143,9 @@ def paste_value(params: dict[str, Any], field: str) -> Any:
     if _last_paste is None or _last_paste[0] is not params:
         _last_paste = (params, from_infotext(params))
     return _last_paste[1].to_ui()[FIELDS.index(field)]
+
+
+def strides_used(strides: list[int]) -> dict[str, str]:
+    """The infotext pair naming the strides ``auto`` chose, in pass order, each once."""
+    unique = list(dict.fromkeys(strides))
+    return {STRIDE_USED: ", ".join(str(stride) for stride in unique)} if unique else {}

@@ -8,7 +8,7 @@ USED_BY: dict[str, tuple[str, ...]] = {
         "model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask",
         "mask_ema", "mask_freeze", "per_channel",
     ),
-    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular"),
+    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular", "windows"),
     "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
     "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
 }  # fmt: skip

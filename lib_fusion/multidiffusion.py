@@ -86,6 +86,60 @@ def check_view_count(latent_h: int, latent_w: int, window: int, stride: int, cir
     )
 
 
+def _doubly_covered(size: int, window: int, stride: int, wraps: bool) -> bool:
+    """Along one axis: every pixel more than half a window from a non-wrapping edge lies in
+    two views or more (an axis within one window has a single view and nothing to blend)."""
+    if size <= window:
+        return True
+    starts = range(0, size, stride) if wraps else _starts(size, window, stride)
+    change = [0] * (size + 1)
+    for start in starts:
+        end = start + window
+        change[start] += 1
+        change[min(end, size)] -= 1
+        if end > size:  # wraps round to the left edge
+            change[0] += 1
+            change[end - size] -= 1
+    inner = range(size) if wraps else range(window // 2, size - window // 2)
+    covered, counts = 0, []
+    for delta in change[:size]:
+        covered += delta
+        counts.append(covered)
+    return all(counts[p] >= 2 for p in inner)
+
+
+def auto_stride(latent_h: int, latent_w: int, window: int, circular: bool = False) -> int:
+    """``stride: "auto"``: the largest stride at which every latent pixel more than half a
+    window from a (non-wrapping) canvas edge is denoised by at least two views, so every seam
+    between views is blended; the fewest views that do so. Pixels nearer an edge than half a
+    window can lie in one view only, whatever the stride."""
+    for stride in range(window, 1, -1):
+        if _doubly_covered(latent_h, window, stride, False) and _doubly_covered(latent_w, window, stride, circular):
+            return stride
+    return 1
+
+
+class MaskArea:
+    """Host-side answers to "does this mask touch that view?" from a summed-area table made
+    once per pass, so choosing a step's passes asks the device nothing."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        """``mask``: (H, W), on the host."""
+        table = F.pad((mask != 0).to(torch.int64).cumsum(0).cumsum(1), (1, 0, 1, 0))
+        self._table: list[list[int]] = table.tolist()
+        self._width = int(mask.shape[-1])
+
+    def _count(self, top: int, bottom: int, left: int, right: int) -> int:
+        t = self._table
+        return t[bottom][right] - t[top][right] - t[bottom][left] + t[top][left]
+
+    def any_in(self, view: View) -> bool:
+        top, bottom, left, right = view
+        if right <= self._width:
+            return self._count(top, bottom, left, right) > 0
+        return self._count(top, bottom, left, self._width) > 0 or self._count(top, bottom, 0, right - self._width) > 0
+
+
 def _columns(view: View, width: int, device: torch.device) -> torch.Tensor | slice:
     left, right = view[2], view[3]
     if right <= width:
@@ -127,17 +181,20 @@ def fuse(
     return weighted_sum(predictions, views, normalised_weights(views, [w.to(dtype) for w in weights], height, width), height, width)
 
 
-def normalised_weights(views: Sequence[View], weights: Sequence[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
+def normalised_weights(
+    views: Sequence[View], weights: Sequence[torch.Tensor], height: int, width: int, check: bool = True
+) -> list[torch.Tensor]:
     """Each weight over the total weight at its pixels: the factors ``w / sum(w)`` of the
     closed form (equation 5). They depend on the layout alone (views, masks, region
-    weights), so a sampling pass computes them once, not every step."""
+    weights). ``check`` refuses a pixel of zero total weight, which reads a value back
+    from the device; a caller whose layout covers every pixel by construction skips it."""
     if not weights:
         raise ValueError("nothing to fuse: no view has a non-empty region")
     reference = weights[0]
     total = torch.zeros((*reference.shape[:-2], height, width), dtype=reference.dtype, device=reference.device)
     for view, weight in zip(views, weights):
         _add(total, view, weight)
-    if bool((total <= 0).any()):
+    if check and bool((total <= 0).any()):
         raise ValueError("some latent pixels are in no view or have zero total weight")
     return [weight / crop(total, view) for view, weight in zip(views, weights)]
 

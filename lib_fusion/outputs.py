@@ -121,8 +121,11 @@ def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictur
     regions = run.args.regions
     models = [region.model for region in regions]
     labels = [f"{k + 1}: {region.prompt or 'main prompt'}" for k, region in enumerate(regions)]
-    windows = len(layout.views)
-    caption = f"background: active ({titles.active}); orange: fusion ({titles.fusion}); {windows} window{'' if windows == 1 else 's'}"
+    windows = layout.most_views
+    tiling = "" if layout.views is not None else " (shifted each step)"
+    caption = (
+        f"background: active ({titles.active}); orange: fusion ({titles.fusion}); {windows} window{'' if windows == 1 else 's'}{tiling}"
+    )
     return [
         Output(pictures.region_layout(image, layout.masks[1:], models, labels, caption, font), "region layout", index, "-fusion-layout")
         for index, image in sorted(run.results.items())

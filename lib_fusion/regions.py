@@ -6,7 +6,7 @@ Plain torch over the batch the host hands over (one row per image); the maths li
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -22,10 +22,22 @@ class Region:
 
     model: Model
     mask: torch.Tensor
-    """(H, W) latent mask of this pass, 0/1."""
+    """(H, W) latent mask of this pass, 0/1, on the sampling device."""
     weight: float = 1.0
     bootstrap: bool = False
     """Foreground regions are bootstrapped in the first steps; the background never."""
+    area: md.MaskArea | None = None
+    """The mask's host-side table: which views it touches, without asking the device."""
+
+    def covers(self, view: md.View) -> bool:
+        if self.area is not None:
+            return self.area.any_in(view)
+        return bool(md.crop(self.mask, view).any())
+
+    def of_image(self, image: int) -> Region:
+        """This region for one image of the batch (its own conditioning rows)."""
+        model = Model(self.model.name, self.model.fn, self.model.conditioning.of_image(image))
+        return replace(self, model=model)
 
 
 @dataclass
@@ -38,17 +50,28 @@ class Bootstrap:
     """(N, C, H, W): a fixed noise per image, the official code's initial latent."""
     noise_to: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     """(x0, noise, sigma per row) -> the sampler's x at that noise level."""
-    seeds: Sequence[int]
+    table: torch.Tensor
+    """(N, steps, passes) colour indices on the device (:func:`pick_table`), made once per pass."""
     step_index: int
 
     def picks(self, count: int) -> torch.Tensor:
-        """(N, count) colour indices, drawn per image from its seed and the step: a fresh
-        pick per view and step, independent of the batch the image is in."""
-        rows = []
-        for seed in self.seeds:
-            generator = torch.Generator().manual_seed((int(seed) * 1_000_003 + self.step_index) % 2**63)
-            rows.append(torch.randint(self.colours.shape[0], (count,), generator=generator))
-        return torch.stack(rows).to(self.colours.device)
+        """(N, count) colour indices of this step: a slice of the table, nothing to copy."""
+        if count > self.table.shape[2]:
+            raise ValueError(f"{count} bootstrapped passes, but colours were drawn for {self.table.shape[2]}")
+        return self.table[:, self.step_index, :count]
+
+    def of_image(self, image: int) -> Bootstrap:
+        return replace(self, noise=self.noise[image : image + 1], table=self.table[image : image + 1])
+
+
+def pick_table(seeds: Sequence[int], steps: int, passes: int, colours: int) -> torch.Tensor:
+    """(N, steps, passes) colour indices on the host, drawn per image from its seed: a fresh
+    pick per pass and step, independent of the batch the image is in."""
+    rows = []
+    for seed in seeds:
+        generator = torch.Generator().manual_seed((int(seed) * 1_000_003) % 2**63)
+        rows.append(torch.randint(colours, (steps, passes), generator=generator))
+    return torch.stack(rows)
 
 
 @dataclass
@@ -81,13 +104,17 @@ class Coverage:
 
 
 def coverage(regions: Sequence[Region], views: Sequence[md.View], like: torch.Tensor) -> Coverage:
-    """The passes and normalised weights of ``regions`` over ``views``, on ``like``'s device
-    and in its dtype."""
+    """The passes and normalised weights of ``regions`` (masks on ``like``'s device) over
+    ``views``, in ``like``'s dtype.
+
+    Every pixel has a positive total weight by construction (the views cover the canvas, the
+    background is ``1 - sum(foreground)`` clamped at 0, weights are positive), so nothing
+    is checked on the device: a step waits on no device value."""
     height, width = like.shape[-2:]
-    items = [(v, r) for v, view in enumerate(views) for r, region in enumerate(regions) if bool(md.crop(region.mask, view).any())]
-    masks = [region.mask.to(like) for region in regions]
+    items = [(v, r) for v, view in enumerate(views) for r, region in enumerate(regions) if region.covers(view)]
+    masks = [region.mask if region.mask.dtype == like.dtype else region.mask.to(dtype=like.dtype) for region in regions]
     weights = [regions[r].weight * md.crop(masks[r], views[v])[None, None] for v, r in items]
-    return Coverage(items, md.normalised_weights([views[v] for v, _ in items], weights, height, width), masks)
+    return Coverage(items, md.normalised_weights([views[v] for v, _ in items], weights, height, width, check=False), masks)
 
 
 def regions_step(
@@ -142,7 +169,7 @@ def _run_chunk(
         view, region = views[v], regions[r]
         x = md.crop(step.x, view)
         if bootstrap is not None and region.bootstrap:
-            x = md.bootstrap(x, md.crop(masks[r], view), _background(bootstrap, picks[:, k], view, step.sigma).to(x))
+            x = md.bootstrap(x, md.crop(masks[r], view), _background(bootstrap, picks[:, k], view, step.sigma).to(dtype=x.dtype))
         xs.append(x)
         image_conds.append(_crop_spatial(step.image_cond, view, step.x))
         image_unconds.append(_crop_spatial(step.image_uncond, view, step.x))
@@ -169,7 +196,7 @@ def _run_chunk(
 def _background(bootstrap: Bootstrap, picks: torch.Tensor, view: md.View, sigma: torch.Tensor) -> torch.Tensor:
     """Per image, a drawn constant colour noised to this step with the image's fixed noise."""
     noise = md.crop(bootstrap.noise, view)
-    colour = bootstrap.colours[picks][:, :, None, None].to(noise).expand_as(noise)
+    colour = bootstrap.colours[picks][:, :, None, None].to(dtype=noise.dtype).expand_as(noise)
     return bootstrap.noise_to(colour, noise, sigma)
 
 

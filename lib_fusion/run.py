@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from lib_fusion import multidiffusion as md
-from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.args import FusionArgs
+from lib_fusion.conds import pick
 from lib_fusion.denoise import (
     Conditioning,
     CondsList,
@@ -30,7 +30,8 @@ from lib_fusion.denoise import (
     spread_to_rows,
 )
 from lib_fusion.methods import METHOD_NAMES
-from lib_fusion.regions import Bootstrap, Coverage, Region, coverage, regions_step, seed_noise
+from lib_fusion.region_pass import RegionLayout, layout_step, make_layout
+from lib_fusion.regions import Bootstrap, Region, pick_table, seed_noise
 from lib_fusion.schedule import StepKind, step_kind
 from lib_fusion.snb import MaskMemory
 from lib_fusion.traces import Thinned, Trace
@@ -105,19 +106,6 @@ class RegionSource:
 
 
 @dataclass
-class RegionLayout:
-    """Latent masks and views of one pass (its latent size)."""
-
-    size: tuple[int, int]
-    masks: torch.Tensor
-    """(1 + K, H, W): background then each foreground region."""
-    views: list[md.View]
-    noise: torch.Tensor | None = None
-    coverage: Coverage | None = None
-    """The passes and fusion weights on the sampling device, made at the pass's first step."""
-
-
-@dataclass
 class _StepRows:
     """Fused output rows of one denoiser call, served to the host's UNet calls in order."""
 
@@ -179,6 +167,13 @@ class FusionRun:
         """Per image (index over the whole generation): the fused image as the host finished it."""
         self.alone: dict[str, dict[int, Any]] = {ALONE_A: {}, ALONE_B: {}}
         """Per comparison variant and image index: that model's image alone."""
+
+    @property
+    def strides_used(self) -> list[int]:
+        """The stride each Regions pass laid out when it was ``auto`` (the infotext says which)."""
+        if self.args.stride != "auto" or self.args.windows != "overlap":
+            return []
+        return [p.layout.stride for p in self.passes if p.layout is not None and p.layout.stride is not None]
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -298,46 +293,52 @@ class FusionRun:
 
     def _plan_regions(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
         """Region MultiDiffusion: the background (main prompt, active model) and each region
-        through its own model, over every view of a large canvas."""
+        through its own model, over the windows of a large canvas."""
         step, source = current.step, sampling_pass.regions
         layout = self._layout(sampling_pass, tuple(step.x_in.shape[-2:]))
         self.stats.kinds.append("regions")
         self.stats.variants.append(self.variant)
         roles = self._region_roles(sampling_pass)
-        if len(layout.views) == 1 and len(layout.masks) == 1 and roles[0][0] == ACTIVE and sampling_pass.active_uses_host_conds:
+        if layout.most_views == 1 and len(layout.masks) == 1 and roles[0][0] == ACTIVE and sampling_pass.active_uses_host_conds:
             self.stats.passthrough_steps += 1  # no region and one window: the plain model
             current.passthrough = True
             return
-        weights = [1.0, *(region.weight for region in self.args.regions)]
-        regions = [
-            Region(_model(role, step), mask, weight, bootstrap=index > 0)
-            for index, (role, mask, weight) in enumerate(zip(roles, layout.masks, weights))
-            if bool(mask.any())
-        ]
         inputs = _inputs(step, sampling_pass)
-        bootstrap = None
-        total = step.total_steps or 0
-        count, views = len(self.args.regions), len(layout.views)
+        weights = [1.0, *(region.weight for region in self.args.regions)]
+        whole_canvas = (0, layout.size[0], 0, layout.size[1])
+        regions = [
+            Region(_model(role, step), mask, weight, bootstrap=index > 0, area=area)
+            for index, (role, mask, area, weight) in enumerate(zip(roles, layout.on_device(inputs.x), layout.areas, weights))
+            if area.any_in(whole_canvas)  # the background is empty where the regions cover the whole canvas
+        ]
+        count, windows = len(self.args.regions), layout.most_views
         phase = "regions" if self.variant == FUSED else f"compare: {roles[0][0]} everywhere"
-        sampling_pass.progress(
-            f"{phase}: {count} region{'' if count == 1 else 's'} + background, {views} window{'' if views == 1 else 's'}"
-        )
-        if self.args.regions and step.index < round(self.args.bootstrapping * total):
-            if self._colours is None:
-                self._colours = source.colours()
-            if layout.noise is None or layout.noise.shape[0] != step.batch:
-                layout.noise = seed_noise(source.seeds, inputs.x.shape[1:]).to(inputs.x)
-            bootstrap = Bootstrap(self._colours, layout.noise, source.noise_to, source.seeds, step.index)
-            self.stats.bootstrapped_steps += 1
-        if layout.coverage is None:
-            layout.coverage = coverage(regions, layout.views, inputs.x)
-        result = regions_step(regions, inputs, layout.views, self.args.view_batch_size, bootstrap, layout.coverage)
+        windows_text = f"{windows} window{'' if windows == 1 else 's'}{'' if layout.views is not None else ' (shifted)'}"
+        sampling_pass.progress(f"{phase}: {count} region{'' if count == 1 else 's'} + background, {windows_text}")
+        bootstrap = None
+        if self.args.regions and step.index < round(self.args.bootstrapping * (step.total_steps or 0)):
+            bootstrap = self._bootstrap(layout, source, inputs, step, len(regions))
+        result = layout_step(layout, regions, inputs, self.args.view_batch_size, bootstrap, source.seeds, step.index)
         self.stats.region_passes += result.passes
         self.stats.region_calls += result.calls
         self._count_runs(
             active_runs=int(any(r.model.name == ACTIVE for r in regions)), fusion_runs=int(any(r.model.name == FUSION for r in regions))
         )
         current.rows = spread_to_rows(result.prediction, step.conds_list)
+
+    def _bootstrap(self, layout: RegionLayout, source: RegionSource, inputs: StepInput, step: HostStep, regions: int) -> Bootstrap:
+        """Bootstrapping's colours, noise and colour picks: made at the pass's first
+        bootstrapped step and moved to the device then, sliced at the others."""
+        if self._colours is None:
+            self._colours = source.colours()
+        if layout.noise is None or layout.noise.shape[0] != step.batch:
+            layout.noise = seed_noise(source.seeds, inputs.x.shape[1:]).to(inputs.x)
+        steps = round(self.args.bootstrapping * (step.total_steps or 0))
+        if layout.picks is None or layout.picks.shape[0] != step.batch:
+            table = pick_table(source.seeds, steps, layout.most_views * regions, self._colours.shape[0])
+            layout.picks = table.to(self._colours.device)
+        self.stats.bootstrapped_steps += 1
+        return Bootstrap(self._colours, layout.noise, source.noise_to, layout.picks, step.index)
 
     def _region_roles(self, sampling_pass: SamplingPass) -> list[Role]:
         """The background (main prompt) then each region, each on its checkpoint: the one the
@@ -351,27 +352,10 @@ class FusionRun:
         return [(model, functions[model], conditioning[model]) for model, conditioning in zip(models, conditionings)]
 
     def _layout(self, sampling_pass: SamplingPass, size: tuple[int, int]) -> RegionLayout:
-        """Masks and views for this pass's latent size, made once per pass."""
-        if sampling_pass.layout is not None and sampling_pass.layout.size == size:
-            return sampling_pass.layout
-        height, width = size
-        foreground = []
-        for index, (region, image) in enumerate(zip(self.args.regions, self.region_images)):
-            mask = md.box_mask(region.box, height, width) if image is None else md.resize_mask(image, height, width)
-            if not bool(mask.any()):
-                raise FusionArgumentError(
-                    f"{TITLE}: regions[{index}] covers no latent pixel of the {width * 8}x{height * 8} canvas; make it larger"
-                )
-            foreground.append(mask)
-        masks = md.with_background(torch.stack(foreground)) if foreground else torch.ones(1, height, width)
-        window = self.args.window or sampling_pass.regions.native_window  # the stride was checked against it at the start
-        try:
-            md.check_view_count(height, width, window, self.args.stride, self.args.circular)
-        except ValueError as error:
-            raise FusionArgumentError(f"{TITLE}: {error}") from None
-        views = md.get_views(height, width, window, self.args.stride, self.args.circular)
-        sampling_pass.layout = RegionLayout(size, masks, views)
-        self.stats.latent_sizes.append(size)
+        """Masks and windows for this pass's latent size, made once per pass."""
+        if sampling_pass.layout is None or sampling_pass.layout.size != size:
+            sampling_pass.layout = make_layout(self.args, self.region_images, size, sampling_pass.regions.native_window)
+            self.stats.latent_sizes.append(size)
         return sampling_pass.layout
 
     def _count_runs(self, active_runs: int, fusion_runs: int) -> None:
@@ -385,7 +369,7 @@ def _inputs(step: HostStep, sampling_pass: SamplingPass) -> StepInput:
     return StepInput(
         x=step.x_in[-batch:],
         sigma=step.sigma_in[-batch:],
-        image_cond=step.image_cond_in[_first_rows(step.conds_list)],
+        image_cond=pick(step.image_cond_in, _first_rows(step.conds_list)),
         image_uncond=step.image_cond_in[-batch:],
         cfg_scale=step.cfg_scale,
         units=sampling_pass.units,

@@ -210,7 +210,19 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         window = gr.Slider(
             label="Window (latent px, 0 = model's own)", minimum=0, maximum=256, step=8, value=defaults.window, elem_id=elem_id("window")
         )
-        stride = gr.Slider(label="Stride (latent px)", minimum=1, maximum=128, step=1, value=defaults.stride, elem_id=elem_id("stride"))
+        windows = gr.Radio(
+            label="Windows: overlap (MultiDiffusion) or shifted (SpotDiffusion: fewer, moving each step)",
+            choices=["overlap", "shifted"],
+            value=defaults.windows,
+            elem_id=elem_id("windows"),
+        )
+        stride = gr.Dropdown(
+            label="Stride (latent px; overlap only)",
+            choices=["auto", 4, 8, 16, 32],
+            value=defaults.stride,
+            allow_custom_value=True,
+            elem_id=elem_id("stride"),
+        )
         view_batch_size = gr.Slider(
             label="View batch size",
             minimum=1,
@@ -231,6 +243,7 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         "stride": stride,
         "view_batch_size": view_batch_size,
         "circular": circular,
+        "windows": windows,
     }
 
 

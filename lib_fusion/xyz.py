@@ -16,7 +16,14 @@ OVERRIDES = "model_fusion_overrides"
 """Attribute of the processing object holding this cell's values, by field name."""
 SELECTION_PARTS = ("v1", "kg", "ke")
 
-AXES: list[tuple[str, type, str, Callable[[], list[str]] | None]] = [
+
+def _stride(value: str) -> int | str:
+    """An axis value of the stride: a whole number of latent pixels, or ``auto``."""
+    text = str(value).strip()
+    return "auto" if text.lower() == "auto" else int(text)
+
+
+AXES: list[tuple[str, Callable[[str], Any], str, Callable[[], list[str]] | None]] = [
     # (label, value type, field or part of fusion_selection, choices)
     ("[Fusion] Checkpoint", str, "model", None),  # choices: the WebUI's checkpoints, filled in by register()
     ("[Fusion] Method", str, "method", lambda: ["snb", "regions", "guidance", "base_uncond"]),
@@ -29,7 +36,8 @@ AXES: list[tuple[str, type, str, Callable[[], list[str]] | None]] = [
     ("[Fusion] Mask", str, "mask", lambda: ["hard", "soft", "mean"]),
     ("[Fusion] Bootstrapping", float, "bootstrapping", None),
     ("[Fusion] Window", int, "window", None),
-    ("[Fusion] Stride", int, "stride", None),
+    ("[Fusion] Stride", _stride, "stride", None),
+    ("[Fusion] Windows", str, "windows", lambda: ["overlap", "shifted"]),
     ("[Fusion] View batch size", int, "view_batch_size", None),
     ("[Fusion] Guidance weight", float, "guidance_weight", None),
     ("[Fusion] Mask EMA", float, "mask_ema", None),

@@ -195,6 +195,8 @@ CASES = [
     ("view batch 65", regions({"box": LEFT}, view_batch_size=65), {}, None, ["view_batch_size: 65: from 1 to 64"]),
     ("bootstrapping 1.5", regions({"box": LEFT}, bootstrapping=1.5), {}, None, ["bootstrapping: 1.5: must be a fraction", "from 0 to 1"]),
     ("circular as text", regions({"box": LEFT}, circular="yes"), {}, None, ["circular: 'yes'", "boolean"]),
+    ("stride as text", regions({"box": LEFT}, stride="8"), {}, None, ["stride: '8': a whole number of latent pixels or auto"]),
+    ("windows unknown", regions({"box": LEFT}, windows="tiles"), {}, None, ["windows: 'tiles'", "'overlap', 'shifted'"]),
     # -- values that break a parser rather than a rule (none may pass as a plain image) --------------
     ("huge box number", regions({"box": [0, 0, 0.5, 10**400]}), {}, None, ["regions[0].box", "an integer of 401 digits", "too large"]),
     ("huge weight", regions({"box": LEFT, "weight": 10**400}), {}, None, ["regions[0].weight", "too large"]),
@@ -265,6 +267,13 @@ CASES = [
         {"width": 2048, "height": 2048},
         None,
         ["62001 views", "use stride 8 or more"],
+    ),
+    (
+        "too many shifted windows",
+        regions({"box": LEFT}, window=8, windows="shifted"),
+        {"width": 2048, "height": 2048},
+        None,
+        ["window 8 makes over 1024 windows per step", "use a larger window"],
     ),
     # -- the generation -----------------------------------------------------------------------------
     ("width 500", snb(), {"width": 500}, None, ["width 500 is not a multiple of 8", "use 496 or 504"]),

@@ -32,6 +32,7 @@ from lib_fusion.host.loading import (
     unload,
 )
 from lib_fusion.host.settings import release
+from lib_fusion.infotext import strides_used
 from lib_fusion.methods import TWO_MODEL_METHODS
 from lib_fusion.run import ACTIVE, FUSED, FUSION, FusionRun, HostStep, RegionSource, SamplingPass
 
@@ -72,6 +73,7 @@ def _sample(run: FusionRun, p: Any, original: Callable, *args: Any, **kwargs: An
         with sampling_residency(run.fusion_model):
             result = original(*args, **kwargs)
             check_every_pass_fused(run)
+            p.extra_generation_params.update(strides_used(run.strides_used))
             sample_alone(run, p, same_noise, functools.partial(original, *args, **kwargs))
     except torch.cuda.OutOfMemoryError as error:  # torch.OutOfMemoryError from torch 2.5 on; the WebUI pins 2.1
         raise _out_of_memory(error) from error
@@ -271,11 +273,15 @@ def _noise_to(inner: Any, is_kdiffusion: bool) -> Callable[[torch.Tensor, torch.
     """Noise a clean latent to the sampler's current level: ``x0 + sigma n`` for k-diffusion,
     ``sqrt(a_t) x0 + sqrt(1 - a_t) n`` for the timestep samplers (DDIM, PLMS, UniPC)."""
 
+    alphas_cumprod: dict[torch.device, torch.Tensor] = {}  # on the sampling device, copied once per pass
+
     def k_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return x0 + noise * sigma.to(x0).view(-1, 1, 1, 1)
+        return x0 + noise * sigma.to(dtype=x0.dtype).view(-1, 1, 1, 1)
 
     def t_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        alphas = shared.sd_model.alphas_cumprod.to(x0.device)[t.long()].to(x0).view(-1, 1, 1, 1)
+        if x0.device not in alphas_cumprod:
+            alphas_cumprod[x0.device] = shared.sd_model.alphas_cumprod.to(x0.device)
+        alphas = alphas_cumprod[x0.device][t.long()].to(dtype=x0.dtype).view(-1, 1, 1, 1)
         return alphas.sqrt() * x0 + (1 - alphas).sqrt() * noise
 
     return k_noise if is_kdiffusion else t_noise

@@ -10,18 +10,18 @@ import torch
 from modules import shared
 
 from lib_fusion import masks
-from lib_fusion import multidiffusion as md
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.host.a1111 import unwrap_sample, wrap_sample
 from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
 from lib_fusion.host.loading import needs_fusion_text_encoder
 from lib_fusion.host.settings import preview_steps, release
-from lib_fusion.infotext import KEYS, to_infotext
+from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext
 from lib_fusion.methods import TWO_MODEL_METHODS, fusion_prompts_read
+from lib_fusion.region_pass import windows_of
 from lib_fusion.run import FusionRun
 
-INFOTEXT_KEYS = frozenset(KEYS.values())
+INFOTEXT_KEYS = frozenset({*KEYS.values(), STRIDE_USED})
 
 
 def start(p: Any, args: FusionArgs) -> FusionRun | None:
@@ -67,13 +67,7 @@ def start_with_error(p: Any, error: Exception) -> None:
 def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
     """Each mask decoded, once per generation (None for boxes). Every header is checked first:
     the image's size, and all the masks' pixels together within the bound."""
-    window = args.window or native_window()
-    if args.stride > window:
-        raise FusionArgumentError(f"{TITLE}: stride {args.stride} is larger than the window ({window} latent pixels); lower the stride")
-    try:  # the first pass's canvas here; a hires pass's is checked when it is laid out
-        md.check_view_count(p.height // 8, p.width // 8, window, args.stride, args.circular)
-    except ValueError as error:
-        raise FusionArgumentError(f"{TITLE}: {error}") from None
+    windows_of(args, (p.height // 8, p.width // 8), native_window())  # the first pass's canvas; a hires pass's is laid out later
     with_masks = [(index, region.mask) for index, region in enumerate(args.regions) if region.mask is not None]
     for index, mask in with_masks:
         width, height = masks.size(mask)

@@ -131,7 +131,7 @@ def test_the_fusion_weights_are_made_once_per_pass_not_every_step(webui, monkeyp
 
     made = []
     original = md.normalised_weights
-    monkeypatch.setattr(md, "normalised_weights", lambda *args: made.append(args) or original(*args))
+    monkeypatch.setattr(md, "normalised_weights", lambda *args, **kwargs: made.append(args) or original(*args, **kwargs))
     fusion = regions({"box": RIGHT, "prompt": "a crown"}, window=8, stride=4, bootstrapping=0.5)
     p = webui.processing(fusion, steps=4, width=128, height=64, enable_hr=True, hr_scale=1.5)
     processing.process_images(p)

@@ -19,6 +19,7 @@ LABELS = [
     "[Fusion] Bootstrapping",
     "[Fusion] Window",
     "[Fusion] Stride",
+    "[Fusion] Windows",
     "[Fusion] View batch size",
     "[Fusion] Guidance weight",
     "[Fusion] Mask EMA",

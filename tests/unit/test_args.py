@@ -39,12 +39,16 @@ REGIONS_JSON = '[{"box":[0.0,0.0,0.5,1.0],"prompt":"a cat"},{"box":[0.5,0.0,0.5,
 
 def test_positional_ui_values_and_api_dict_agree():
     snb = [True, "expert", "snb", "a cartoon lion", "", "fusion", "850,1,1.5", "1", "own", "own", "gaussian", "soft"]
-    more = [2.5, 0.5, 3.0, True]  # guidance weight, mask EMA, mask freeze, per channel
-    values = [*snb, REGIONS_JSON, 0.25, 16.0, 4.0, 2.0, True, True, True, *more]  # gradio sliders give floats
+    more = [2.5, 0.5, 3.0, True, "shifted"]  # guidance weight, mask EMA, mask freeze, per channel, windows
+    values = [*snb, REGIONS_JSON, 0.25, 16.0, "4", 2.0, True, True, True, *more]  # gradio sliders give floats, a dropdown text
     positional = FusionArgs.from_script_args(values)
     named = FusionArgs.from_script_args([dict(zip(FIELDS, values), mode=1, window=16, stride=4, view_batch_size=2, mask_freeze=3)])
     assert positional == named
-    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, 4, 2, True, True, True, 2.5, 0.5, 3, True]
+    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, 4, 2, True, True, True, 2.5, 0.5, 3, True, "shifted"]
+    assert FusionArgs.from_script_args([*values[:15], "auto", *values[16:]]).stride == "auto"
+    # A client written before shifted windows still sends the first twenty-four values.
+    assert FusionArgs.from_script_args(values[:24]) == positional.copy(update={"windows": "overlap"})
+    positional = positional.copy(update={"windows": "overlap"})
     extra = {"guidance_weight": 1.5, "mask_ema": 0.0, "mask_freeze": 0, "per_channel": False}
     # A client written before the two-model options still sends the first twenty values.
     assert FusionArgs.from_script_args(values[:20]) == positional.copy(update=extra)

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from lib_fusion import multidiffusion as md
 from lib_fusion.denoise import Conditioning, Model, StepInput, guided
-from lib_fusion.regions import Bootstrap, Region, coverage, regions_step, seed_noise
+from lib_fusion.regions import Bootstrap, Region, coverage, pick_table, regions_step, seed_noise
 
 
 def views_per_pixel(views, height, width):
@@ -224,7 +224,8 @@ def test_bootstrapping_replaces_only_the_foreground_passes_outside_their_mask():
         Region(Model("b", recording, conditioning(1, 1.0)), masks[1], bootstrap=True),
     ]
     x = torch.zeros(1, 4, 4, 8)
-    bootstrap = Bootstrap(torch.full((3, 4), 9.0), torch.zeros(1, 4, 4, 8), lambda x0, n, s: x0 + n * s.view(-1, 1, 1, 1), [5], 0)
+    table = pick_table([5], 1, 2, 3)
+    bootstrap = Bootstrap(torch.full((3, 4), 9.0), torch.zeros(1, 4, 4, 8), lambda x0, n, s: x0 + n * s.view(-1, 1, 1, 1), table, 0)
     regions_step(regions, step_input(x), [(0, 4, 0, 8)], 1, bootstrap)
     background_input, region_input = seen
     assert torch.equal(background_input, torch.zeros(2, 4, 4, 8))
@@ -233,10 +234,13 @@ def test_bootstrapping_replaces_only_the_foreground_passes_outside_their_mask():
 
 def test_bootstrap_picks_depend_on_the_image_seed_not_on_the_batch():
     colours = torch.randn(20, 4)
-    together = Bootstrap(colours, torch.zeros(2, 4, 1, 1), None, [7, 8], 3).picks(10)
-    alone = Bootstrap(colours, torch.zeros(1, 4, 1, 1), None, [8], 3).picks(10)
-    assert torch.equal(together[1], alone[0])
-    assert not torch.equal(together[0], Bootstrap(colours, None, None, [7], 4).picks(10)[0])
+    together = Bootstrap(colours, torch.zeros(2, 4, 1, 1), None, pick_table([7, 8], 5, 10, 20), 3)
+    alone = Bootstrap(colours, torch.zeros(1, 4, 1, 1), None, pick_table([8], 5, 10, 20), 3)
+    assert torch.equal(together.picks(10)[1], alone.picks(10)[0])
+    assert torch.equal(together.of_image(1).picks(4), alone.picks(4))  # a step with fewer passes takes the first picks
+    assert not torch.equal(together.picks(10)[0], Bootstrap(colours, None, None, pick_table([7], 5, 10, 20), 4).picks(10)[0])
+    with pytest.raises(ValueError, match="11 bootstrapped passes, but colours were drawn for 10"):
+        alone.picks(11)
     assert torch.equal(seed_noise([7, 8], (4, 2, 2))[1], seed_noise([8], (4, 2, 2))[0])
 
 
