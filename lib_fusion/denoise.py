@@ -9,7 +9,7 @@ the model's rows, applies classifier-free guidance exactly as the WebUI's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Literal
 
 import torch
@@ -32,6 +32,20 @@ class Conditioning:
     conds_list: CondsList
     cond: Cond
     uncond: Cond
+    joined: Cond | None = field(default=None, repr=False, compare=False)
+    """The cond rows then the uncond rows as one batch, made on first use and kept: a
+    conditioning that lasts several steps is joined once, not every step."""
+
+    @classmethod
+    def from_joined(cls, conds_list: CondsList, joined: Cond, cond_rows: int) -> Conditioning:
+        """A conditioning whose cond and uncond rows are views of one joined batch."""
+        total = row_count(joined)
+        return cls(conds_list, take_rows(joined, list(range(cond_rows))), take_rows(joined, list(range(cond_rows, total))), joined)
+
+    def both(self) -> Cond:
+        if self.joined is None:
+            self.joined = cat_conds([self.cond, self.uncond])
+        return self.joined
 
     def of_image(self, image: int) -> Conditioning:
         """The rows of one image: its sub-prompts and its negative prompt."""
@@ -107,9 +121,12 @@ def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) 
     batch = step.x.shape[0]
     conditioning.check(batch, model.name)
     image_of_row = [i for i, conds in enumerate(conditioning.conds_list) for _ in conds]
-    cond_text = take_rows(conditioning.cond, [index for conds in conditioning.conds_list for index, _ in conds]) if cond else None
+    order = [index for conds in conditioning.conds_list for index, _ in conds]
+    cond_text = take_rows(conditioning.cond, order) if cond else None
     if cond and uncond and token_width(cond_text) == token_width(conditioning.uncond):
-        out = _run(model.fn, step, image_of_row + list(range(batch)), cat_conds([cond_text, conditioning.uncond]), len(image_of_row))
+        in_order = order == list(range(row_count(conditioning.cond)))
+        text = conditioning.both() if in_order else cat_conds([cond_text, conditioning.uncond])
+        out = _run(model.fn, step, image_of_row + list(range(batch)), text, len(image_of_row))
         return out[: len(image_of_row)], out[len(image_of_row) :]
     cond_out = _run(model.fn, step, image_of_row, cond_text, len(image_of_row)) if cond else None
     uncond_out = _run(model.fn, step, list(range(batch)), conditioning.uncond, 0) if uncond else None

@@ -189,7 +189,11 @@ def _run_chunk(
         max_rows=step.max_rows * n if step.max_rows else None,
     )
     first = regions[items[0][1]].model
-    model = Model(first.name, first.fn, Conditioning(conds_list, cat_conds(conds), cat_conds(unconds)))
+    if token_width(conds[0]) == token_width(unconds[0]):  # the chunk's one copy of its text rows
+        conditioning = Conditioning.from_joined(conds_list, cat_conds([*conds, *unconds]), offset)
+    else:  # a prompt longer than its negative (or the reverse): two calls, as the WebUI makes
+        conditioning = Conditioning(conds_list, cat_conds(conds), cat_conds(unconds))
+    model = Model(first.name, first.fn, conditioning)
     return list(guided(model, chunk_step)[1].split(batch))
 
 

@@ -93,15 +93,18 @@ def saliency_mask(sal_a: torch.Tensor, sal_b: torch.Tensor, kg: float, ke: float
     if rule == "soft":
         # L_B / (L_A + L_B) = sigmoid(log L_B - log L_A): the same share, but finite where both
         # softmax values underflow to 0 (large kg, ke), which the quotient turns into NaN.
-        return torch.sigmoid(_spatial_log_softmax(sal_b, ke) - _spatial_log_softmax(sal_a, kg))
-    la = spatial_softmax(sal_a, kg)
-    lb = spatial_softmax(sal_b, ke)
+        la, lb = _both_softmax(sal_a, kg, sal_b, ke, torch.log_softmax)
+        return torch.sigmoid(lb - la)
+    la, lb = _both_softmax(sal_a, kg, sal_b, ke, torch.softmax)
     return (lb > la).to(la.dtype)
 
 
-def _spatial_log_softmax(sal: torch.Tensor, k: float) -> torch.Tensor:
-    n, c, h, w = sal.shape
-    return torch.log_softmax(k * sal.reshape(n, c, h * w), dim=2).reshape(n, c, h, w)
+def _both_softmax(sal_a: torch.Tensor, kg: float, sal_b: torch.Tensor, ke: float, softmax) -> tuple[torch.Tensor, torch.Tensor]:
+    """Equation 4 for both models in one call: ``softmax(kg S_A)`` and ``softmax(ke S_B)``
+    stacked on the batch axis (each row is normalised on its own, so stacking changes nothing)."""
+    n, c, h, w = sal_a.shape
+    logits = torch.cat([kg * sal_a, ke * sal_b]).reshape(2 * n, c, h * w)
+    return softmax(logits, dim=2).reshape(2 * n, c, h, w).chunk(2)
 
 
 class MaskMemory:
@@ -166,7 +169,7 @@ def fuse_guided(
     ``rule`` is the mask rule (:func:`saliency_mask`); ``memory`` carries the temporal
     options from step to step.
     """
-    sal_a, sal_b = saliency(response_a, blur, per_channel), saliency(response_b, blur, per_channel)
+    sal_a, sal_b = saliency(torch.cat([response_a, response_b]), blur, per_channel).chunk(2)  # one blur for both (rows are independent)
     if memory is not None and memory.frozen:
         mask = memory.mask
     else:

@@ -197,13 +197,17 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         if encoder is active_encoder and prompts == main_prompts and negatives == main_negatives:
             return host_conditioning
         cache: dict[str, Any] = {}
+        made: dict[tuple[int, ...], Conditioning] = {}
 
         def conditioning(step: HostStep) -> Conditioning:
             if not cache:  # once per pass, at the first step that needs it
                 cache.update(_encode(p, encoder, prompts, negatives, steps))
-            conds_list, cond = prompt_parser.reconstruct_multicond_batch(cache["c"], step.index)
-            uncond = prompt_parser.reconstruct_cond_batch(cache["uc"], step.index)
-            return Conditioning(conds_list, cond, uncond)
+            key = _schedule_entries(cache, step.index)
+            if key not in made:  # a new prompt-editing segment: rebuild the batch (once per segment, not per step)
+                conds_list, cond = prompt_parser.reconstruct_multicond_batch(cache["c"], step.index)
+                made.clear()
+                made[key] = Conditioning(conds_list, cond, prompt_parser.reconstruct_cond_batch(cache["uc"], step.index))
+            return made[key]
 
         return conditioning
 
@@ -319,6 +323,18 @@ def _encode(p: Any, encoder: Any, prompts: list[str], negatives: list[str], step
             "c": prompt_parser.get_multicond_learned_conditioning(encoder, positive, first, hires_steps, old),
             "uc": prompt_parser.get_learned_conditioning(encoder, negative, first, hires_steps, old),
         }
+
+
+def _schedule_entries(cache: dict, step_index: int) -> tuple[int, ...]:
+    """Which entry of every prompt's ``[from:to:when]`` schedule applies at this step, chosen
+    as ``prompt_parser.reconstruct_*_batch`` choose: steps with the same entries have the
+    same conditioning."""
+
+    def entry(schedule: Any) -> int:
+        return next((index for index, scheduled in enumerate(schedule) if step_index <= scheduled.end_at_step), 0)
+
+    positives = [entry(prompt.schedules) for prompts in cache["c"].batch for prompt in prompts]
+    return (*positives, -1, *(entry(schedule) for schedule in cache["uc"]))
 
 
 def noise_replay(p: Any) -> Callable[[], Any]:

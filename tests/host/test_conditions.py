@@ -57,6 +57,11 @@ def test_and_subprompts_and_long_prompts_and_prompt_editing(webui):
     plain = webui.latents(None, prompt=long_prompt, batch_size=2, steps=6)
     assert fused.shape == plain.shape and not torch.equal(fused, plain)
     assert torch.isfinite(edited).all()
+    # The edit switches the fusion prompt half way: unlike either prompt throughout.
+    whole = {"fusion_selection": "0,1,1", "mode": 2}
+    edited = webui.latents(fusion(prompt="[a lion:a cartoon lion:0.5]", **whole), batch_size=2, steps=6)
+    for prompt in ("a lion", "a cartoon lion"):
+        assert not torch.equal(edited, webui.latents(fusion(prompt=prompt, **whole), batch_size=2, steps=6))
 
 
 def test_skipped_uncond_steps_still_fuse(webui):

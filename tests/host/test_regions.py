@@ -182,3 +182,15 @@ def test_samplers_with_history_step_the_fused_prediction_exactly(webui, sampler)
     assert p.model_fusion_run.stats.region_passes > 0 and p.model_fusion_run.stats.passthrough_steps == 0
     plain = webui.latents(None, extension=False, sampler_name=sampler, steps=6, batch_size=2)
     assert torch.allclose(out, plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("windows", ["overlap", "shifted"])
+def test_a_region_prompt_longer_than_its_negative_runs_in_two_calls(webui, windows):
+    """A prompt of two 75-token chunks against a one-chunk negative: the text rows cannot be
+    joined in one batch, so each side gets its own call (as the WebUI does)."""
+    long_prompt = " ".join(["a golden crown on a velvet cushion"] * 15)
+    fusion = regions({"box": RIGHT, "prompt": long_prompt}, window=8, stride=4, windows=windows)
+    out, p = run(webui, fusion, steps=2, width=128, height=64)
+    assert torch.isfinite(out).all() and p.model_fusion_run.stats.region_passes > 0
+    main = webui.latents(regions({"box": RIGHT}, window=8, stride=4, windows=windows), steps=2, width=128, height=64)
+    assert not torch.allclose(out, main, atol=1e-4)

@@ -106,3 +106,21 @@ def test_any_latent_size_hard_mask_is_binary_and_picks_one_model(h, w, n, kg, ke
     eps_a, eps_b = ua + 7 * (ca - ua), ub + 7 * (cb - ub)
     chosen = torch.where(mask.bool(), eps_b, eps_a)
     assert torch.equal(fused, chosen)
+
+
+@pytest.mark.parametrize("blur", ["box", "gaussian3"])
+@pytest.mark.parametrize("rule", ["hard", "soft"])
+def test_both_models_maps_made_in_one_stacked_call_equal_each_made_alone(blur, rule):
+    """fuse_guided blurs and softmaxes A's and B's maps as one stacked batch: bit for bit the
+    maps and mask each model's own call gives."""
+    generator = torch.Generator().manual_seed(3)
+    response_a, response_b = torch.randn(2, 3, 4, 12, 10, generator=generator)
+    eps_a, eps_b = torch.randn(2, 3, 4, 12, 10, generator=generator)
+    fused = snb.fuse_guided(eps_a, eps_b, response_a, response_b, 1.3, 0.7, blur, rule)
+    sal_a, sal_b = snb.saliency(response_a, blur), snb.saliency(response_b, blur)
+    assert torch.equal(fused.saliency_a, sal_a) and torch.equal(fused.saliency_b, sal_b)
+    if rule == "hard":
+        assert torch.equal(fused.mask, (snb.spatial_softmax(sal_b, 0.7) > snb.spatial_softmax(sal_a, 1.3)).float())
+    else:
+        share = snb.spatial_softmax(sal_b, 0.7) / (snb.spatial_softmax(sal_a, 1.3) + snb.spatial_softmax(sal_b, 0.7))
+        assert torch.allclose(fused.mask, share, atol=1e-6)  # the share through log-softmax: same value, other rounding
