@@ -45,3 +45,19 @@ def test_loading_adds_no_memory_beyond_the_weights_it_needs():
     out = bench("loading", "--hidden", "16", "--repeats", "1")
     assert number(r"text_encoder solo: .* -> ([\d.]+)", out) <= 1.05
     assert number(r"text_encoder own: .* -> ([\d.]+)", out) <= 1.05
+
+
+def test_windows_counts_rows_and_shows_the_seams_of_plain_tiles():
+    out = bench("windows", "--steps", "1", "--rounds", "1", "--width", "1024", "--height", "512", "--hidden", "16", "--seeds", "3")
+    # Latent 128 x 64, window 64: stride 8 makes 9 views; shifted windows 2 or 3 (3 unless the shift is 0).
+    assert number(r"MultiDiffusion stride 8: ([\d.]+) UNet rows per step", out) == 18
+    assert number(r"shifted windows: ([\d.]+) UNet rows per step", out) in (4, 6)
+    assert number(r"time ratio MultiDiffusion / shifted: median ([\d.]+)", out) > 0
+    # The measure is not blind: every seed's plain tiles show their seams (a jump at the borders).
+    assert number(r"plain tiles \(stride = window\): median [\d.]+ \(min ([\d.]+)", out) > 1.1
+
+
+def test_overhead_prints_the_time_around_the_unet():
+    out = bench("overhead", "--rounds", "1", "--steps", "3")
+    assert number(r"SNB step, non-UNet time per denoiser call: after ([\d.]+) ms", out) > 0
+    assert number(r"Regions step, non-UNet time per denoiser call: after ([\d.]+) ms", out) > 0
