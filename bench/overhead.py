@@ -5,9 +5,10 @@
 Each measurement runs in a fresh process on the stand-in WebUI of the host tests whose
 extension, ``lib_fusion`` and stand-in come from one tree: this checkout, or ``--before``'s
 commit checked out in a temporary git worktree. Per denoiser call it times the CFG
-denoiser's ``forward`` and, inside it, every UNet call (CPU time, one thread); their
-difference is the work around the UNet: the host's CFG denoiser and the fusion (rows,
-guidance, saliency, masks, views, fusion weights). The tiny UNet keeps that work visible.
+denoiser's ``forward`` and, inside it, every model call (the sampler's model wrapper with its
+UNet; CPU time, one thread); their difference is the work around the models: the host's CFG
+denoiser (a small, fixed part) and the fusion (rows, guidance, saliency, masks, views, fusion
+weights). The tiny UNet keeps that work visible.
 Two cases: an SNB step fused at every step (512x512, batch 2) and a Regions step (two
 regions and the background over a 512x1024 canvas, window 64, stride 16: five views).
 The two trees run in turn, round after round, and the figures are the median (min, max)
@@ -51,17 +52,17 @@ def measure(tree: Path, steps: int) -> dict[str, float]:
     sys.path[:0] = [str(tree), str(tree / "tests" / "host" / "fake_webui")]
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
-    import tiny_sd
-    from modules import sd_samplers_cfg_denoiser
+    from modules import sd_samplers_cfg_denoiser, sd_samplers_kdiffusion
     from standin import WebUI
 
     unet_seconds = [0.0]
-    unet_forward = tiny_sd.TinyUNet.forward
+    model_class = sd_samplers_kdiffusion.CompVisDenoiser  # the sampler's model wrapper (scalings, sigma -> t) around each UNet
+    unet_forward = model_class.forward
 
     depth = [0]
 
     def timed_unet(self, x, *args, **kwargs):
-        depth[0] += 1  # the stand-in UNet recurses row by row: time the outer call only
+        depth[0] += 1  # time the outer call only
         start = time.process_time()
         try:
             return unet_forward(self, x, *args, **kwargs)
@@ -81,7 +82,7 @@ def measure(tree: Path, steps: int) -> dict[str, float]:
         return out
 
     host = WebUI(Path(tempfile.mkdtemp(prefix="model-fusion-overhead-")), extra_checkpoints=False)
-    tiny_sd.TinyUNet.forward = timed_unet
+    model_class.forward = timed_unet
     sd_samplers_cfg_denoiser.CFGDenoiser.forward = timed_denoiser
     result = {}
     for name, (fusion, width, height) in CASES.items():
@@ -129,7 +130,7 @@ def main() -> None:
         if options.before:
             paired = [b[case] / a[case] for b, a in zip(figures["before"], figures["after"])]
             line += f"; before / after: median {statistics.median(paired):.2f} (min {min(paired):.2f}, max {max(paired):.2f})"
-        print(f"{case}, non-UNet time per denoiser call: {line}")
+        print(f"{case}, time beside the models per denoiser call: {line}")
 
 
 if __name__ == "__main__":

@@ -59,5 +59,5 @@ def test_windows_counts_rows_and_shows_the_seams_of_plain_tiles():
 
 def test_overhead_prints_the_time_around_the_unet():
     out = bench("overhead", "--rounds", "1", "--steps", "3")
-    assert number(r"SNB step, non-UNet time per denoiser call: after ([\d.]+) ms", out) > 0
-    assert number(r"Regions step, non-UNet time per denoiser call: after ([\d.]+) ms", out) > 0
+    assert number(r"SNB step, time beside the models per denoiser call: after ([\d.]+) ms", out) > 0
+    assert number(r"Regions step, time beside the models per denoiser call: after ([\d.]+) ms", out) > 0
