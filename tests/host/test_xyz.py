@@ -98,6 +98,12 @@ def test_region_axes_and_the_method_axis(webui):
     assert passes[0] > passes[1]  # 5 views across the 16-wide latent at stride 2, 2 at stride 8
     cells = xyz_grid.run(webui.processing(regions, steps=2), "[Fusion] Method", ["snb", "regions"])
     assert [pc.model_fusion_run.stats.kinds[0] for pc, _ in cells] == ["fused", "regions"]
+    cells = xyz_grid.run(webui.processing(regions, steps=2, width=128), "[Fusion] Stride", ["auto", "8"])
+    assert [pc.model_fusion_run.args.stride for pc, _ in cells] == ["auto", 8]
+    cells = xyz_grid.run(webui.processing(regions, steps=2, width=256), "[Fusion] Windows", ["overlap", "shifted"])
+    assert [pc.model_fusion_run.args.windows for pc, _ in cells] == ["overlap", "shifted"]
+    passes = [pc.model_fusion_run.stats.region_passes for pc, _ in cells]
+    assert passes[0] > passes[1]  # stride 4 over the 32-wide latent: 7 views a step; shifted: 4 or 5
     for label, values, field in [
         ("[Fusion] Bootstrapping", ["0.5"], 0.5),
         ("[Fusion] Window", ["16"], 16),
