@@ -1,8 +1,11 @@
 """The Model Fusion accordion (gradio 3.41, as pinned by the WebUI).
 
 Components are returned in :data:`lib_fusion.args.FIELDS` order so positional API
-arguments and UI values line up. The friendly window controls (v1 slider, kg, ke) are not
-script arguments: they edit the ``fusion_selection`` text, which stays the one truth.
+arguments and UI values line up. The top row is Enable, method and checkpoint; the
+schedule is said in words ("fuse the first 40 % of the denoising", :mod:`lib_fusion.schedule_words`)
+and presets fill several fields at once (:mod:`lib_fusion.presets`). Neither is a script
+argument: they edit ``fusion_selection`` and ``mode``, which stay the one truth (infotext,
+API, X/Y/Z) and sit with the other expert options in the closed Options accordion.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from typing import Any
 
 import gradio as gr
 
-from lib_fusion import host, region_table
+from lib_fusion import host, presets, region_table, schedule_words
 from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
 from lib_fusion.methods import TWO_MODEL_METHODS, USED_BY
-from lib_fusion.schedule import T_MAX, format_fusion_selection, parse_fusion_selection
+from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
+from lib_fusion.ui_text import HINTS, status_line
 
-MODE_HELP = "0: A alone · 1: fuse when t ≤ v1 · 2: fuse while t > v1"
 METHODS = tuple(USED_BY)
+PRESET_FIELDS = ("method", "model", "fusion_selection", "mode", "solo")
 
 
 @dataclass
@@ -32,53 +36,48 @@ class Controls:
     paste_field_names: list[str]
 
 
-def build(is_img2img: bool, elem_id: Any) -> Controls:
+def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None) -> Controls:
+    """The accordion; ``sampling`` holds the tab's sampler, scheduler and steps components
+    (when the WebUI showed them to the script), which the schedule's label follows."""
     defaults = host.ui_defaults()
     tab = "img2img" if is_img2img else "txt2img"
+    offered, left_out = host.fusable_titles()
     with gr.Accordion(TITLE, open=False, elem_id=f"model_fusion_{tab}"):
-        with gr.Row():
-            enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"))
-            method = gr.Radio(label="Method", choices=list(METHODS), value=defaults.method, elem_id=elem_id("method"))
-        with gr.Row():
+        with gr.Row(elem_classes=["model-fusion-top"]):
+            enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"), tooltip=HINTS["enabled"])
+            method = gr.Radio(
+                label="Method", choices=list(METHODS), value=defaults.method, elem_id=elem_id("method"), tooltip=HINTS["method"]
+            )
+        with gr.Row(elem_classes=["model-fusion-checkpoint"]):
             # "" rather than None when none is chosen: the WebUI's paste (UI and the API's
             # ``infotext``) converts a pasted value to the type of the component's value, and a
             # None there drops the pasted checkpoint.
-            model = gr.Dropdown(label="Fusion checkpoint", choices=host.checkpoint_titles(), value=defaults.model, elem_id=elem_id("model"))
-            refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"))
-            unload = gr.Button(value="Unload fusion model", size="sm", scale=0, min_width=120, elem_id=elem_id("unload"))
-            text_encoder = gr.Radio(
-                label="Text encoder of the fusion checkpoint's prompts",
-                choices=["solo", "own"],
-                value=defaults.text_encoder,
-                elem_id=elem_id("text_encoder"),
+            model = gr.Dropdown(
+                label="Fusion checkpoint", choices=offered, value=defaults.model, elem_id=elem_id("model"), tooltip=HINTS["model"]
             )
-        status = gr.Markdown("", elem_id=elem_id("status"))
-        with gr.Row():
-            compare = gr.Checkbox(
-                label="Compare: also return A alone, B alone and a labelled grid (two more samplings)",
-                value=defaults.compare,
-                elem_id=elem_id("compare"),
-            )
-            preview = gr.Checkbox(
-                label="Preview: saliency maps and mask (SNB) or region layout (Regions) over the result",
-                value=defaults.preview,
-                elem_id=elem_id("preview"),
-            )
-        controls = {
-            "enabled": enabled,
-            "model": model,
-            "method": method,
-            "text_encoder": text_encoder,
-            "compare": compare,
-            "preview": preview,
-        }
+            refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"), tooltip=HINTS["refresh"])
+            unload = gr.Button(value="\u23cf", elem_classes=["tool"], elem_id=elem_id("unload"), tooltip=HINTS["unload"])
+        status = gr.HTML(status_line(host.loaded_report(), left_out), elem_id=elem_id("status"))
+        controls = {"enabled": enabled, "model": model, "method": method}
         with gr.Group(visible=defaults.method in TWO_MODEL_METHODS) as two_model_group:
-            two_model, guidance_row, snb_options = _two_model_controls(defaults, elem_id)
-            controls.update(two_model)
+            two_model, guidance_row, friendly = _two_model_controls(defaults, elem_id)
         with gr.Group(visible=defaults.method == "regions") as regions_group:
             controls.update(_region_controls(defaults, elem_id))
+        with gr.Row():
+            compare = gr.Checkbox(
+                label="Compare: also A alone, B alone and a grid (two more samplings)", value=defaults.compare,
+                elem_id=elem_id("compare"), tooltip=HINTS["compare"],
+            )  # fmt: skip
+            preview = gr.Checkbox(
+                label="Preview what decided the fusion", value=defaults.preview, elem_id=elem_id("preview"), tooltip=HINTS["preview"]
+            )
+        with gr.Accordion("Options (the paper's numbers and expert settings)", open=False, elem_id=elem_id("options")):
+            expert, snb_options = _expert_controls(defaults, elem_id)
+        controls.update(two_model, **expert, compare=compare, preview=preview)
 
-    refresh.click(fn=lambda: gr.update(choices=host.refresh_checkpoints()), inputs=[], outputs=[model])
+    _wire_schedule(controls, friendly, sampling or {})
+    _wire_presets(controls, friendly["preset"], friendly["preset_note"])
+    refresh.click(fn=lambda: _checkpoint_choices(), inputs=[], outputs=[model, status])
     unload.click(fn=_unload, inputs=[], outputs=[status])
     method.change(
         fn=lambda chosen: tuple(
@@ -94,80 +93,187 @@ def build(is_img2img: bool, elem_id: Any) -> Controls:
     return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
 
 
-def _two_model_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any], Any, Any]:
-    """The fusion checkpoint's prompts, the window (SNB, guidance, base uncond), guidance's
-    weight and SNB's options; also the guidance row and SNB's options, whose visibility
-    follows the method."""
+def _two_model_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """The preset, the fusion checkpoint's prompts, the schedule in words with kg and ke, and
+    guidance's weight (SNB, guidance, base uncond). Returns the fields, the guidance row (its
+    visibility follows the method) and the controls that are not fields."""
     v1, kg, ke = defaults.selection
-    prompt = gr.Textbox(label="Fusion prompt (empty: the main prompt)", lines=2, elem_id=elem_id("prompt"))
-    negative_prompt = gr.Textbox(label="Fusion negative prompt (empty: the main one)", lines=1, elem_id=elem_id("negative_prompt"))
+    choice, share = schedule_words.words_of(v1, defaults.mode)
+    preset_name = presets.matching(defaults.dict(), host.active_title())
     with gr.Row():
-        solo = gr.Radio(
-            label="Runs alone outside the window (model A)", choices=["active", "fusion"], value=defaults.solo, elem_id=elem_id("solo")
+        preset = gr.Dropdown(
+            label="Preset", choices=list(presets.NAMES), value=preset_name, elem_id=elem_id("preset"), tooltip=HINTS["preset"]
         )
-        mode = gr.Radio(label=f"Mode ({MODE_HELP})", choices=["0", "1", "2"], value=str(defaults.mode), elem_id=elem_id("mode"))
-    with gr.Row():
-        fusion_selection = gr.Textbox(
-            label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection")
+        preset_note = gr.Markdown(presets.description(preset_name), elem_classes=["model-fusion-help"])
+    prompt = gr.Textbox(label="Fusion prompt (empty: the main prompt)", lines=2, elem_id=elem_id("prompt"), tooltip=HINTS["prompt"])
+    negative_prompt = gr.Textbox(
+        label="Fusion negative prompt (empty: the main one)", lines=1, elem_id=elem_id("negative_prompt"), tooltip=HINTS["negative_prompt"]
+    )
+    with gr.Row(elem_classes=["model-fusion-schedule"]):
+        fuse = gr.Radio(label="Fuse", choices=list(schedule_words.CHOICES), value=choice, elem_id=elem_id("fuse"), tooltip=HINTS["fuse"])
+        share_slider = gr.Slider(
+            label="% of the denoising", minimum=0, maximum=100, step=0.5, value=share, elem_id=elem_id("share"), tooltip=HINTS["share"]
         )
-        v1_slider = gr.Slider(label="v1: window edge (DDPM timestep)", minimum=0, maximum=T_MAX, step=1, value=v1, elem_id=elem_id("v1"))
         # No minimum/maximum on gradio 3.41's numbers: its preprocess raises for a value out of
         # range, which fails every generation (Enable off too) before the script sees it; the
         # argument model refuses bad values for an enabled fusion only.
-        kg_number = gr.Number(label="kg (A's saliency factor)", value=kg, elem_id=elem_id("kg"))
-        ke_number = gr.Number(label="ke (B's saliency factor)", value=ke, elem_id=elem_id("ke"))
+        kg_number = gr.Number(label="kg (A)", value=kg, elem_id=elem_id("kg"), min_width=80, tooltip=HINTS["kg"])
+        ke_number = gr.Number(label="ke (B)", value=ke, elem_id=elem_id("ke"), min_width=80, tooltip=HINTS["ke"])
+    schedule_note = gr.Markdown(schedule_words.describe(v1, defaults.mode, None), elem_classes=["model-fusion-help"])
     with gr.Row(visible=defaults.method == "guidance") as guidance_row:
         guidance_weight = gr.Slider(
-            label="Guidance weight w (1 = plain CFG; above 1 pushes A away from B)",
-            minimum=0,
-            maximum=MAX_GUIDANCE,
-            step=0.05,
-            value=defaults.guidance_weight,
-            elem_id=elem_id("guidance_weight"),
-        )
-    with gr.Accordion("SNB options (defaults reproduce the official code)", open=False, visible=defaults.method == "snb") as snb_options:
+            label="Guidance weight w (1 = plain CFG; above 1 pushes A away from B)", minimum=0, maximum=MAX_GUIDANCE, step=0.05,
+            value=defaults.guidance_weight, elem_id=elem_id("guidance_weight"), tooltip=HINTS["guidance_weight"],
+        )  # fmt: skip
+    fields = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_weight": guidance_weight}
+    friendly = {
+        "preset": preset, "preset_note": preset_note, "fuse": fuse, "share": share_slider, "kg": kg_number, "ke": ke_number,
+        "schedule_note": schedule_note,
+    }  # fmt: skip
+    return fields, guidance_row, friendly
+
+
+def _expert_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any], Any]:
+    """The closed Options: text encoder, model A, the paper's numbers, SNB's mask options."""
+
+    def radio(field: str, label: str, choices: list[str], value: Any) -> Any:
+        return gr.Radio(label=label, choices=choices, value=value, elem_id=elem_id(field), tooltip=HINTS[field])
+
+    with gr.Row():
+        text_encoder = radio("text_encoder", "Text encoder of the fusion prompts", ["solo", "own"], defaults.text_encoder)
+        solo = radio("solo", "Model A (alone outside the fused part)", ["active", "fusion"], defaults.solo)
+    with gr.Row():
+        fusion_selection = gr.Textbox(
+            label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection"),
+            tooltip=HINTS["fusion_selection"],
+        )  # fmt: skip
+        mode = radio("mode", "Mode (0 off · 1 fuse when t ≤ v1 · 2 fuse while t > v1)", ["0", "1", "2"], str(defaults.mode))
+    with gr.Group(visible=defaults.method == "snb") as snb_options:
         with gr.Row():
-            saliency_uncond = gr.Radio(
-                label="B's saliency against", choices=["solo", "own"], value=defaults.saliency_uncond, elem_id=elem_id("saliency_uncond")
-            )
-            blur = gr.Radio(label="Saliency blur", choices=["box", "gaussian", "gaussian3"], value=defaults.blur, elem_id=elem_id("blur"))
-            mask = gr.Radio(label="Mask", choices=["hard", "soft", "mean"], value=defaults.mask, elem_id=elem_id("mask"))
+            saliency_uncond = radio("saliency_uncond", "B's saliency against", ["solo", "own"], defaults.saliency_uncond)
+            blur = radio("blur", "Saliency blur", ["box", "gaussian", "gaussian3"], defaults.blur)
+            mask = radio("mask", "Mask", ["hard", "soft", "mean"], defaults.mask)
         with gr.Row():
             mask_ema = gr.Slider(
-                label="Steadier mask: moving average of the saliency over steps (0 = off)",
-                minimum=0,
-                maximum=0.95,
-                step=0.05,
-                value=defaults.mask_ema,
-                elem_id=elem_id("mask_ema"),
-            )
+                label="Steadier mask (moving average, 0 = off)", minimum=0, maximum=0.95, step=0.05, value=defaults.mask_ema,
+                elem_id=elem_id("mask_ema"), tooltip=HINTS["mask_ema"],
+            )  # fmt: skip
             mask_freeze = gr.Number(
-                label="Freeze the mask after N fused steps (0 = never)", value=defaults.mask_freeze, precision=0,
-                elem_id=elem_id("mask_freeze"),
+                label="Freeze the mask after N fused steps", value=defaults.mask_freeze, precision=0, elem_id=elem_id("mask_freeze"),
+                tooltip=HINTS["mask_freeze"],
             )  # fmt: skip
             per_channel = gr.Checkbox(
-                label="A mask per latent channel (Face-diffuser)", value=defaults.per_channel, elem_id=elem_id("per_channel")
+                label="A mask per latent channel", value=defaults.per_channel, elem_id=elem_id("per_channel"), tooltip=HINTS["per_channel"]
             )
-
-    friendly = [v1_slider, kg_number, ke_number]
-    for control in friendly:
-        control.change(fn=_selection_from_friendly, inputs=[*friendly, fusion_selection], outputs=[fusion_selection])
-    fusion_selection.change(fn=_friendly_from_selection, inputs=[fusion_selection, *friendly], outputs=friendly)
     fields = {
-        "prompt": prompt,
-        "negative_prompt": negative_prompt,
-        "solo": solo,
-        "fusion_selection": fusion_selection,
-        "mode": mode,
-        "saliency_uncond": saliency_uncond,
-        "blur": blur,
-        "mask": mask,
-        "guidance_weight": guidance_weight,
-        "mask_ema": mask_ema,
-        "mask_freeze": mask_freeze,
+        "text_encoder": text_encoder, "solo": solo, "fusion_selection": fusion_selection, "mode": mode,
+        "saliency_uncond": saliency_uncond, "blur": blur, "mask": mask, "mask_ema": mask_ema, "mask_freeze": mask_freeze,
         "per_channel": per_channel,
-    }
-    return fields, guidance_row, snb_options
+    }  # fmt: skip
+    return fields, snb_options
+
+
+def _wire_schedule(controls: dict[str, Any], friendly: dict[str, Any], sampling: dict[str, Any]) -> None:
+    """Words and numbers follow each other; the label follows both and the tab's sampler."""
+    fusion_selection, mode = controls["fusion_selection"], controls["mode"]
+    words = [friendly["fuse"], friendly["share"], friendly["kg"], friendly["ke"]]
+    for control in words:
+        control.change(fn=_numbers_from_words, inputs=[*words, fusion_selection, mode], outputs=[fusion_selection, mode])
+    for control in (fusion_selection, mode):
+        control.change(fn=_words_from_numbers, inputs=[fusion_selection, mode, *words], outputs=words)
+    tab_inputs = [sampling[key] for key in ("sampler", "scheduler", "steps") if key in sampling]
+    label_inputs = [fusion_selection, mode, *tab_inputs]
+    for control in label_inputs:
+        control.change(
+            fn=lambda *values: _schedule_label(values, len(tab_inputs)), inputs=label_inputs, outputs=[friendly["schedule_note"]]
+        )
+
+
+def _wire_presets(controls: dict[str, Any], preset: Any, note: Any) -> None:
+    """A preset fills its fields; editing any of them shows the preset they now match."""
+    fields = [controls[field] for field in PRESET_FIELDS]
+    preset.change(fn=_fill_preset, inputs=[preset, *fields], outputs=[*fields, note])
+    for control in fields:
+        control.change(fn=_preset_of, inputs=[preset, *fields], outputs=[preset, note])
+
+
+def _fill_preset(name: str, *current: Any) -> tuple[Any, ...]:
+    values = presets.values_of(name, host.active_title())
+    updates = [
+        gr.update(value=str(values[field]) if field == "mode" else values[field]) if field in values and values[field] != held
+        else gr.update()
+        for field, held in zip(PRESET_FIELDS, current)
+    ]  # fmt: skip
+    return (*updates, presets.description(name))
+
+
+def _preset_of(shown: str, *current: Any) -> tuple[Any, Any]:
+    name = presets.matching(dict(zip(PRESET_FIELDS, current)), host.active_title())
+    if name == shown:
+        return gr.update(), gr.update()
+    return gr.update(value=name), presets.description(name)
+
+
+def _numbers_from_words(choice: str, share: float, kg: float, ke: float, selection: str, mode: str) -> tuple[Any, Any]:
+    """Words or factors changed: write v1,kg,ke and the mode, unless they already say that
+    (words that already show the numbers keep them exactly: a pasted v1 = 605.3 stays)."""
+    try:
+        v1_now, _, _ = parse_fusion_selection(selection)
+        mode_now = int(mode)
+        if _shown(choice, share) == schedule_words.words_of(v1_now, mode_now):
+            v1, new_mode = v1_now, mode_now
+        else:
+            v1, new_mode = schedule_words.numbers_of(choice, float(share), v1_now)
+        text = format_fusion_selection(v1, float(kg), float(ke))
+        if parse_fusion_selection(text) == parse_fusion_selection(selection):
+            text = selection
+    except (TypeError, ValueError):  # a bad number in a box: leave the numbers as they are
+        return gr.update(), gr.update()
+    return (gr.update() if text == selection else text), (gr.update() if new_mode == mode_now else str(new_mode))
+
+
+def _words_from_numbers(selection: str, mode: str, choice: str, share: float, kg: float, ke: float) -> tuple[Any, ...]:
+    """The numbers changed (Options, a paste, a preset): say them in words, unless the words already do."""
+    try:
+        v1, kg_new, ke_new = parse_fusion_selection(selection)
+        words = schedule_words.words_of(v1, int(mode))
+        shown = _shown(choice, share)
+    except (TypeError, ValueError):
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    updates = (gr.update(), gr.update()) if shown == words else (gr.update(value=words[0]), gr.update(value=words[1]))
+    return (*updates, _changed(kg, kg_new), _changed(ke, ke_new))
+
+
+def _shown(choice: str, share: Any) -> tuple[str, float]:
+    """What the words show, in :func:`schedule_words.words_of`'s form."""
+    return choice, round(float(share), 1)
+
+
+def _changed(held: Any, new: float) -> Any:
+    try:
+        return gr.update() if float(held) == new else gr.update(value=new)
+    except (TypeError, ValueError):
+        return gr.update(value=new)
+
+
+def _schedule_label(values: tuple[Any, ...], tab_inputs: int) -> str:
+    selection, mode, *tab = values
+    try:
+        v1, _, _ = parse_fusion_selection(selection)
+        mode_number = int(mode)
+    except (TypeError, ValueError):
+        return "The schedule in Options does not parse; see fusion_selection."
+    timesteps, sampler = None, ""
+    if tab_inputs == 3:
+        sampler, scheduler, steps = tab
+        timesteps = host.step_timesteps(sampler, scheduler, steps)
+    return schedule_words.describe(v1, mode_number, timesteps, sampler or "")
+
+
+def _checkpoint_choices() -> tuple[Any, str]:
+    host.refresh_checkpoints()
+    offered, left_out = host.fusable_titles()
+    return gr.update(choices=offered), status_line(host.loaded_report(), left_out)
 
 
 def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
@@ -179,14 +285,16 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         "Delete removes the selected box. The main prompt is the background (active checkpoint).</p>"
     )
     table = gr.Dataframe(
+        elem_classes=["model-fusion-table"],
         headers=region_table.HEADERS,
         datatype=region_table.DATATYPES,
         col_count=(len(region_table.HEADERS), "fixed"),
         row_count=(0, "dynamic"),
         type="array",
         interactive=True,
-        label="Regions (kind box|mask · x y w h: fractions of the image · model active|fusion)",
+        label="Regions (x y w h: fractions of the image · model: active or fusion)",
         elem_id=elem_id("table"),
+        tooltip=HINTS["table"],
     )
     with gr.Row():
         mask_image = gr.Image(
@@ -197,7 +305,7 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
             add_mask = gr.Button(value="Add mask region", elem_id=elem_id("add_mask"))
             mask_status = gr.Markdown("")
     with gr.Accordion("Regions as JSON (what the API and infotext use)", open=False):
-        regions = gr.Textbox(value="[]", label="regions", lines=2, elem_id=elem_id("regions"))
+        regions = gr.Textbox(value="[]", label="regions", lines=2, elem_id=elem_id("regions"), tooltip=HINTS["regions"])
     with gr.Row():
         bootstrapping = gr.Slider(
             label="Bootstrapping (fraction of steps)",
@@ -206,15 +314,23 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
             step=0.05,
             value=defaults.bootstrapping,
             elem_id=elem_id("bootstrapping"),
+            tooltip=HINTS["bootstrapping"],
         )
         window = gr.Slider(
-            label="Window (latent px, 0 = model's own)", minimum=0, maximum=256, step=8, value=defaults.window, elem_id=elem_id("window")
+            label="Window (latent px, 0 = model's own)",
+            minimum=0,
+            maximum=256,
+            step=8,
+            value=defaults.window,
+            elem_id=elem_id("window"),
+            tooltip=HINTS["window"],
         )
         windows = gr.Radio(
             label="Windows: overlap (MultiDiffusion) or shifted (SpotDiffusion: fewer, moving each step)",
             choices=["overlap", "shifted"],
             value=defaults.windows,
             elem_id=elem_id("windows"),
+            tooltip=HINTS["windows"],
         )
         stride = gr.Dropdown(
             label="Stride (latent px; overlap only)",
@@ -222,6 +338,7 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
             value=defaults.stride,
             allow_custom_value=True,
             elem_id=elem_id("stride"),
+            tooltip=HINTS["stride"],
         )
         view_batch_size = gr.Slider(
             label="View batch size",
@@ -230,8 +347,11 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
             step=1,
             value=defaults.view_batch_size,
             elem_id=elem_id("view_batch_size"),
+            tooltip=HINTS["view_batch_size"],
         )
-        circular = gr.Checkbox(label="360° wrap (seam-free panorama)", value=defaults.circular, elem_id=elem_id("circular"))
+        circular = gr.Checkbox(
+            label="360° wrap (seam-free panorama)", value=defaults.circular, elem_id=elem_id("circular"), tooltip=HINTS["circular"]
+        )
 
     table.change(fn=_json_from_table, inputs=[table, regions], outputs=[regions])
     regions.change(fn=_table_from_json, inputs=[regions, table], outputs=[table])
@@ -280,29 +400,9 @@ def _add_mask(image: Any, prompt: str, current: str) -> tuple[Any, str]:
 
 def _unload() -> str:
     """The unload button: free the cached fusion checkpoint (it loads again on the next fusion)."""
-    return "Fusion model unloaded." if host.unload() else "No fusion model was loaded."
+    host.unload()
+    return status_line(None, host.fusable_titles()[1])
 
 
 def _paster(field: str):
     return lambda params: paste_value(params, field)
-
-
-def _selection_from_friendly(v1: float, kg: float, ke: float, current: str) -> Any:
-    """Slider or number moved: rewrite the text unless it already says the same."""
-    try:
-        text = format_fusion_selection(float(v1), float(kg), float(ke))
-        parse_fusion_selection(text)  # an out-of-range number leaves the text as it is
-    except (TypeError, ValueError):
-        return gr.update()
-    return gr.update() if text == current else text
-
-
-def _friendly_from_selection(text: str, v1: float, kg: float, ke: float) -> Any:
-    """Text edited: move the slider and numbers when the text is valid and says something new."""
-    try:
-        values = parse_fusion_selection(text)
-    except ValueError:
-        return gr.update(), gr.update(), gr.update()
-    if values == (float(v1), float(kg), float(ke)):
-        return gr.update(), gr.update(), gr.update()
-    return tuple(gr.update(value=value) for value in values)

@@ -1,5 +1,8 @@
 """Model Fusion: an always-visible WebUI script; wires the UI and the hooks to ``lib_fusion``."""
 
+import functools
+from typing import Any
+
 from modules import script_callbacks, scripts
 
 from lib_fusion import api, host, xyz
@@ -7,6 +10,18 @@ from lib_fusion.args import TITLE, FusionArgs, as_fusion_error, script_data
 
 
 class ModelFusionScript(scripts.Script):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sampling: dict[str, dict[str, Any]] = {"txt2img": {}, "img2img": {}}
+        """Per tab, the sampler, scheduler and steps components (the schedule label follows them)."""
+        for tab, parts in self.sampling.items():
+            for key, suffix in (("sampler", "sampling"), ("scheduler", "scheduler"), ("steps", "steps")):
+                self.on_after_component(functools.partial(self._keep, parts, key), elem_id=f"{tab}_{suffix}")
+
+    @staticmethod
+    def _keep(parts: dict[str, Any], key: str, params: Any) -> None:
+        parts[key] = params.component
+
     def title(self) -> str:
         return TITLE
 
@@ -16,7 +31,7 @@ class ModelFusionScript(scripts.Script):
     def ui(self, is_img2img: bool):
         from lib_fusion import ui
 
-        controls = ui.build(is_img2img, self.elem_id)
+        controls = ui.build(is_img2img, self.elem_id, self.sampling["img2img" if is_img2img else "txt2img"])
         self.infotext_fields = controls.infotext_fields
         self.paste_field_names = controls.paste_field_names
         return controls.components

@@ -5,16 +5,19 @@
 - :mod:`.settings`: the Settings section and the values read from it;
 - :mod:`.generation`: one generation from ``process`` to ``postprocess``;
 - :mod:`.a1111`: how AUTOMATIC1111 1.10.x calls the fusion while it samples;
-- :mod:`.images`: the comparison and previews added to the WebUI's output.
+- :mod:`.images`: the comparison and previews added to the WebUI's output;
+- :mod:`.schedules`: the timesteps a sampler will step through (the accordion's schedule label).
 
 ``scripts/``, the UI and the routes use the names below.
 """
 
 from lib_fusion.host.a1111 import begin_pass
 from lib_fusion.host.checkpoints import (
+    active_title,
     api_access,
     checkpoint_report,
     checkpoint_titles,
+    fusable_titles,
     is_active_checkpoint,
     native_window,
     refresh_checkpoints,
@@ -24,6 +27,7 @@ from lib_fusion.host.checkpoints import (
 from lib_fusion.host.generation import finish, start, start_with_error
 from lib_fusion.host.images import RUN_ATTRIBUTE, keep_result
 from lib_fusion.host.loading import FusionModel, load_fusion_model, loaded_report, unload
+from lib_fusion.host.schedules import step_timesteps
 from lib_fusion.host.settings import (
     DEFAULT_MODE,
     DEFAULT_MODEL,
@@ -46,12 +50,14 @@ __all__ = [
     "RUN_ATTRIBUTE",
     "SECTION",
     "FusionModel",
+    "active_title",
     "add_settings",
     "api_access",
     "begin_pass",
     "checkpoint_report",
     "checkpoint_titles",
     "finish",
+    "fusable_titles",
     "is_active_checkpoint",
     "keep_result",
     "load_fusion_model",
@@ -63,6 +69,7 @@ __all__ = [
     "setting",
     "start",
     "start_with_error",
+    "step_timesteps",
     "ui_defaults",
     "unload",
     "xyz_grid_module",

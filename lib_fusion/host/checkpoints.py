@@ -63,6 +63,24 @@ def checkpoint_report() -> list[dict[str, Any]]:
     return report
 
 
+def active_title() -> str:
+    """The active checkpoint's title ("" before a model is loaded)."""
+    info = getattr(shared.sd_model, "sd_checkpoint_info", None)
+    return getattr(info, "title", "") or ""
+
+
+def fusable_titles() -> tuple[list[str], list[tuple[str, str]]]:
+    """The checkpoints the fusion dropdown offers (those that can fuse with the active one, or
+    that only loading can judge) and those it leaves out, each with why."""
+    try:
+        report = checkpoint_report()
+    except Exception:  # no active model yet: offer the whole list
+        return checkpoint_titles(), []
+    offered = [entry["title"] for entry in report if entry["usable"] is not False]
+    left_out = [(entry["title"], str(entry["reason"])) for entry in report if entry["usable"] is False]
+    return offered, left_out
+
+
 @functools.lru_cache(maxsize=256)
 def _header_shapes_of(filename: str, mtime_ns: int, size: int) -> Shapes:
     from safetensors import safe_open

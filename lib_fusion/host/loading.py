@@ -56,7 +56,9 @@ def loaded_report() -> dict[str, Any] | None:
     if model is None:
         return None
     parts = ["unet"] + (["text_encoder"] if model.text_encoder is not None else [])
-    return {"title": model.title, "parts": parts, "load_seconds": round(CACHE.load_seconds or 0.0, 3)}
+    modules = [module for module in (model.unet, model.text_encoder) if module is not None]
+    size = sum(tensor.numel() * tensor.element_size() for module in modules for tensor in (*module.parameters(), *module.buffers()))
+    return {"title": model.title, "parts": parts, "load_seconds": round(CACHE.load_seconds or 0.0, 3), "bytes": size}
 
 
 def _build(info: Any, need_text_encoder: bool) -> FusionModel:

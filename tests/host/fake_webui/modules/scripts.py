@@ -20,12 +20,19 @@ class Script:
     is_img2img = False
     infotext_fields = None
     paste_field_names = None
+    on_after_component_elem_id = None
 
     def title(self):
         raise NotImplementedError
 
     def show(self, is_img2img):
         return True
+
+    def on_after_component(self, callback, *, elem_id):
+        """As the WebUI's: the callback runs with an ``OnComponent`` once that component is built (the UI is not built here)."""
+        if self.on_after_component_elem_id is None:
+            self.on_after_component_elem_id = []
+        self.on_after_component_elem_id.append((elem_id, callback))
 
     def elem_id(self, item_id):
         return f"script_{'img2img' if self.is_img2img else 'txt2img'}_model_fusion_{item_id}"
