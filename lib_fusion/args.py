@@ -427,7 +427,7 @@ def _from_ui(name: str, value: Any) -> Any:
 def _to_ui(name: str, value: Any) -> Any:
     if name == "regions":
         return regions_json(value)
-    return str(value) if name == "mode" else value
+    return str(value) if name in ("mode", "stride") else value  # a radio and a dropdown of text
 
 
 def regions_json(regions: Sequence[RegionArgs]) -> str:

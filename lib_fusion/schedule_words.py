@@ -64,7 +64,7 @@ def describe(v1: float, mode: int, timesteps: list[float] | None, sampler: str =
     if not fused:
         steps = f"none of the {total} steps{with_sampler}"
     elif len(fused) == total:
-        steps = f"all {total} steps{with_sampler}"
+        steps = f"{'the one step' if total == 1 else f'all {total} steps'}{with_sampler}"
     else:
         steps = f"steps {_ranges(fused)} of {total}{with_sampler}"
     return f"{window[0].upper()}{window[1:]}: {steps}."

@@ -44,7 +44,9 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     offered, left_out = host.fusable_titles()
     with gr.Accordion(TITLE, open=False, elem_id=f"model_fusion_{tab}"):
         with gr.Row(elem_classes=["model-fusion-top"]):
-            enabled = gr.Checkbox(label="Enable", value=defaults.enabled, elem_id=elem_id("enabled"), tooltip=HINTS["enabled"])
+            enabled = gr.Checkbox(
+                label="Enable", value=defaults.enabled, scale=0, min_width=110, elem_id=elem_id("enabled"), tooltip=HINTS["enabled"]
+            )
             method = gr.Radio(
                 label="Method", choices=list(METHODS), value=defaults.method, elem_id=elem_id("method"), tooltip=HINTS["method"]
             )
@@ -52,15 +54,17 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
             # "" rather than None when none is chosen: the WebUI's paste (UI and the API's
             # ``infotext``) converts a pasted value to the type of the component's value, and a
             # None there drops the pasted checkpoint.
+            first_other = next((title for title in offered if title != host.active_title()), "")
             model = gr.Dropdown(
-                label="Fusion checkpoint", choices=offered, value=defaults.model, elem_id=elem_id("model"), tooltip=HINTS["model"]
-            )
+                label="Fusion checkpoint", choices=offered, value=defaults.model or first_other, elem_id=elem_id("model"),
+                tooltip=HINTS["model"],
+            )  # fmt: skip
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"), tooltip=HINTS["refresh"])
             unload = gr.Button(value="\u23cf", elem_classes=["tool"], elem_id=elem_id("unload"), tooltip=HINTS["unload"])
         status = gr.HTML(status_line(host.loaded_report(), left_out), elem_id=elem_id("status"))
         controls = {"enabled": enabled, "model": model, "method": method}
         with gr.Group(visible=defaults.method in TWO_MODEL_METHODS) as two_model_group:
-            two_model, guidance_row, friendly = _two_model_controls(defaults, elem_id)
+            two_model, guidance_row, friendly = _two_model_controls(defaults, elem_id, sampling or {})
         with gr.Group(visible=defaults.method == "regions") as regions_group:
             controls.update(_region_controls(defaults, elem_id))
         with gr.Row():
@@ -93,7 +97,7 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
 
 
-def _two_model_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+def _two_model_controls(defaults: FusionArgs, elem_id: Any, sampling: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """The preset, the fusion checkpoint's prompts, the schedule in words with kg and ke, and
     guidance's weight (SNB, guidance, base uncond). Returns the fields, the guidance row (its
     visibility follows the method) and the controls that are not fields."""
@@ -104,22 +108,27 @@ def _two_model_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, A
         preset = gr.Dropdown(
             label="Preset", choices=list(presets.NAMES), value=preset_name, elem_id=elem_id("preset"), tooltip=HINTS["preset"]
         )
-        preset_note = gr.Markdown(presets.description(preset_name), elem_classes=["model-fusion-help"])
+        preset_note = gr.Markdown(presets.description(preset_name), elem_classes=["model-fusion-help"], elem_id=elem_id("preset_note"))
     prompt = gr.Textbox(label="Fusion prompt (empty: the main prompt)", lines=2, elem_id=elem_id("prompt"), tooltip=HINTS["prompt"])
     negative_prompt = gr.Textbox(
         label="Fusion negative prompt (empty: the main one)", lines=1, elem_id=elem_id("negative_prompt"), tooltip=HINTS["negative_prompt"]
     )
     with gr.Row(elem_classes=["model-fusion-schedule"]):
-        fuse = gr.Radio(label="Fuse", choices=list(schedule_words.CHOICES), value=choice, elem_id=elem_id("fuse"), tooltip=HINTS["fuse"])
-        share_slider = gr.Slider(
-            label="% of the denoising", minimum=0, maximum=100, step=0.5, value=share, elem_id=elem_id("share"), tooltip=HINTS["share"]
+        fuse = gr.Radio(
+            label="Fuse", choices=list(schedule_words.CHOICES), value=choice, scale=3, elem_id=elem_id("fuse"), tooltip=HINTS["fuse"]
         )
+        share_slider = gr.Slider(
+            label="% of the denoising", minimum=0, maximum=100, step=0.5, value=share, scale=2, elem_id=elem_id("share"),
+            tooltip=HINTS["share"],
+        )  # fmt: skip
         # No minimum/maximum on gradio 3.41's numbers: its preprocess raises for a value out of
         # range, which fails every generation (Enable off too) before the script sees it; the
         # argument model refuses bad values for an enabled fusion only.
-        kg_number = gr.Number(label="kg (A)", value=kg, elem_id=elem_id("kg"), min_width=80, tooltip=HINTS["kg"])
-        ke_number = gr.Number(label="ke (B)", value=ke, elem_id=elem_id("ke"), min_width=80, tooltip=HINTS["ke"])
-    schedule_note = gr.Markdown(schedule_words.describe(v1, defaults.mode, None), elem_classes=["model-fusion-help"])
+        kg_number = gr.Number(label="kg (A)", value=kg, scale=1, min_width=70, elem_id=elem_id("kg"), tooltip=HINTS["kg"])
+        ke_number = gr.Number(label="ke (B)", value=ke, scale=1, min_width=70, elem_id=elem_id("ke"), tooltip=HINTS["ke"])
+    tab = [getattr(sampling.get(key), "value", None) for key in ("sampler", "scheduler", "steps") if key in sampling]
+    first_label = _schedule_label((defaults.fusion_selection, defaults.mode, *tab), len(tab))
+    schedule_note = gr.Markdown(first_label, elem_classes=["model-fusion-help"], elem_id=elem_id("schedule_note"))
     with gr.Row(visible=defaults.method == "guidance") as guidance_row:
         guidance_weight = gr.Slider(
             label="Guidance weight w (1 = plain CFG; above 1 pushes A away from B)", minimum=0, maximum=MAX_GUIDANCE, step=0.05,
@@ -307,50 +316,28 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
     with gr.Accordion("Regions as JSON (what the API and infotext use)", open=False):
         regions = gr.Textbox(value="[]", label="regions", lines=2, elem_id=elem_id("regions"), tooltip=HINTS["regions"])
     with gr.Row():
-        bootstrapping = gr.Slider(
-            label="Bootstrapping (fraction of steps)",
-            minimum=0,
-            maximum=1,
-            step=0.05,
-            value=defaults.bootstrapping,
-            elem_id=elem_id("bootstrapping"),
-            tooltip=HINTS["bootstrapping"],
-        )
-        window = gr.Slider(
-            label="Window (latent px, 0 = model's own)",
-            minimum=0,
-            maximum=256,
-            step=8,
-            value=defaults.window,
-            elem_id=elem_id("window"),
-            tooltip=HINTS["window"],
-        )
         windows = gr.Radio(
-            label="Windows: overlap (MultiDiffusion) or shifted (SpotDiffusion: fewer, moving each step)",
-            choices=["overlap", "shifted"],
-            value=defaults.windows,
-            elem_id=elem_id("windows"),
-            tooltip=HINTS["windows"],
+            label="Windows", choices=["overlap", "shifted"], value=defaults.windows, elem_id=elem_id("windows"), tooltip=HINTS["windows"]
         )
         stride = gr.Dropdown(
-            label="Stride (latent px; overlap only)",
-            choices=["auto", 4, 8, 16, 32],
-            value=defaults.stride,
-            allow_custom_value=True,
-            elem_id=elem_id("stride"),
-            tooltip=HINTS["stride"],
-        )
+            label="Stride (overlap)", choices=["auto", "4", "8", "16", "32"], value=str(defaults.stride), allow_custom_value=True,
+            elem_id=elem_id("stride"), tooltip=HINTS["stride"],
+        )  # fmt: skip
+        window = gr.Slider(
+            label="Window (0 = model's own)", minimum=0, maximum=256, step=8, value=defaults.window, elem_id=elem_id("window"),
+            tooltip=HINTS["window"],
+        )  # fmt: skip
+    with gr.Row():
+        bootstrapping = gr.Slider(
+            label="Bootstrapping (share of steps)", minimum=0, maximum=1, step=0.05, value=defaults.bootstrapping,
+            elem_id=elem_id("bootstrapping"), tooltip=HINTS["bootstrapping"],
+        )  # fmt: skip
         view_batch_size = gr.Slider(
-            label="View batch size",
-            minimum=1,
-            maximum=MAX_VIEW_BATCH,
-            step=1,
-            value=defaults.view_batch_size,
-            elem_id=elem_id("view_batch_size"),
-            tooltip=HINTS["view_batch_size"],
-        )
+            label="View batch size", minimum=1, maximum=MAX_VIEW_BATCH, step=1, value=defaults.view_batch_size,
+            elem_id=elem_id("view_batch_size"), tooltip=HINTS["view_batch_size"],
+        )  # fmt: skip
         circular = gr.Checkbox(
-            label="360° wrap (seam-free panorama)", value=defaults.circular, elem_id=elem_id("circular"), tooltip=HINTS["circular"]
+            label="360° wrap (seamless panorama)", value=defaults.circular, elem_id=elem_id("circular"), tooltip=HINTS["circular"]
         )
 
     table.change(fn=_json_from_table, inputs=[table, regions], outputs=[regions])
@@ -376,7 +363,8 @@ def _table_from_json(text: str, rows: Any) -> Any:
     """JSON edited (canvas, paste, infotext): refresh the table unless it already says the same."""
     if region_table.json_from_table(_rows(rows), text) == region_table.dump_regions(region_table.load_regions(text)):
         return gr.update()
-    return gr.update(value=region_table.table_from_json(text))
+    # With its headers: a bare list of rows would rename the columns 0, 1, 2 ...
+    return gr.update(value={"headers": region_table.HEADERS, "data": region_table.table_from_json(text)})
 
 
 def _rows(rows: Any) -> list[list[Any]]:

@@ -31,3 +31,17 @@ def _has_playwright() -> bool:
 def test_region_editor_in_a_browser():
     result = subprocess.run([NODE, str(ROOT / "tests" / "js" / "editor.browser.js")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+WEBUI = os.environ.get("MODEL_FUSION_WEBUI_URL")
+
+
+@pytest.mark.skipif(
+    not CHROMIUM or not WEBUI or not _has_playwright(),
+    reason="opt-in: set MODEL_FUSION_CHROMIUM and MODEL_FUSION_WEBUI_URL (a WebUI with this extension), install playwright-core for Node",
+)
+def test_the_accordion_in_a_real_webui():
+    """A preset, the schedule in words, the numbers a generation sends, an old infotext pasted back."""
+    script = ROOT / "tests" / "js" / "accordion.browser.js"
+    result = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
