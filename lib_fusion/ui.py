@@ -83,6 +83,8 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     _wire_presets(controls, friendly["preset"], friendly["preset_note"])
     refresh.click(fn=lambda: _checkpoint_choices(), inputs=[], outputs=[model, status])
     unload.click(fn=_unload, inputs=[], outputs=[status])
+    for control in (enabled, model, method):  # the status follows what the last generation loaded
+        control.change(fn=_status, inputs=[], outputs=[status])
     method.change(
         fn=lambda chosen: tuple(
             gr.update(visible=visible)
@@ -124,8 +126,8 @@ def _two_model_controls(defaults: FusionArgs, elem_id: Any, sampling: dict[str, 
         # No minimum/maximum on gradio 3.41's numbers: its preprocess raises for a value out of
         # range, which fails every generation (Enable off too) before the script sees it; the
         # argument model refuses bad values for an enabled fusion only.
-        kg_number = gr.Number(label="kg (A)", value=kg, scale=1, min_width=70, elem_id=elem_id("kg"), tooltip=HINTS["kg"])
-        ke_number = gr.Number(label="ke (B)", value=ke, scale=1, min_width=70, elem_id=elem_id("ke"), tooltip=HINTS["ke"])
+        kg_number = gr.Number(label="kg (A)", value=kg, step=0.1, scale=1, min_width=70, elem_id=elem_id("kg"), tooltip=HINTS["kg"])
+        ke_number = gr.Number(label="ke (B)", value=ke, step=0.1, scale=1, min_width=70, elem_id=elem_id("ke"), tooltip=HINTS["ke"])
     tab = [getattr(sampling.get(key), "value", None) for key in ("sampler", "scheduler", "steps") if key in sampling]
     first_label = _schedule_label((defaults.fusion_selection, defaults.mode, *tab), len(tab))
     schedule_note = gr.Markdown(first_label, elem_classes=["model-fusion-help"], elem_id=elem_id("schedule_note"))
@@ -386,10 +388,14 @@ def _add_mask(image: Any, prompt: str, current: str) -> tuple[Any, str]:
     ), f"Mask region added ({image.width}x{image.height}; the image must have this size)."
 
 
+def _status() -> str:
+    return status_line(host.loaded_report(), host.fusable_titles()[1])
+
+
 def _unload() -> str:
     """The unload button: free the cached fusion checkpoint (it loads again on the next fusion)."""
     host.unload()
-    return status_line(None, host.fusable_titles()[1])
+    return _status()
 
 
 def _paster(field: str):

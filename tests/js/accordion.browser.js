@@ -37,6 +37,12 @@ const id = (name) => `#script_txt2img_model_fusion_${name}`;
         assert.equal(await read(), expected);
     };
 
+    // Every control says on hover what it does (the WebUI turns a component's tooltip into its title).
+    for (const name of ["enabled", "method", "model", "unload", "preset", "fuse", "share", "kg", "ke", "fusion_selection", "windows", "stride"]) {
+        const title = await page.locator(id(name)).first().evaluate((el) => el.title || el.querySelector("[title]")?.title || "");
+        assert.ok(title.length > 20, `${name} has no hover hint`);
+    }
+
     // A preset fills the fields it names (shown in Options).
     await page.locator(`${id("options")} .label-wrap`).first().click();
     await pick("preset", "paper's bee");
