@@ -73,6 +73,9 @@ def version() -> dict[str, str]:
 def models() -> dict[str, Any]:
     """The WebUI's checkpoints, each marked usable (same family as the active one) or not,
     with why; and the fusion checkpoint now loaded, with how long its load took."""
+    problem = host.unsupported_host()
+    if problem is not None:
+        raise HTTPException(status_code=501, detail=problem)
     return {"checkpoints": host.checkpoint_report(), "loaded": host.loaded_report()}
 
 

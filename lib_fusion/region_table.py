@@ -9,6 +9,7 @@ be reordered or deleted and each prompt stays with its mask.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 HEADERS = ["kind", "x", "y", "w", "h", "prompt", "negative prompt", "model", "weight"]
@@ -89,8 +90,15 @@ def add_mask(current: str, mask_base64: str, prompt: str = "") -> str:
     return dump_regions(regions)
 
 
+def table_value(rows: list[list[Any]]) -> dict[str, Any]:
+    """The table's value with its headers, and at least one (blank) row: gradio 4's table
+    (Forge) fails to draw, and takes the whole page down with it, when it has no row."""
+    return {"headers": HEADERS, "data": rows or [[""] * len(HEADERS)]}
+
+
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    """An empty cell: nothing, blank text, or the NaN a number column turns blank text into."""
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and math.isnan(value))
 
 
 def _number(value: Any) -> Any:

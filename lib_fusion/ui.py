@@ -11,6 +11,7 @@ API, X/Y/Z) and sit with the other expert options in the closed Options accordio
 from __future__ import annotations
 
 import base64
+import html
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
             )  # fmt: skip
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"), tooltip=HINTS["refresh"])
             unload = gr.Button(value="\u23cf", elem_classes=["tool"], elem_id=elem_id("unload"), tooltip=HINTS["unload"])
-        status = gr.HTML(status_line(host.loaded_report(), left_out), elem_id=elem_id("status"))
+        status = gr.HTML(_status(left_out), elem_id=elem_id("status"))
         controls = {"enabled": enabled, "model": model, "method": method}
         with gr.Group(visible=defaults.method in TWO_MODEL_METHODS) as two_model_group:
             two_model, guidance_row, friendly = _two_model_controls(defaults, elem_id, sampling or {})
@@ -84,7 +85,7 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     refresh.click(fn=lambda: _checkpoint_choices(), inputs=[], outputs=[model, status])
     unload.click(fn=_unload, inputs=[], outputs=[status])
     for control in (enabled, model, method):  # the status follows what the last generation loaded
-        control.change(fn=_status, inputs=[], outputs=[status])
+        control.change(fn=lambda: _status(), inputs=[], outputs=[status])
     method.change(
         fn=lambda chosen: tuple(
             gr.update(visible=visible)
@@ -284,7 +285,7 @@ def _schedule_label(values: tuple[Any, ...], tab_inputs: int) -> str:
 def _checkpoint_choices() -> tuple[Any, str]:
     host.refresh_checkpoints()
     offered, left_out = host.fusable_titles()
-    return gr.update(choices=offered), status_line(host.loaded_report(), left_out)
+    return gr.update(choices=offered), _status(left_out)
 
 
 def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
@@ -296,11 +297,12 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         "Delete removes the selected box. The main prompt is the background (active checkpoint).</p>"
     )
     table = gr.Dataframe(
+        value=region_table.table_value([]),
         elem_classes=["model-fusion-table"],
         headers=region_table.HEADERS,
         datatype=region_table.DATATYPES,
         col_count=(len(region_table.HEADERS), "fixed"),
-        row_count=(0, "dynamic"),
+        row_count=(1, "dynamic"),
         type="array",
         interactive=True,
         label="Regions (x y w h: fractions of the image · model: active or fusion)",
@@ -365,8 +367,8 @@ def _table_from_json(text: str, rows: Any) -> Any:
     """JSON edited (canvas, paste, infotext): refresh the table unless it already says the same."""
     if region_table.json_from_table(_rows(rows), text) == region_table.dump_regions(region_table.load_regions(text)):
         return gr.update()
-    # With its headers: a bare list of rows would rename the columns 0, 1, 2 ...
-    return gr.update(value={"headers": region_table.HEADERS, "data": region_table.table_from_json(text)})
+    # With its headers (a bare list of rows would rename the columns 0, 1, 2 ...) and a row.
+    return gr.update(value=region_table.table_value(region_table.table_from_json(text)))
 
 
 def _rows(rows: Any) -> list[list[Any]]:
@@ -388,8 +390,12 @@ def _add_mask(image: Any, prompt: str, current: str) -> tuple[Any, str]:
     ), f"Mask region added ({image.width}x{image.height}; the image must have this size)."
 
 
-def _status() -> str:
-    return status_line(host.loaded_report(), host.fusable_titles()[1])
+def _status(left_out: list[tuple[str, str]] | None = None) -> str:
+    """The status line; on a WebUI that cannot fuse, why."""
+    problem = host.unsupported_host()
+    if problem is not None:
+        return f'<span class="model-fusion-status">{html.escape(problem)}</span>'
+    return status_line(host.loaded_report(), host.fusable_titles()[1] if left_out is None else left_out)
 
 
 def _unload() -> str:

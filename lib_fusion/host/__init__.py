@@ -22,6 +22,7 @@ from lib_fusion.host.checkpoints import (
     native_window,
     refresh_checkpoints,
     resolve_checkpoint,
+    unsupported_host,
     xyz_grid_module,
 )
 from lib_fusion.host.generation import finish, start, start_with_error
@@ -72,5 +73,6 @@ __all__ = [
     "step_timesteps",
     "ui_defaults",
     "unload",
+    "unsupported_host",
     "xyz_grid_module",
 ]

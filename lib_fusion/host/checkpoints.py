@@ -113,6 +113,24 @@ def xyz_grid_module() -> Any:
     return None
 
 
+UNSUPPORTED_HOST = (
+    f"{TITLE}: this WebUI runs its models through another backend than AUTOMATIC1111 1.10's (Forge's), where fusing "
+    "is not supported yet; turn Model Fusion off here, or fuse in AUTOMATIC1111 1.10"
+)
+
+
+def unsupported_host() -> str | None:
+    """Why this WebUI cannot fuse, judged by what its model offers (never by a version tag):
+    the fusion hooks need AUTOMATIC1111 1.10's ldm model (``model.diffusion_model``, its
+    config) and sampler; Forge's backend model has ``forge_objects`` instead. None: supported."""
+    model = getattr(shared, "sd_model", None)
+    if model is None:
+        return None  # no model loaded yet: the WebUI says so itself
+    if hasattr(model, "forge_objects") or not hasattr(getattr(model, "model", None), "diffusion_model"):
+        return UNSUPPORTED_HOST
+    return None
+
+
 def is_active_checkpoint(info: Any) -> bool:
     active = getattr(shared.sd_model, "sd_checkpoint_info", None)
     return active is not None and active.filename == info.filename

@@ -12,7 +12,7 @@ from modules import shared
 from lib_fusion import masks
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.host.a1111 import unwrap_sample, wrap_sample
-from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint
+from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint, unsupported_host
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
 from lib_fusion.host.loading import needs_fusion_text_encoder
 from lib_fusion.host.settings import preview_steps, release
@@ -100,6 +100,9 @@ def _with_canonical_masks(args: FusionArgs, images: list[torch.Tensor | None]) -
 
 
 def _check_host(p: Any, args: FusionArgs) -> None:
+    problem = unsupported_host()
+    if problem is not None:
+        raise FusionArgumentError(problem)
     if getattr(shared.sd_model, "cond_stage_key", None) == "edit":
         raise FusionArgumentError(f"{TITLE}: InstructPix2Pix (edit) checkpoints cannot be fused; load a text-to-image checkpoint")
     if getattr(p, "refiner_checkpoint", None) not in (None, "", "None", "none"):

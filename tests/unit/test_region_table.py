@@ -1,3 +1,4 @@
+from lib_fusion import region_table
 from lib_fusion.args import FusionArgs
 from lib_fusion.region_table import add_mask, json_from_table, table_from_json
 
@@ -34,3 +35,12 @@ def test_mask_rows_keep_their_masks_when_reordered_and_masks_can_be_added():
     assert json_from_table(rows[::-1], text) == '[{"mask":"TWO","prompt":"a dog"},{"mask":"ONE"}]'
     assert json_from_table(rows + [["mask 3", "", "", "", "", "", "", "", ""]], text) == text  # no third mask to show
     assert table_from_json("not json") == []
+
+
+def test_the_table_always_has_a_row_and_blank_cells_of_any_kind_are_no_region():
+    """Gradio 4 (Forge) cannot draw a table of no row: the empty table is one blank row,
+    whose number cells may come back as NaN (blank text in a number column) or None."""
+    assert region_table.table_value([]) == {"headers": region_table.HEADERS, "data": [[""] * len(region_table.HEADERS)]}
+    assert region_table.table_value([["box", 0, 0, 1, 1]])["data"] == [["box", 0, 0, 1, 1]]
+    blank = ["", float("nan"), None, float("nan"), float("nan"), "", None, "", float("nan")]
+    assert region_table.json_from_table([blank], "[]") == "[]"
