@@ -77,12 +77,6 @@ class RegionArgs(BaseModel):
         maximum=MAX_WEIGHT,
     )
 
-    windows: Literal["overlap", "shifted"] = Field(
-        "overlap",
-        description="Regions method: overlap = MultiDiffusion's overlapping views every step; shifted = non-overlapping "
-        "windows whose grid moves by a seeded random offset each step (SpotDiffusion): about canvas / window views per step.",
-    )
-
     class Config:
         extra = Extra.forbid
         allow_mutation = False

@@ -47,6 +47,18 @@ def numbers_of(choice: str, percent: float, v1: float) -> tuple[float, int]:
     raise ValueError(f"fuse: choose one of {', '.join(CHOICES)}, got {choice!r}")
 
 
+def shows(choice: str, share: float, v1: float, mode: int) -> bool:
+    """Whether the words on screen already mean these numbers, so neither is rewritten: the
+    same fused timesteps exactly (the last 100 % is v1 = 1000, mode 1), or the numbers' own
+    words to the 0.1 % shown (a pasted v1 = 605.3 stays 605.3). For ``none`` only the choice
+    counts: the share is kept for when a part is chosen again."""
+    if mode == 0 or choice == NONE:
+        return mode == 0 and choice == NONE
+    if numbers_of(choice, share, v1) == (v1, mode):
+        return True
+    return words_of(v1, mode) == (choice, round(float(share), 1))
+
+
 def describe(v1: float, mode: int, timesteps: list[float] | None, sampler: str = "") -> str:
     """One line: the timestep range the window means and, when the step timesteps of the
     chosen sampler are known, which of its steps fuse."""

@@ -227,38 +227,43 @@ def _preset_of(shown: str, *current: Any) -> tuple[Any, Any]:
 
 
 def _numbers_from_words(choice: str, share: float, kg: float, ke: float, selection: str, mode: str) -> tuple[Any, Any]:
-    """Words or factors changed: write v1,kg,ke and the mode, unless they already say that
-    (words that already show the numbers keep them exactly: a pasted v1 = 605.3 stays)."""
+    """Words or factors changed: write v1,kg,ke and the mode, unless they already say that.
+    A factor out of range is written as it is, so the generation names it."""
     try:
         v1_now, _, _ = parse_fusion_selection(selection)
         mode_now = int(mode)
-        if _shown(choice, share) == schedule_words.words_of(v1_now, mode_now):
+        if schedule_words.shows(choice, float(share), v1_now, mode_now):
             v1, new_mode = v1_now, mode_now
         else:
             v1, new_mode = schedule_words.numbers_of(choice, float(share), v1_now)
         text = format_fusion_selection(v1, float(kg), float(ke))
+    except (TypeError, ValueError):  # the numbers do not parse (Options shows why) or a box is empty
+        return gr.update(), gr.update()
+    try:
         if parse_fusion_selection(text) == parse_fusion_selection(selection):
             text = selection
-    except (TypeError, ValueError):  # a bad number in a box: leave the numbers as they are
-        return gr.update(), gr.update()
+    except ValueError:
+        pass
     return (gr.update() if text == selection else text), (gr.update() if new_mode == mode_now else str(new_mode))
 
 
 def _words_from_numbers(selection: str, mode: str, choice: str, share: float, kg: float, ke: float) -> tuple[Any, ...]:
-    """The numbers changed (Options, a paste, a preset): say them in words, unless the words already do."""
+    """The numbers changed (Options, a paste, a preset): say them in words, unless the words
+    already do; ``none`` leaves the share where it was."""
     try:
         v1, kg_new, ke_new = parse_fusion_selection(selection)
-        words = schedule_words.words_of(v1, int(mode))
-        shown = _shown(choice, share)
+        mode_number = int(mode)
+        shown = schedule_words.shows(choice, float(share), v1, mode_number)
     except (TypeError, ValueError):
         return gr.update(), gr.update(), gr.update(), gr.update()
-    updates = (gr.update(), gr.update()) if shown == words else (gr.update(value=words[0]), gr.update(value=words[1]))
+    new_choice, new_share = schedule_words.words_of(v1, mode_number)
+    if shown:
+        updates = (gr.update(), gr.update())
+    elif new_choice == schedule_words.NONE:
+        updates = (gr.update(value=new_choice), gr.update())
+    else:
+        updates = (gr.update(value=new_choice), gr.update(value=new_share))
     return (*updates, _changed(kg, kg_new), _changed(ke, ke_new))
-
-
-def _shown(choice: str, share: Any) -> tuple[str, float]:
-    """What the words show, in :func:`schedule_words.words_of`'s form."""
-    return choice, round(float(share), 1)
 
 
 def _changed(held: Any, new: float) -> Any:

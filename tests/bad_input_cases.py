@@ -197,6 +197,7 @@ CASES = [
     ("circular as text", regions({"box": LEFT}, circular="yes"), {}, None, ["circular: 'yes'", "boolean"]),
     ("stride as text", regions({"box": LEFT}, stride="8"), {}, None, ["stride: '8': a whole number of latent pixels or auto"]),
     ("windows unknown", regions({"box": LEFT}, windows="tiles"), {}, None, ["windows: 'tiles'", "'overlap', 'shifted'"]),
+    ("windows of a region", regions({"box": LEFT, "windows": "shifted"}), {}, None, ["regions[0].windows: unknown field"]),
     # -- values that break a parser rather than a rule (none may pass as a plain image) --------------
     ("huge box number", regions({"box": [0, 0, 0.5, 10**400]}), {}, None, ["regions[0].box", "an integer of 401 digits", "too large"]),
     ("huge weight", regions({"box": LEFT, "weight": 10**400}), {}, None, ["regions[0].weight", "too large"]),

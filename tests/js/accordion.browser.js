@@ -61,6 +61,13 @@ const id = (name) => `#script_txt2img_model_fusion_${name}`;
     await until(() => page.locator(`${id("preset")} input`).first().inputValue(), "custom");
     assert.match(await page.locator(id("schedule_note")).first().innerText(), /Fuses while t > 700 .*: steps 1–\d+ of 1 with|steps? .* of \d+/);
 
+    // None keeps the share for when a part is chosen again.
+    await radio("fuse", "none");
+    await until(() => checked("mode"), "0");
+    await radio("fuse", "the first");
+    await until(() => checked("mode"), "2");
+    await until(() => text("fusion_selection"), "700,1,1");
+
     // What a generation sends: fusion_selection then mode, side by side in the script's arguments.
     // (The size stays: the WebUI's own hires-resolution handler throws in the page when it changes.)
     await page.locator("#txt2img_steps input[type=number]").fill("1");

@@ -80,3 +80,15 @@ def test_every_control_has_a_hover_hint_and_the_status_line_says_what_is_loaded(
     assert "Loaded: expert.safetensors [9f56] (unet, 3.00 GiB)" in line
     assert 'title="xl.safetensors: SDXL &lt;UNet&gt;"' in line and "1 checkpoint of another family not listed" in line
     assert "No fusion checkpoint loaded" in status_line(None, [])
+
+
+def test_the_words_on_screen_are_kept_while_they_mean_the_numbers():
+    # The last 30 %, then none: the share stays 30, so choosing the last again means 30 % again.
+    assert W.numbers_of(W.NONE, 30, 300.0) == (300.0, 0)
+    assert W.shows(W.NONE, 30, 300.0, 0)
+    assert not W.shows(W.LAST, 30, 300.0, 0) and W.numbers_of(W.LAST, 30, 300.0) == (300.0, 1)
+    # The last 100 % is v1 = 1000, mode 1: the radio keeps saying the last, not all.
+    assert W.shows(W.LAST, 100, *W.numbers_of(W.LAST, 100, 0.0))
+    # A pasted v1 with a decimal the slider cannot show is still what the words show.
+    assert W.shows(W.FIRST, 39.5, 605.3, 2) and not W.shows(W.FIRST, 39.0, 605.3, 2)
+    assert not W.shows(W.FIRST, 40, 600.0, 1)  # another mode: rewritten
