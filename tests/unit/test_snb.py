@@ -108,19 +108,25 @@ def test_any_latent_size_hard_mask_is_binary_and_picks_one_model(h, w, n, kg, ke
     assert torch.equal(fused, chosen)
 
 
-@pytest.mark.parametrize("blur", ["box", "gaussian3"])
 @pytest.mark.parametrize("rule", ["hard", "soft"])
-def test_both_models_maps_made_in_one_stacked_call_equal_each_made_alone(blur, rule):
-    """fuse_guided blurs and softmaxes A's and B's maps as one stacked batch: bit for bit the
-    maps and mask each model's own call gives."""
+def test_both_models_maps_made_in_one_stacked_call_equal_each_made_alone(rule):
+    """fuse_guided blurs and softmaxes A's and B's maps as one stacked batch. With the official
+    box blur (a pooling of each plane on its own) that is bit for bit the maps and mask each
+    model's own call gives; a convolution blur may round its last bit differently at another
+    batch size on some CPUs, so the Gaussians are checked to that bit and the mask off near-ties."""
     generator = torch.Generator().manual_seed(3)
     response_a, response_b = torch.randn(2, 3, 4, 12, 10, generator=generator)
     eps_a, eps_b = torch.randn(2, 3, 4, 12, 10, generator=generator)
-    fused = snb.fuse_guided(eps_a, eps_b, response_a, response_b, 1.3, 0.7, blur, rule)
-    sal_a, sal_b = snb.saliency(response_a, blur), snb.saliency(response_b, blur)
-    assert torch.equal(fused.saliency_a, sal_a) and torch.equal(fused.saliency_b, sal_b)
-    if rule == "hard":
-        assert torch.equal(fused.mask, (snb.spatial_softmax(sal_b, 0.7) > snb.spatial_softmax(sal_a, 1.3)).float())
-    else:
-        share = snb.spatial_softmax(sal_b, 0.7) / (snb.spatial_softmax(sal_a, 1.3) + snb.spatial_softmax(sal_b, 0.7))
-        assert torch.allclose(fused.mask, share, atol=1e-6)  # the share through log-softmax: same value, other rounding
+    for blur in ("box", "gaussian3"):
+        fused = snb.fuse_guided(eps_a, eps_b, response_a, response_b, 1.3, 0.7, blur, rule)
+        sal_a, sal_b = snb.saliency(response_a, blur), snb.saliency(response_b, blur)
+        la, lb = snb.spatial_softmax(sal_a, 1.3), snb.spatial_softmax(sal_b, 0.7)
+        if blur == "box":
+            assert torch.equal(fused.saliency_a, sal_a) and torch.equal(fused.saliency_b, sal_b)
+        else:
+            assert torch.allclose(fused.saliency_a, sal_a, rtol=1e-6, atol=0) and torch.allclose(fused.saliency_b, sal_b, rtol=1e-6, atol=0)
+        if rule == "hard":
+            decided = (la - lb).abs() > 1e-5 * torch.maximum(la, lb)
+            assert torch.equal(fused.mask[decided], (lb > la).float()[decided])
+        else:
+            assert torch.allclose(fused.mask, lb / (la + lb), atol=1e-6)  # the share through log-softmax: same value, other rounding
