@@ -15,17 +15,16 @@ try:
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 
-from lib_fusion import masks
 from lib_fusion.argument_messages import describe
 from lib_fusion.echo import cut, shown
 from lib_fusion.methods import USED_BY
+from lib_fusion.region_args import RegionArgs, number
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
 from lib_fusion.screening import screen
 
 TITLE = "Model Fusion"
 MAX_REGIONS = 16
 """Each region adds a model pass per view and step; more than this is refused up front."""
-MAX_WEIGHT = 100.0
 MAX_VIEW_BATCH = 64
 MAX_GUIDANCE = 20.0
 MAX_STEPS = 10_000
@@ -33,93 +32,6 @@ MAX_STEPS = 10_000
 
 class FusionArgumentError(ValueError):
     """A bad argument; the message names it and says what would be valid."""
-
-
-MIN_FACTOR = 1e-6
-"""Smallest region weight (and kg/ke, in :mod:`lib_fusion.schedule`): far below any useful
-value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
-
-
-def _number(value: Any) -> float:
-    """A finite JSON number (bools and strings are refused, ints accepted)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{shown(value)} is not a number")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise ValueError(f"{shown(value)} is too large") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{shown(value)} is not a finite number")
-    return number
-
-
-class RegionArgs(BaseModel):
-    """One region of the Regions method: where, what, and which checkpoint denoises it."""
-
-    box: List[Any] | None = Field(
-        None,
-        description="(x, y, w, h) as fractions of the canvas, from its top-left corner.",
-        minItems=4,
-        maxItems=4,
-        items={"type": "number"},
-    )
-    mask: StrictStr | None = Field(None, description="A base64 PNG of the image's size: white inside the region.")
-    prompt: StrictStr = Field("", description="The region's prompt; empty = the main prompt.")
-    negative_prompt: StrictStr = Field("", description="The region's negative prompt; empty = the main negative prompt.")
-    model: Literal["active", "fusion"] = Field(
-        "fusion", description="Which checkpoint denoises the region: the active one or the fusion checkpoint."
-    )
-    weight: Any = Field(
-        1.0,
-        description="How strongly the region counts where it overlaps others (the mask is multiplied by it).",
-        type="number",
-        minimum=MIN_FACTOR,
-        maximum=MAX_WEIGHT,
-    )
-
-    class Config:
-        extra = Extra.forbid
-        allow_mutation = False
-
-    @validator("box")
-    def _valid_box(cls, value: list | None) -> list | None:
-        if value is None:
-            return None
-        if len(value) != 4:
-            raise ValueError(f"{shown(value)}: give 4 numbers [x, y, w, h], fractions of the canvas")
-        x, y, w, h = (_number(v) for v in value)
-        if w <= 0 or h <= 0:
-            raise ValueError(f"{shown(value)}: width and height must be above 0")
-        eps = 1e-6
-        if x < -eps or y < -eps or x + w > 1 + eps or y + h > 1 + eps:
-            raise ValueError(f"{shown(value)}: outside the canvas; need x, y >= 0, x + w <= 1 and y + h <= 1")
-        return [x, y, w, h]
-
-    @validator("mask")
-    def _valid_mask(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return masks.check(value)
-        except masks.MaskError as error:
-            raise ValueError(str(error)) from None
-
-    @validator("weight", pre=True, always=True)
-    def _valid_weight(cls, value: Any) -> float:
-        weight = _number(value)
-        if not MIN_FACTOR <= weight <= MAX_WEIGHT:
-            raise ValueError(f"{shown(value)}: must be from {MIN_FACTOR:g} to {MAX_WEIGHT:g}")
-        return weight
-
-    @root_validator(skip_on_failure=True)
-    def _box_or_mask(cls, values: dict) -> dict:
-        if (values.get("box") is None) == (values.get("mask") is None):
-            raise ValueError("give exactly one of box [x, y, w, h] or mask (base64 PNG)")
-        return values
-
-    def compact(self) -> dict[str, Any]:
-        """The region without its defaults (infotext, UI JSON)."""
-        return self.dict(exclude_defaults=True)
 
 
 class FusionArgs(BaseModel):
@@ -227,14 +139,14 @@ class FusionArgs(BaseModel):
 
     @validator("guidance_weight", pre=True, always=True)
     def _valid_guidance_weight(cls, value: Any) -> float:
-        weight = _number(value)
+        weight = number(value)
         if not 0 <= weight <= MAX_GUIDANCE:
             raise ValueError(f"{shown(value)}: must be from 0 to {MAX_GUIDANCE:g} (1 = plain CFG)")
         return weight
 
     @validator("mask_ema", pre=True, always=True)
     def _valid_mask_ema(cls, value: Any) -> float:
-        decay = _number(value)
+        decay = number(value)
         if not 0 <= decay < 1:
             raise ValueError(f"{shown(value)}: a decay from 0 (off) to below 1")
         return decay
@@ -278,7 +190,7 @@ class FusionArgs(BaseModel):
 
     @validator("bootstrapping", pre=True, always=True)
     def _valid_bootstrapping(cls, value: Any) -> float:
-        fraction = _number(value)
+        fraction = number(value)
         if not 0 <= fraction <= 1:
             raise ValueError(f"{shown(value)}: must be a fraction of the steps from 0 to 1")
         return fraction

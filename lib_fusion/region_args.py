@@ -1,0 +1,104 @@
+"""One region of the Regions method as the argument model reads it: where (a box or a mask),
+what (its prompts), which checkpoint, how strongly; and the bounded number reading the
+argument models share."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Literal
+
+try:
+    from pydantic.v1 import BaseModel, Extra, Field, StrictStr, root_validator, validator
+except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
+    from pydantic import BaseModel, Extra, Field, StrictStr, root_validator, validator
+
+from lib_fusion import masks
+from lib_fusion.echo import shown
+
+MAX_WEIGHT = 100.0
+
+MIN_FACTOR = 1e-6
+"""Smallest region weight (and kg/ke, in :mod:`lib_fusion.schedule`): far below any useful
+value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
+
+
+def number(value: Any) -> float:
+    """A finite JSON number (bools and strings are refused, ints accepted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{shown(value)} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{shown(value)} is too large") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{shown(value)} is not a finite number")
+    return number
+
+
+class RegionArgs(BaseModel):
+    """One region of the Regions method: where, what, and which checkpoint denoises it."""
+
+    box: List[Any] | None = Field(
+        None,
+        description="(x, y, w, h) as fractions of the canvas, from its top-left corner.",
+        minItems=4,
+        maxItems=4,
+        items={"type": "number"},
+    )
+    mask: StrictStr | None = Field(None, description="A base64 PNG of the image's size: white inside the region.")
+    prompt: StrictStr = Field("", description="The region's prompt; empty = the main prompt.")
+    negative_prompt: StrictStr = Field("", description="The region's negative prompt; empty = the main negative prompt.")
+    model: Literal["active", "fusion"] = Field(
+        "fusion", description="Which checkpoint denoises the region: the active one or the fusion checkpoint."
+    )
+    weight: Any = Field(
+        1.0,
+        description="How strongly the region counts where it overlaps others (the mask is multiplied by it).",
+        type="number",
+        minimum=MIN_FACTOR,
+        maximum=MAX_WEIGHT,
+    )
+
+    class Config:
+        extra = Extra.forbid
+        allow_mutation = False
+
+    @validator("box")
+    def _valid_box(cls, value: list | None) -> list | None:
+        if value is None:
+            return None
+        if len(value) != 4:
+            raise ValueError(f"{shown(value)}: give 4 numbers [x, y, w, h], fractions of the canvas")
+        x, y, w, h = (number(v) for v in value)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"{shown(value)}: width and height must be above 0")
+        eps = 1e-6
+        if x < -eps or y < -eps or x + w > 1 + eps or y + h > 1 + eps:
+            raise ValueError(f"{shown(value)}: outside the canvas; need x, y >= 0, x + w <= 1 and y + h <= 1")
+        return [x, y, w, h]
+
+    @validator("mask")
+    def _valid_mask(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return masks.check(value)
+        except masks.MaskError as error:
+            raise ValueError(str(error)) from None
+
+    @validator("weight", pre=True, always=True)
+    def _valid_weight(cls, value: Any) -> float:
+        weight = number(value)
+        if not MIN_FACTOR <= weight <= MAX_WEIGHT:
+            raise ValueError(f"{shown(value)}: must be from {MIN_FACTOR:g} to {MAX_WEIGHT:g}")
+        return weight
+
+    @root_validator(skip_on_failure=True)
+    def _box_or_mask(cls, values: dict) -> dict:
+        if (values.get("box") is None) == (values.get("mask") is None):
+            raise ValueError("give exactly one of box [x, y, w, h] or mask (base64 PNG)")
+        return values
+
+    def compact(self) -> dict[str, Any]:
+        """The region without its defaults (infotext, UI JSON)."""
+        return self.dict(exclude_defaults=True)
