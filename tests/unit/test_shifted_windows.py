@@ -6,14 +6,7 @@ from hypothesis import strategies as st
 
 from lib_fusion import multidiffusion as md
 from lib_fusion import shifted_windows as sw
-
-
-def views_per_pixel(views, height, width):
-    count = torch.zeros(height, width)
-    for top, bottom, left, right in views:
-        for column in range(left, right):
-            count[top:bottom, column % width] += 1
-    return count
+from tests.unit.test_multidiffusion import views_per_pixel
 
 
 @settings(max_examples=200, deadline=None)
