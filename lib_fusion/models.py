@@ -97,7 +97,10 @@ class ModelCache:
     def _release(self) -> None:
         if self._key is None:
             return
+        free = getattr(self._value, "free", None)
         self._key, self._value, self.load_seconds = None, None, None
+        if callable(free):
+            free()
         gc.collect()
 
 

@@ -47,7 +47,10 @@ model A or B; Regions' active or fusion checkpoint for every region and the back
 
 @dataclass
 class HostStep:
-    """What ``on_cfg_denoiser`` shows of one denoiser call (the host's full row layout)."""
+    """What ``on_cfg_denoiser`` shows of one denoiser call.
+
+    AUTOMATIC1111 shows its full row layout (a row per ``AND`` sub-prompt, then a row per
+    image for the uncond); Forge shows one row per image (``per_image``)."""
 
     x_in: torch.Tensor
     sigma_in: torch.Tensor
@@ -58,6 +61,7 @@ class HostStep:
     index: int
     cfg_scale: float
     total_steps: int | None = None
+    per_image: bool = False
 
     @property
     def batch(self) -> int:
@@ -110,6 +114,8 @@ class _StepRows:
     """Fused output rows of one denoiser call, served to the host's UNet calls in order."""
 
     step: HostStep
+    prediction: torch.Tensor | None = None
+    """The step's prediction, one row per image (None until planned, or passed through)."""
     rows: torch.Tensor | None = None
     passthrough: bool = False
     cursor: int = 0
@@ -184,6 +190,7 @@ class FusionRun:
         """Drop references to models and tensors once the generation is over."""
         self.passes.clear()
         self._pass = self._step = None
+        self._colours = None
         self.fusion_model = None
         self.results.clear()
         self._traces.clear()
@@ -192,6 +199,9 @@ class FusionRun:
 
     # -- hooks ------------------------------------------------------------------------
     def begin_pass(self, sampling_pass: SamplingPass) -> None:
+        if self.passes and self.passes[-1] is self._pass and self._pass.steps_seen == 0:
+            # Forge prepares a hires pass twice and samples only the second: one pass, not two.
+            self.passes.pop()
         self._pass = sampling_pass
         self._step = None
         self.passes.append(sampling_pass)
@@ -215,12 +225,34 @@ class FusionRun:
         if current.rows is None and not current.passthrough:
             sampling_pass.calls += 1
             self._plan(current, sampling_pass)
+            if not current.passthrough:
+                current.rows = spread_to_rows(current.prediction, current.step.conds_list)
         start = current.cursor
         current.cursor += x.shape[0]
         if current.passthrough:
             self.stats.active_runs += 1
             return original(x, sigma, **kwargs)
         return current.rows[start : current.cursor].to(x.dtype)
+
+    def predict(self, cfg_scale: float | None = None, image_cond: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The announced step's prediction, one row per image, in the sampler's units; None
+        when the host's own model call serves it (Forge: from its conditioning modifier,
+        which knows the step's final CFG scale and any replacement image conditioning)."""
+        if self.error is not None:
+            raise self.error
+        current, sampling_pass = self._step, self._pass
+        if current is None or sampling_pass is None or current.prediction is not None or current.passthrough:
+            return None  # no announced step, or one planned already: leave the call alone
+        if cfg_scale is not None:
+            current.step.cfg_scale = cfg_scale
+        if image_cond is not None:
+            current.step.image_cond_in = image_cond
+        sampling_pass.calls += 1
+        self._plan(current, sampling_pass)
+        if current.passthrough:
+            self.stats.active_runs += 1
+            return None
+        return current.prediction
 
     # -- the step ---------------------------------------------------------------------
     def _plan(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
@@ -275,7 +307,7 @@ class FusionRun:
                 prediction, maps = fused.prediction, (fused.saliency_a, fused.saliency_b, fused.mask)
             if self.args.preview and maps[0] is not None:
                 self._trace(step, t, maps)
-        current.rows = spread_to_rows(prediction, step.conds_list)
+        current.prediction = prediction
 
     def _trace(self, step: HostStep, t: float, maps: tuple[torch.Tensor | None, ...]) -> None:
         """Keep a fused step's maps for the previews, as one map per image (a per-channel
@@ -324,7 +356,7 @@ class FusionRun:
         self._count_runs(
             active_runs=int(any(r.model.name == ACTIVE for r in regions)), fusion_runs=int(any(r.model.name == FUSION for r in regions))
         )
-        current.rows = spread_to_rows(result.prediction, step.conds_list)
+        current.prediction = result.prediction
 
     def _bootstrap(self, layout: RegionLayout, source: RegionSource, inputs: StepInput, step: HostStep, regions: int) -> Bootstrap:
         """Bootstrapping's colours, noise and colour picks: made at the pass's first
@@ -366,10 +398,11 @@ class FusionRun:
 def _inputs(step: HostStep, sampling_pass: SamplingPass) -> StepInput:
     """The batch as one row per image (the uncond rows' x, sigma and image conditioning)."""
     batch = step.batch
+    image_cond = step.image_cond_in if step.per_image else pick(step.image_cond_in, _first_rows(step.conds_list))
     return StepInput(
         x=step.x_in[-batch:],
         sigma=step.sigma_in[-batch:],
-        image_cond=pick(step.image_cond_in, _first_rows(step.conds_list)),
+        image_cond=image_cond,
         image_uncond=step.image_cond_in[-batch:],
         cfg_scale=step.cfg_scale,
         units=sampling_pass.units,

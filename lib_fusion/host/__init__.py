@@ -4,14 +4,15 @@
 - :mod:`.loading`: the fusion checkpoint in memory (build, cache, memory policy, wrappers);
 - :mod:`.settings`: the Settings section and the values read from it;
 - :mod:`.generation`: one generation from ``process`` to ``postprocess``;
+- :mod:`.sampling`: around every host's sampling hook (``p.sample``, conditionings);
 - :mod:`.a1111`: how AUTOMATIC1111 1.10.x calls the fusion while it samples;
+- :mod:`.forge`, :mod:`.forge_loading`: how Forge calls it, and its fusion checkpoint;
 - :mod:`.images`: the comparison and previews added to the WebUI's output;
 - :mod:`.schedules`: the timesteps a sampler will step through (the accordion's schedule label).
 
 ``scripts/``, the UI and the routes use the names below.
 """
 
-from lib_fusion.host.a1111 import begin_pass
 from lib_fusion.host.checkpoints import (
     active_title,
     api_access,
@@ -25,7 +26,7 @@ from lib_fusion.host.checkpoints import (
     unsupported_host,
     xyz_grid_module,
 )
-from lib_fusion.host.generation import finish, start, start_with_error
+from lib_fusion.host.generation import begin_pass, finish, start, start_with_error
 from lib_fusion.host.images import RUN_ATTRIBUTE, keep_result
 from lib_fusion.host.loading import FusionModel, load_fusion_model, loaded_report, unload
 from lib_fusion.host.schedules import step_timesteps

@@ -44,7 +44,7 @@ def resolve_checkpoint(name: str) -> Any:
 def checkpoint_report() -> list[dict[str, Any]]:
     """Each listed checkpoint and whether it can fuse with the active one, judged from the
     safetensors header alone (no weights read); a ``.ckpt`` is judged when it loads."""
-    active = _shapes(shared.sd_model.model.diffusion_model.state_dict())
+    active = _shapes(active_unet().state_dict())
     report = []
     for title in checkpoint_titles():
         info = sd_models.checkpoints_list[title]
@@ -114,19 +114,37 @@ def xyz_grid_module() -> Any:
 
 
 UNSUPPORTED_HOST = (
-    f"{TITLE}: this WebUI runs its models through another backend than AUTOMATIC1111 1.10's (Forge's), where fusing "
-    "is not supported yet; turn Model Fusion off here, or fuse in AUTOMATIC1111 1.10"
+    f"{TITLE}: this WebUI runs its models through a backend the fusion does not know (neither AUTOMATIC1111 1.10's "
+    "nor Forge's); turn Model Fusion off here, or fuse in AUTOMATIC1111 1.10 or Forge"
 )
 
 
+def runs_forge() -> bool:
+    """The active model is a Forge-family engine (its parts in ``forge_objects``)."""
+    return hasattr(getattr(shared, "sd_model", None), "forge_objects")
+
+
+def active_unet() -> Any:
+    """The active model's UNet module, on either host family."""
+    model = shared.sd_model
+    if runs_forge():
+        return model.forge_objects.unet.model.diffusion_model
+    return model.model.diffusion_model
+
+
 def unsupported_host() -> str | None:
-    """Why this WebUI cannot fuse, judged by what its model offers (never by a version tag):
-    the fusion hooks need AUTOMATIC1111 1.10's ldm model (``model.diffusion_model``, its
-    config) and sampler; Forge's backend model has ``forge_objects`` instead. None: supported."""
+    """Why this WebUI cannot fuse, judged by what its model and backend offer (never by a
+    version tag): AUTOMATIC1111 1.10's ldm model (``model.diffusion_model``), or a Forge
+    engine whose backend has the hooks the fusion uses. None: supported."""
     model = getattr(shared, "sd_model", None)
     if model is None:
         return None  # no model loaded yet: the WebUI says so itself
-    if hasattr(model, "forge_objects") or not hasattr(getattr(model, "model", None), "diffusion_model"):
+    if runs_forge():
+        from lib_fusion.host import forge
+
+        missing = forge.missing_hooks()
+        return None if missing is None else f"{TITLE}: this Forge-family WebUI cannot fuse: {missing}; turn Model Fusion off here"
+    if not hasattr(getattr(model, "model", None), "diffusion_model"):
         return UNSUPPORTED_HOST
     return None
 
@@ -155,12 +173,49 @@ def with_prefix(state_dict: dict, prefix: str) -> dict:
 
 def check_family(info: Any, weights: dict, active: dict) -> None:
     """Refuse another architecture (SD1 vs SD2 vs SDXL, inpainting vs plain) by weight shapes."""
-    reason = family_mismatch(_shapes(weights), _shapes(active))
+    _check_shapes(info, _shapes(weights), _shapes(active))
+
+
+def _check_shapes(info: Any, shapes: Shapes, active: Shapes) -> None:
+    reason = family_mismatch(shapes, active)
     if reason is not None:
+        family = getattr(shared.sd_model, "used_config", None) or type(shared.sd_model).__name__
         raise FusionModelError(
             f"{TITLE}: fusion checkpoint {info.title!r} is not of the active checkpoint's family "
-            f"({shared.sd_model.used_config}): {reason}. Choose a checkpoint of the same family (SD1 with SD1, SDXL with SDXL)."
+            f"({family}): {reason}. Choose a checkpoint of the same family (SD1 with SD1, SDXL with SDXL)."
         )
+
+
+FLOATING = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+"""safetensors' names of the floating dtypes."""
+
+
+def check_header(info: Any) -> None:
+    """Judge a ``.safetensors`` fusion checkpoint from its header alone, before a loader reads
+    it whole (Forge): readable, of the active family, floating-point UNet weights."""
+    if not info.filename.lower().endswith(".safetensors"):
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(info.filename, framework="pt") as handle:
+            slices = {key[len(UNET_PREFIX) :]: handle.get_slice(key) for key in handle.keys() if key.startswith(UNET_PREFIX)}
+            shapes = {key: tuple(piece.get_shape()) for key, piece in slices.items()}
+            dtypes = {key: piece.get_dtype() for key, piece in slices.items()}
+    except Exception as error:  # safetensors' own words name neither the file nor a fix
+        raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r}: {without_path(str(error), info)}") from error
+    _check_shapes(info, shapes, _shapes(active_unet().state_dict()))
+    bad = sorted(key for key, dtype in dtypes.items() if dtype not in FLOATING)
+    if bad:
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {shown(info.title)} holds {len(bad)} UNet weights that are not floating point "
+            f"(e.g. {bad[0]}: {_torch_dtype_name(dtypes[bad[0]])}); it is not a usable Stable Diffusion checkpoint"
+        )
+
+
+def _torch_dtype_name(dtype: str) -> str:
+    names = {"I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8", "BOOL": "bool"}
+    return f"torch.{names.get(dtype, dtype)}"
 
 
 def _shapes(weights: dict) -> Shapes:

@@ -11,10 +11,11 @@ from modules import shared
 
 from lib_fusion import masks
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
-from lib_fusion.host.a1111 import unwrap_sample, wrap_sample
-from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint, unsupported_host
+from lib_fusion.host import a1111, forge
+from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint, runs_forge, unsupported_host
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
 from lib_fusion.host.loading import needs_fusion_text_encoder
+from lib_fusion.host.sampling import unwrap_sample, wrap_sample
 from lib_fusion.host.settings import preview_steps, release
 from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext
 from lib_fusion.methods import TWO_MODEL_METHODS, fusion_prompts_read
@@ -44,8 +45,18 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
     except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
         run.error = error
     setattr(p, RUN_ATTRIBUTE, run)
-    wrap_sample(p, run)
+    wrap_sample(p, run, family())
     return run
+
+
+def family() -> Any:
+    """The module that hooks this host family's sampler (:mod:`.forge` or :mod:`.a1111`)."""
+    return forge if runs_forge() else a1111
+
+
+def begin_pass(p: Any) -> None:
+    """``process_before_every_sampling``: the family's sampling hook for this pass."""
+    family().begin_pass(p)
 
 
 def _write_infotext(p: Any, entries: dict[str, Any]) -> None:
@@ -61,7 +72,7 @@ def start_with_error(p: Any, error: Exception) -> None:
     run = FusionRun(FusionArgs())
     run.error = error
     setattr(p, RUN_ATTRIBUTE, run)
-    wrap_sample(p, run)
+    wrap_sample(p, run, family())
 
 
 def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
@@ -114,7 +125,7 @@ def _check_host(p: Any, args: FusionArgs) -> None:
             raise FusionArgumentError(
                 f"{TITLE}: {name} {value} is not a multiple of 8 (one latent pixel is 8 image pixels); use {low or high} or {high}"
             )
-    if needs_fusion_text_encoder(args) and getattr(shared.sd_model, "is_sdxl", False):
+    if needs_fusion_text_encoder(args) and getattr(shared.sd_model, "is_sdxl", False) and not runs_forge():
         what = "text_encoder='own'" if args.text_encoder == "own" else "solo='fusion' (model A encodes both prompts)"
         raise FusionArgumentError(
             f"{TITLE}: {what} needs the fusion checkpoint's text encoder, which is supported for SD1 checkpoints only; "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from modules import devices, sd_disable_initialization, sd_models, shared
@@ -17,6 +17,7 @@ from lib_fusion.host.checkpoints import (
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
     active_config,
+    active_unet,
     check_family,
     is_active_checkpoint,
     with_prefix,
@@ -30,9 +31,14 @@ class FusionModel:
     """The secondary checkpoint's parts: a UNet, and a text encoder when one is needed."""
 
     title: str
-    unet: torch.nn.Module | None
-    """None: the fusion checkpoint is the active one, whose UNet is reused."""
+    unet: Any
+    """None: the fusion checkpoint is the active one, whose UNet is reused. A module on
+    AUTOMATIC1111, Forge's UNet patcher on Forge."""
     text_encoder: Any = None
+    """What encodes its prompts (``get_learned_conditioning``): the wrapped encoder on
+    AUTOMATIC1111 when one is needed, the whole engine on Forge."""
+    free: Callable[[], None] | None = None
+    """Called when the cache drops the model (Forge: tell its memory manager)."""
 
 
 def load_fusion_model(info: Any, need_text_encoder: bool) -> FusionModel:
@@ -56,9 +62,20 @@ def loaded_report() -> dict[str, Any] | None:
     if model is None:
         return None
     parts = ["unet"] + (["text_encoder"] if model.text_encoder is not None else [])
-    modules = [module for module in (model.unet, model.text_encoder) if module is not None]
+    modules = [_module_of(part) for part in (model.unet, model.text_encoder) if part is not None]
     size = sum(tensor.numel() * tensor.element_size() for module in modules for tensor in (*module.parameters(), *module.buffers()))
     return {"title": model.title, "parts": parts, "load_seconds": round(CACHE.load_seconds or 0.0, 3), "bytes": size}
+
+
+def _module_of(part: Any) -> torch.nn.Module:
+    """The weights behind a part: the module itself, or (Forge) a patcher's model or an
+    engine's text encoder."""
+    if isinstance(part, torch.nn.Module):
+        return part
+    objects = getattr(part, "forge_objects", None)
+    if objects is not None:
+        return objects.clip.cond_stage_model
+    return part.model
 
 
 def _build(info: Any, need_text_encoder: bool) -> FusionModel:
@@ -68,7 +85,7 @@ def _build(info: Any, need_text_encoder: bool) -> FusionModel:
         raise FusionModelError(f"{TITLE}: cannot read fusion checkpoint {info.title!r}: {without_path(str(error), info)}") from error
     config = active_config()
     unet_weights = with_prefix(state_dict, UNET_PREFIX)
-    check_family(info, unet_weights, shared.sd_model.model.diffusion_model.state_dict())
+    check_family(info, unet_weights, active_unet().state_dict())
     _check_floating(info, unet_weights)
     unet_config = config.model.params.get("unet_config") or config.model.params.get("network_config")
     unet = _instantiate_with(unet_config, unet_weights)

@@ -13,7 +13,7 @@ from modules import errors, script_callbacks, shared  # noqa: E402
 from standin import WebUI  # noqa: E402
 
 
-def _standin(tmp_path, family):
+def _standin(tmp_path, family, host="a1111"):
     from lib_fusion.models import CACHE
 
     shared.opts = shared.default_opts()
@@ -22,19 +22,56 @@ def _standin(tmp_path, family):
     errors.reported.clear()
     CACHE.unload()
     script_callbacks.clear_callbacks()  # a fresh process: the script registers its app-level callbacks on import
-    host = WebUI(tmp_path, family=family)
-    yield host
+    webui = WebUI(tmp_path, family=family, host=host)
+    yield webui
     CACHE.unload()
     assert script_callbacks.registered_count() == 0, "a callback outlived the generation"
 
 
+HOSTS = ["a1111", "forge"]
+"""The host families every host test runs on (AUTOMATIC1111 1.10, Forge main)."""
+KDIFFUSION_ONLY = {"DDIM", "UniPC", "PLMS", "LCM"}
+"""Samplers the stand-in Forge does not model (Forge runs them through other paths)."""
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "a1111_only(why): the test reads AUTOMATIC1111's internals; on Forge it is skipped, saying why")
+
+
+def _skip_on_forge(request):
+    marker = request.node.get_closest_marker("a1111_only")
+    if marker is not None:
+        pytest.skip(f"AUTOMATIC1111 only: {marker.args[0]}")
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    if any(isinstance(value, str) and value in KDIFFUSION_ONLY for value in params.values()):
+        pytest.skip("the stand-in Forge models k-diffusion samplers only")
+
+
+@pytest.fixture(params=HOSTS)
+def webui(request, tmp_path):
+    """The stand-in WebUI with SD1-shaped tiny checkpoints (tensor conditioning), as
+    AUTOMATIC1111 1.10 and as Forge: one suite over both host families."""
+    if request.param == "forge":
+        _skip_on_forge(request)
+    yield from _standin(tmp_path, "sd1", request.param)
+
+
+@pytest.fixture(params=HOSTS)
+def sdxl_webui(request, tmp_path):
+    """The stand-in WebUI with SDXL-shaped tiny checkpoints (dict conditioning, size vector)."""
+    if request.param == "forge":
+        _skip_on_forge(request)
+    yield from _standin(tmp_path, "sdxl", request.param)
+
+
 @pytest.fixture
-def webui(tmp_path):
-    """The stand-in WebUI with SD1-shaped tiny checkpoints (tensor conditioning)."""
+def a1111_webui(tmp_path):
+    """The stand-in AUTOMATIC1111 1.10 alone (what only that host has)."""
     yield from _standin(tmp_path, "sd1")
 
 
 @pytest.fixture
-def sdxl_webui(tmp_path):
-    """The stand-in WebUI with SDXL-shaped tiny checkpoints (dict conditioning, size vector)."""
-    yield from _standin(tmp_path, "sdxl")
+def forge_webui(tmp_path):
+    """The stand-in Forge alone (what only that host has)."""
+    yield from _standin(tmp_path, "sd1", "forge")
+

@@ -34,10 +34,10 @@ def at_step(index, action):
     return on_step
 
 
-def failing_unet(monkeypatch, which, error, after_calls=2):
+def failing_unet(webui, monkeypatch, which, error, after_calls=2):
     """Make the active or the fusion UNet raise ``error`` from its third call on."""
-    unet_class = type(shared.sd_model.model.diffusion_model)
-    active = shared.sd_model.model.diffusion_model
+    unet_class = type(webui.unet())
+    active = webui.unet()
     original = unet_class.forward
     calls = {"n": 0}
 
@@ -86,7 +86,7 @@ def test_every_ending_leaves_the_webui_as_it_was(webui, monkeypatch, ending):
     if arm and arm[0] == "step":
         monkeypatch.setattr(shared.state, "on_step", at_step(arm[1], arm[2]), raising=False)
     elif arm:
-        failing_unet(monkeypatch, arm[1], arm[2])
+        failing_unet(webui, monkeypatch, arm[1], arm[2])
     p = webui.processing(fusion, steps=STEPS, batch_size=2, **kwargs)
     if expected is None:
         processed = processing.process_images(p)
@@ -101,6 +101,9 @@ def test_every_ending_leaves_the_webui_as_it_was(webui, monkeypatch, ending):
     assert "sample" not in vars(p) or ending.startswith(("success", "interrupt", "skip"))
     assert p.model_fusion_run.patched in (None, [])
     assert shared.sd_model is model and weights_hash(model) == before
+    if webui.host == "forge":  # the model's own UNet patcher is back, none of our hooks on it
+        unet = shared.sd_model.forge_objects.unet
+        assert unet is shared.sd_model.forge_objects_after_applying_lora.unet and "conditioning_modifiers" not in unet.model_options
     assert torch.equal(webui.latents(None, extension=False, steps=STEPS, batch_size=2), baseline)
     assert torch.equal(webui.latents(snb(enabled=False), steps=STEPS, batch_size=2), baseline)
 
@@ -121,6 +124,7 @@ def test_postprocess_drops_the_wrapper_and_the_models(webui):
     assert p.model_fusion_run.fusion_model is None and p.model_fusion_run.passes == []
 
 
+@pytest.mark.a1111_only("it swaps the sampler's inner model (test_forge.py drops the hooks instead)")
 def test_a_sampler_that_bypasses_the_hook_gives_an_error_not_an_unfused_image(webui, monkeypatch):
     """Never silent: an extension that swaps the sampler's inner model after ours was hooked
     means the fusion never ran, so the image must not come back labelled as fused."""
@@ -138,6 +142,7 @@ def test_a_sampler_that_bypasses_the_hook_gives_an_error_not_an_unfused_image(we
     assert script_callbacks.registered_count() == 0
 
 
+@pytest.mark.a1111_only("DDIM with one step makes no denoiser call")
 def test_a_pass_without_denoiser_calls_is_not_mistaken_for_a_bypass(webui):
     """DDIM with one step makes no model call (the WebUI returns the noise): nothing to fuse."""
     plain = webui.latents(None, extension=False, sampler_name="DDIM", steps=1)

@@ -26,6 +26,7 @@ def test_every_sampler_fuses_and_counts_only_needed_passes(webui, sampler):
     assert all(t > 600 for t in fused_ts)
 
 
+@pytest.mark.a1111_only("DDIM's timestep samplers")
 def test_ddim_timesteps_follow_the_official_test(webui):
     p = webui.processing(fusion(fusion_selection="500,1,1", mode=1), sampler_name="DDIM", steps=10)
     processing.process_images(p)
@@ -105,7 +106,9 @@ def test_cache_reuses_the_fusion_model_and_reloads_on_change(webui):
     webui.generate(fusion())
     assert CACHE.loads == loads
     webui.generate(fusion(text_encoder="own"))
-    assert CACHE.loads == loads + 1
+    # AUTOMATIC1111 reads the UNet alone until a fusion text encoder is needed; Forge's loader
+    # builds the whole checkpoint at once, so nothing is loaded again.
+    assert CACHE.loads == loads + (1 if webui.host == "a1111" else 0)
 
 
 def test_active_weights_and_hooks_unchanged_after_generations(webui):

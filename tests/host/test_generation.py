@@ -55,7 +55,7 @@ def test_solo_fusion_equals_fusion_checkpoint_loaded_as_active(webui):
 
 def test_hooks_are_gone_after_an_exception_inside_a_unet_call(webui, monkeypatch):
     calls = {"n": 0}
-    unet = shared.sd_model.model.diffusion_model
+    unet = webui.unet()
     original = unet.forward
 
     def failing(*args, **kwargs):

@@ -55,7 +55,7 @@ def test_regions_fields_never_fail_snb_and_snb_fields_never_fail_regions(webui):
 
 def test_the_cached_fusion_weights_own_their_memory(webui):
     webui.generate({"enabled": True, "model": "expert"}, steps=1)
-    unet = CACHE.value.unet
+    unet = webui.fusion_unet()
     before = {name: tensor.clone() for name, tensor in unet.state_dict().items()}
     path = webui.models / "expert.safetensors"
     size = path.stat().st_size
@@ -73,7 +73,7 @@ def test_a_changed_checkpoint_file_is_loaded_again(webui):
     webui.generate({"enabled": True, "model": "expert"}, steps=1)
     assert CACHE.value is not first
     expected = load_file(str(webui.models / "expert.safetensors"))["model.diffusion_model.input.weight"]
-    assert torch.equal(CACHE.value.unet.input.weight, expected)
+    assert torch.equal(webui.fusion_unet().input.weight, expected)
 
 
 def test_each_mask_is_decoded_once_per_generation_and_a_paste_decodes_none(webui, monkeypatch):

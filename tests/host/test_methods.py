@@ -9,7 +9,6 @@ import torch
 from modules import infotext_utils, sd_models, shared
 
 from lib_fusion.infotext import from_infotext
-from lib_fusion.models import CACHE
 from tests.host.test_official_snb import CFG, NEGATIVE, PROMPT_A, PROMPT_B, Recorder, encode, fusion_unet
 
 STEPS = 10
@@ -45,11 +44,12 @@ def run_against(webui, fusion, eps_of, batch=2):
 
 
 def models(webui):
-    unet_a, unet_b = shared.sd_model.model.diffusion_model, fusion_unet(webui)
+    unet_a, unet_b = webui.unet(), fusion_unet(webui)
     cond_a, cond_b, uncond = encode([PROMPT_A] * 2), encode([PROMPT_B] * 2), encode([NEGATIVE] * 2)
     return unet_a, unet_b, cond_a, cond_b, uncond
 
 
+@pytest.mark.a1111_only("the restated DDIM loop")
 def test_guidance_follows_autoguidance_over_the_ddim_loop(webui):
     unet_a, unet_b, cond_a, cond_b, uncond = models(webui)
     w, v1 = 2.5, 500
@@ -65,6 +65,7 @@ def test_guidance_follows_autoguidance_over_the_ddim_loop(webui):
     run_against(webui, {**fusion, "fusion_selection": f"{v1},1,1", "mode": 2}, eps_of)
 
 
+@pytest.mark.a1111_only("the restated DDIM loop")
 def test_base_uncond_follows_its_rule_over_the_ddim_loop(webui):
     unet_a, unet_b, cond_a, _, uncond = models(webui)
 
@@ -99,7 +100,7 @@ class RowCounter:
 def test_only_the_needed_rows_run(webui, monkeypatch):
     batch, steps = 2, 4  # Euler: 4 calls, all inside the window
     webui.generate({"enabled": True, "model": "expert"}, steps=1)  # load the fusion UNet
-    counter = RowCounter(monkeypatch, active=shared.sd_model.model.diffusion_model, fusion=CACHE.value.unet)
+    counter = RowCounter(monkeypatch, active=webui.unet(), fusion=webui.fusion_unet())
     everything = {"enabled": True, "model": "expert", "fusion_selection": "1000,1,1", "mode": 1}
     webui.generate({**everything, "method": "guidance", "guidance_weight": 2.0}, steps=steps, batch_size=batch)
     assert counter.rows == {"active": 2 * batch * steps, "fusion": batch * steps}  # + B's cond rows only: 1.5 x

@@ -108,6 +108,7 @@ def encode(texts):
         return shared.sd_model.get_learned_conditioning(texts)
 
 
+@pytest.mark.a1111_only("the official DDIM loop (Forge: the k-diffusion test below)")
 @pytest.mark.parametrize(("selection", "mode"), [("600,1,1", 2), ("400,1,1", 1), ("1000,1,3", 1)])
 def test_ddim_generation_follows_the_official_sampler_step_by_step(webui, selection, mode):
     steps, batch = 20, 2
@@ -119,7 +120,7 @@ def test_ddim_generation_follows_the_official_sampler_step_by_step(webui, select
         )  # fmt: skip
     host_xs = [x[-batch:] for x in seen.x] + [out]  # x_t entering each of the WebUI's steps, then the result
     v1, kg, ke = (float(v) for v in selection.split(","))
-    unet_a = shared.sd_model.model.diffusion_model
+    unet_a = webui.unet()
     cond_a, cond_b, uncond = encode([PROMPT_A] * batch), encode([PROMPT_B] * batch), encode([NEGATIVE] * batch)
     with torch.no_grad():
         official = official_ddim(unet_a, fusion_unet(webui), host_xs[0], steps, cond_a, cond_b, uncond, v1, kg, ke, mode)
@@ -139,7 +140,7 @@ def test_measuring_b_against_its_own_uncond_changes_the_mask_here(webui):
         x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)) * 5
         t = torch.full((2,), 801.0)
         cond_a, cond_b, uncond = encode([PROMPT_A] * 2), encode([PROMPT_B] * 2), encode([NEGATIVE] * 2)
-        unet_a, unet_b = shared.sd_model.model.diffusion_model, fusion_unet(webui)
+        unet_a, unet_b = webui.unet(), fusion_unet(webui)
         _, l_a, l_b = official_snb_eps(unet_a, unet_b, x, t, cond_a, cond_b, uncond, CFG, 1.0, 1.0)
         u_a = unet_a(x, t, context=uncond)
         u_b = unet_b(x, t, context=uncond)
@@ -171,12 +172,15 @@ def test_kdiffusion_fused_step_is_the_official_rule_in_eps_units(webui, sampler)
     finally:
         script_callbacks.remove_callbacks_for_function(after_cfg)
     x, sigma = seen.x[0][-batch:], seen.sigma[0][-batch:]
-    t = CompVisDenoiser(shared.sd_model).sigma_to_t(sigma)  # the host's sigma -> DDPM timestep
+    if webui.host == "forge":  # Forge's KModel gives the UNet the schedule's nearest timestep
+        t = shared.sd_model.forge_objects.unet.model.predictor.timestep(sigma).float()
+    else:  # AUTOMATIC1111's CompVisDenoiser interpolates in log sigma
+        t = CompVisDenoiser(shared.sd_model).sigma_to_t(sigma)
     c_in = (1 / (sigma**2 + 1) ** 0.5)[:, None, None, None]
     cond_a, cond_b, uncond = encode([PROMPT_A] * batch), encode([PROMPT_B] * batch), encode([NEGATIVE] * batch)
     with torch.no_grad():
         eps, l_a, l_b = official_snb_eps(
-            shared.sd_model.model.diffusion_model, fusion_unet(webui), x * c_in, t, cond_a, cond_b, uncond, CFG, 1.0, 1.0
+            webui.unet(), fusion_unet(webui), x * c_in, t, cond_a, cond_b, uncond, CFG, 1.0, 1.0
         )
     expected = x - sigma[:, None, None, None] * eps
     # Choosing in x0 units and measuring saliency there (divided by sigma) rounds differently

@@ -22,7 +22,7 @@ def snb(**overrides):
 
 
 def fusion_unet():
-    return CACHE._value.unet
+    return CACHE.value.unet
 
 
 @pytest.fixture
@@ -43,12 +43,14 @@ def moves(monkeypatch):
     return recorded
 
 
+@pytest.mark.a1111_only("its memory policy; Forge's memory manager places the model (test_forge.py)")
 def test_by_default_the_fusion_model_stays_on_the_device(webui, moves):
     webui.generate(snb(), steps=4)
     webui.generate(snb(), steps=4)
     assert moves == [("TinyUNet", "device")]  # placed once when loaded, never moved again
 
 
+@pytest.mark.a1111_only("--medvram; Forge's memory manager places the model")
 @pytest.mark.parametrize("flag", ["medvram", "medvram_sdxl"])
 def test_medvram_keeps_it_on_the_cpu_between_generations(sdxl_webui, moves, flag):
     setattr(shared.cmd_opts, flag, True)
@@ -57,12 +59,14 @@ def test_medvram_keeps_it_on_the_cpu_between_generations(sdxl_webui, moves, flag
     assert moves == [("TinyUNet", "cpu"), *[("TinyUNet", "device"), ("TinyUNet", "cpu")] * 2]
 
 
+@pytest.mark.a1111_only("--medvram-sdxl; Forge's memory manager places the model")
 def test_medvram_sdxl_leaves_sd1_alone(webui, moves):
     shared.cmd_opts.medvram_sdxl = True
     webui.generate(snb(), steps=4)
     assert moves == [("TinyUNet", "device")]
 
 
+@pytest.mark.a1111_only("--lowvram; Forge's memory manager places the model")
 def test_lowvram_moves_it_for_each_call_only(webui, moves):
     shared.cmd_opts.lowvram = True
     p = webui.processing(snb(text_encoder="own"), steps=4)
@@ -74,6 +78,7 @@ def test_lowvram_moves_it_for_each_call_only(webui, moves):
     assert encoder_moves == ["cpu"] + ["device", "cpu"] * (len(encoder_moves) // 2) and len(encoder_moves) >= 3
 
 
+@pytest.mark.a1111_only("its dtype_unet; Forge's loader picks the storage dtype")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_the_fusion_unet_takes_the_webuis_unet_dtype(webui, monkeypatch, dtype):
     """fp16 hosts (no ``--no-half``) get a half fusion UNet; its output joins the sampler's float32."""
@@ -107,6 +112,7 @@ def test_unload_route_and_script_unload_free_the_model(webui):
     assert CACHE.key is None
 
 
+@pytest.mark.a1111_only("its own reader; Forge's loader reads the file")
 def test_a_ckpt_is_read_through_the_webuis_restricted_loader(webui, monkeypatch):
     weights = sd_models.read_state_dict(str(webui.models / "expert.safetensors"))
     torch.save(weights, webui.models / "legacy.ckpt")
@@ -117,19 +123,20 @@ def test_a_ckpt_is_read_through_the_webuis_restricted_loader(webui, monkeypatch)
     monkeypatch.setattr(sd_models, "read_state_dict", lambda f, **kw: read.append(os.path.basename(f)) or original(f, **kw))
 
     from_ckpt = webui.latents(snb(model="legacy"), steps=4)
-    ckpt_weights = CACHE.value.unet.state_dict()
+    ckpt_weights = webui.fusion_unet().state_dict()
     CACHE.unload()
     from_safetensors = webui.latents(snb(model="expert"), steps=4)
     # The same model: every weight equal. (The images need not be bit-equal: unpickled and
     # memory-mapped tensors sit at different alignments, which can change a convolution's
     # vectorised rounding, so the weights are the exact promise.)
-    assert all(torch.equal(value, CACHE.value.unet.state_dict()[key]) for key, value in ckpt_weights.items())
+    assert all(torch.equal(value, webui.fusion_unet().state_dict()[key]) for key, value in ckpt_weights.items())
     assert from_ckpt.shape == from_safetensors.shape and not torch.equal(from_ckpt, webui.latents(None, steps=4))
     with pytest.raises(ValueError, match="cannot read fusion checkpoint 'evil.ckpt"):
         webui.generate(snb(model="evil"), steps=4)
     assert read == ["legacy.ckpt", "evil.ckpt"]  # a .safetensors has its UNet tensors read alone
 
 
+@pytest.mark.a1111_only("Forge's loader builds the checkpoint whole")
 def test_a_safetensors_fusion_checkpoint_is_read_for_its_unet_alone(webui, monkeypatch):
     """Without its text encoder the fusion needs the UNet: the file's other tensors stay
     unread, and the UNet is built on the meta device and given the read tensors themselves."""
@@ -159,7 +166,7 @@ def test_a_safetensors_fusion_checkpoint_is_read_for_its_unet_alone(webui, monke
     monkeypatch.setattr(safetensors, "safe_open", Recording)
     webui.generate(snb(), steps=2)
     assert got and all(key.startswith("model.diffusion_model.") for key in got)
-    unet = CACHE.value.unet
+    unet = webui.fusion_unet()
     assert not any(t.is_meta for t in unet.state_dict().values())
     expected = safetensors.torch.load_file(str(webui.models / "expert.safetensors"))
     assert all(torch.equal(value, expected["model.diffusion_model." + key]) for key, value in unet.state_dict().items())

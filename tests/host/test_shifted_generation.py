@@ -96,6 +96,7 @@ def shifted(**overrides):
     return {"enabled": True, "method": "regions", "windows": "shifted", "window": WINDOW, "bootstrapping": 0.0, **overrides}
 
 
+@pytest.mark.a1111_only("the restated DDIM loop")
 @pytest.mark.parametrize(("circular", "height"), [(True, 64), (False, 136)])
 def test_every_ddim_call_is_spotdiffusions_step_bit_for_bit(webui, circular, height):
     """Given the WebUI's own x_t, every call's prediction is SpotDiffusion's: a panorama that
@@ -107,7 +108,7 @@ def test_every_ddim_call_is_spotdiffusions_step_bit_for_bit(webui, circular, hei
             shifted(circular=circular), prompt=PROMPT, negative_prompt=NEGATIVE, sampler_name="DDIM", steps=steps,
             cfg_scale=CFG, batch_size=2, seed=seeds[0], width=256, height=height,
         )  # fmt: skip
-    unet = shared.sd_model.model.diffusion_model
+    unet = webui.unet()
     cond, uncond = encode([PROMPT]), encode([NEGATIVE])
     assert len(calls.out) == len(calls.x) >= steps - 1
     for step, (x_in, t_in, out) in enumerate(zip(calls.x, calls.t, calls.out)):

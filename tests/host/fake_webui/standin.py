@@ -57,7 +57,10 @@ def write_checkpoint(path: Path, seed: int, hidden: int = 16, unet_class=tiny_sd
 
 
 def weights_hash(model) -> str:
-    """A digest of every weight of ``model`` (to prove the active model was not changed)."""
+    """A digest of every weight of ``model`` (to prove the active model was not changed); of
+    a Forge engine, its UNet's and text encoder's."""
+    if hasattr(model, "forge_objects"):
+        return weights_hash(model.forge_objects.unet.model) + weights_hash(model.forge_objects.clip.cond_stage_model)
     digest = hashlib.sha256()
     for key, value in sorted(model.state_dict().items()):
         digest.update(key.encode())
@@ -86,7 +89,23 @@ class App:
 class WebUI:
     """A handle on the stand-in host: checkpoints, the active model, generation."""
 
-    def __init__(self, root: Path, unet_class=tiny_sd.TinyUNet, hidden: int = 16, family: str = "sd1", extra_checkpoints: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        unet_class=tiny_sd.TinyUNet,
+        hidden: int = 16,
+        family: str = "sd1",
+        extra_checkpoints: bool = True,
+        host: str = "a1111",
+    ):
+        """``host``: "a1111" (AUTOMATIC1111 1.10) or "forge" (Forge main: Forge engines, its
+        sampling function and hook order, k-diffusion samplers only)."""
+        from backend import memory_management
+
+        self.host = host
+        sd_models.forge = host == "forge"
+        memory_management.current_loaded_models.clear()
+        memory_management.loads.clear()
         self.models = root / "models"
         self.models.mkdir()
         self.config = root / f"{family}-tiny.yaml"
@@ -130,6 +149,19 @@ class WebUI:
         shared.cmd_opts.api = api
         script_callbacks.app_started_callback(None, app)
         return app
+
+    def unet(self) -> torch.nn.Module:
+        """The active model's UNet module, on either host."""
+        from lib_fusion.host.checkpoints import active_unet
+
+        return active_unet()
+
+    def fusion_unet(self) -> torch.nn.Module:
+        """The cached fusion checkpoint's UNet module (Forge keeps it in a UNet patcher)."""
+        from lib_fusion.models import CACHE
+
+        unet = CACHE.value.unet
+        return unet.model.diffusion_model if self.host == "forge" else unet
 
     def load(self, name: str):
         return sd_models.load_model(sd_models.get_closet_checkpoint_match(name), str(self.config))

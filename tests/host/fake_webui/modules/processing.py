@@ -20,6 +20,12 @@ class ImageRNG:
         return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators]).to(devices.device)
 
 
+def forge_reset(p):
+    """Forge: a fresh shallow copy of the model's parts before every pass's hooks."""
+    if hasattr(p.sd_model, "forge_objects"):
+        p.sd_model.forge_objects = p.sd_model.forge_objects_after_applying_lora.shallow_copy()
+
+
 class DecodedSamples(list):
     already_decoded = True
 
@@ -101,6 +107,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         x = self.rng.next()
+        forge_reset(self)
         self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning)
         samples = self.sampler.sample(
             self, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)
@@ -118,6 +125,9 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.hr_c, self.hr_uc = self.c, self.uc
         noise = self.make_rng(self.latent_shape(width, height)).next()
         self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc)
+        if hasattr(self.sd_model, "forge_objects"):  # Forge: the hooks again on fresh parts; only these sample
+            forge_reset(self)
+            self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc)
         steps = self.hr_second_pass_steps or self.steps
         samples = self.sampler.sample_img2img(
             self, samples, noise, self.hr_c, self.hr_uc, steps=steps, image_conditioning=self.txt2img_image_conditioning(samples)
@@ -145,6 +155,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng.next()
+        forge_reset(self)
         self.scripts.process_before_every_sampling(self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning)
         return self.sampler.sample_img2img(
             self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.txt2img_image_conditioning(x)
@@ -203,6 +214,9 @@ def process_images(p):
         p.prompts, _ = extra_networks.parse_prompts(p.all_prompts[batch])
         p.negative_prompts = p.all_negative_prompts[batch]
         p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
+        if hasattr(p.sd_model, "forge_objects"):  # Forge: every batch starts from the model's own parts
+            p.sd_model.forge_objects = p.sd_model.forge_objects_original.shallow_copy()
+            p.sd_model.forge_objects = p.sd_model.forge_objects_after_applying_lora.shallow_copy()
         p.init()
         p.make_rng(p.latent_shape())
         p.setup_conds()

@@ -71,9 +71,24 @@ def repair_config(sd_config, state_dict=None):
         sd_config.model.params.unet_config.params.use_checkpoint = False
 
 
+forge = False
+"""The stand-in runs as Forge: models are Forge engines (``backend.loader.forge_loader``)."""
+
+
 def load_model(info, config_path):
-    """Build the host model from a checkpoint (what ``sd_models.load_model`` does)."""
+    """Build the host model from a checkpoint (what ``sd_models.load_model`` does; as Forge,
+    what ``forge_model_reload`` does)."""
     from modules import sd_hijack, sd_hijack_clip
+
+    if forge:
+        from backend import memory_management
+        from backend.loader import forge_loader
+
+        memory_management.unload_all_models()
+        model = forge_loader(info.filename)
+        model.sd_checkpoint_info, model.filename = info, info.filename
+        shared.sd_model = model
+        return model
 
     config = OmegaConf.load(config_path)
     params = config.model.params

@@ -10,6 +10,8 @@ def find_sampler_config(name):
 
 
 def create_sampler(name, model):
+    if (name in sd_samplers_timesteps.NAMES or name == "LCM") and hasattr(model, "forge_objects"):
+        raise NotImplementedError(f"the stand-in Forge models k-diffusion samplers only, not {name}")
     if name in sd_samplers_timesteps.NAMES:
         return sd_samplers_timesteps.CompVisSampler(name, model)
     return sd_samplers_kdiffusion.KDiffusionSampler(name, model)

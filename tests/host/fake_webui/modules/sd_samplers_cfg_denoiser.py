@@ -64,6 +64,10 @@ class CFGDenoiser(torch.nn.Module):
         return latent * self.nmask + self.init_latent * self.mask
 
     def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
+        if hasattr(shared.sd_model, "forge_objects"):  # the stand-in Forge: its own forward
+            import forge_denoiser
+
+            return forge_denoiser.forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
         state, opts = shared.state, shared.opts
         if state.interrupted or state.skipped:
             raise sd_samplers_common.InterruptedException

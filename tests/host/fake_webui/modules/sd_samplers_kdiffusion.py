@@ -146,6 +146,10 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
     def _run(self, p, x, sigmas, cond, uncond, image_conditioning, steps):
         self.setup_denoiser(p, steps)
         extra = self.extra_args(p, cond, uncond, image_conditioning)
+        if hasattr(shared.sd_model, "forge_objects"):  # Forge places the models for the sampling
+            from backend.sampling.sampling_function import sampling_prepare
+
+            sampling_prepare(shared.sd_model.forge_objects.unet, x)
         # The host routes k-diffusion's randn_like to p.rng (TorchHijack): per-image seeded noise.
         return self.launch_sampling(steps, lambda: self.func(self.model_wrap_cfg, x, sigmas, extra, self.callback_state, p.rng.next))
 

@@ -1,0 +1,76 @@
+"""The fusion checkpoint on Forge: loaded whole by Forge's own loader (its UNet, text
+encoders and VAE, any family Forge knows), cached like on AUTOMATIC1111, and handed to
+Forge's memory manager, which places it during sampling and is told when it is dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modules import shared
+
+from lib_fusion.args import TITLE
+from lib_fusion.echo import shown
+from lib_fusion.host.checkpoints import check_header, is_active_checkpoint, without_path
+from lib_fusion.host.loading import FusionModel
+from lib_fusion.models import CACHE, CacheKey, FusionModelError
+
+
+def load_fusion_model(info: Any) -> FusionModel:
+    """Cached engine of the fusion checkpoint; the active one is reused, never reloaded."""
+    if is_active_checkpoint(info):
+        return FusionModel(info.title, None, None)
+    family = ("forge", type(shared.sd_model).__name__)
+    try:
+        key = CacheKey.for_file(info.filename, family, ("unet", "text_encoder"))  # Forge's loader builds it whole
+    except OSError as error:
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {shown(info.title)} cannot be read from disk ({error.strerror or error}); "
+            "it was moved or deleted: refresh the checkpoint list and choose another"
+        ) from None
+    return CACHE.get(key, lambda: _build(info))
+
+
+def _build(info: Any) -> FusionModel:
+    from backend.args import dynamic_args
+    from backend.loader import forge_loader
+
+    check_header(info)  # a wrong or broken file is named before Forge reads gigabytes of it
+    # Read by the engine as it is built (text encoder emphasis, embeddings): set as the host sets
+    # them for its own model, and put back afterwards.
+    saved = dict(dynamic_args)
+    dynamic_args["embedding_dir"] = getattr(shared.cmd_opts, "embeddings_dir", None)
+    dynamic_args["emphasis_name"] = getattr(shared.opts, "emphasis", "Original")
+    try:
+        engine = forge_loader(info.filename, additional_state_dicts=[])  # a path: Forge reads the file (and a .yaml beside it)
+    except Exception as error:
+        raise FusionModelError(f"{TITLE}: cannot load fusion checkpoint {info.title!r}: {without_path(str(error), info)}") from error
+    finally:
+        dynamic_args.clear()
+        dynamic_args.update(saved)
+    active = shared.sd_model
+    if type(engine) is not type(active):
+        raise FusionModelError(
+            f"{TITLE}: fusion checkpoint {info.title!r} is not of the active checkpoint's family: it loads as "
+            f"{type(engine).__name__}, the active one is {type(active).__name__}. Choose a checkpoint of the same family "
+            "(SD1 with SD1, SDXL with SDXL)."
+        )
+    engine.sd_checkpoint_info = info
+    return FusionModel(info.title, engine.forge_objects.unet, engine, free=lambda: _forget(engine))
+
+
+def _forget(engine: Any) -> None:
+    """Tell Forge's memory manager to let go of the engine's parts it placed (dropping our
+    reference alone would leave them in its list, and on the device)."""
+    from backend import memory_management
+
+    objects = engine.forge_objects
+    patchers = {id(part) for part in (objects.unet, getattr(objects.clip, "patcher", None), getattr(objects.vae, "patcher", None)) if part}
+    for loaded in list(memory_management.current_loaded_models):
+        if id(loaded.model) in patchers:
+            memory_management.current_loaded_models.remove(loaded)
+            loaded.model_unload()
+            continue
+        extras = getattr(loaded.model, "extra_model_patchers_during_sampling", None)
+        if extras:  # a UNet clone that sampled with it (another extension's copy of ours)
+            extras[:] = [extra for extra in extras if id(extra) not in patchers]
+    memory_management.soft_empty_cache()

@@ -1,0 +1,57 @@
+"""Forge's ``KModel``: the UNet behind a k-diffusion predictor. ``apply_model`` takes the
+noisy latent at ``sigma`` and returns the denoised x0, whatever the UNet predicts; the
+timestep the UNet sees is the nearest of the schedule's (``Prediction.timestep``)."""
+
+import torch
+
+
+class Prediction(torch.nn.Module):
+    def __init__(self, alphas_cumprod):
+        super().__init__()
+        sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+        self.register_buffer("sigmas", sigmas.float())
+        self.register_buffer("log_sigmas", sigmas.log().float())
+
+    @property
+    def sigma_min(self):
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self):
+        return self.sigmas[-1]
+
+    def timestep(self, sigma):
+        dists = sigma.log().to(self.log_sigmas.device) - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape).to(sigma.device)
+
+    def calculate_input(self, sigma, noise):
+        return noise / (sigma.view(sigma.shape[:1] + (1,) * (noise.ndim - 1)) ** 2 + 1.0) ** 0.5
+
+    def calculate_denoised(self, sigma, model_output, model_input):
+        return model_input - model_output * sigma.view(sigma.shape[:1] + (1,) * (model_output.ndim - 1))
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        return noise * sigma + latent_image
+
+
+class KModel(torch.nn.Module):
+    def __init__(self, model, alphas_cumprod):
+        super().__init__()
+        self.diffusion_model = model
+        self.predictor = Prediction(alphas_cumprod)
+        self.computation_dtype = next(model.parameters()).dtype
+        self.calls = []
+        """Rows of each ``apply_model`` call (the stand-in's own record, for the tests)."""
+
+    def apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
+        self.calls.append(x.shape[0])
+        sigma = t
+        xc = self.predictor.calculate_input(sigma, x)
+        if c_concat is not None:
+            xc = torch.cat([xc, c_concat], dim=1)
+        y = kwargs.get("y")
+        out = self.diffusion_model(xc.to(self.computation_dtype), self.predictor.timestep(t).float(), context=c_crossattn, y=y)
+        return self.predictor.calculate_denoised(sigma, out.float(), x)
+
+    def memory_required(self, input_shape):
+        return 0
