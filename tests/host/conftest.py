@@ -74,4 +74,3 @@ def a1111_webui(tmp_path):
 def forge_webui(tmp_path):
     """The stand-in Forge alone (what only that host has)."""
     yield from _standin(tmp_path, "sd1", "forge")
-

@@ -179,9 +179,7 @@ def test_kdiffusion_fused_step_is_the_official_rule_in_eps_units(webui, sampler)
     c_in = (1 / (sigma**2 + 1) ** 0.5)[:, None, None, None]
     cond_a, cond_b, uncond = encode([PROMPT_A] * batch), encode([PROMPT_B] * batch), encode([NEGATIVE] * batch)
     with torch.no_grad():
-        eps, l_a, l_b = official_snb_eps(
-            webui.unet(), fusion_unet(webui), x * c_in, t, cond_a, cond_b, uncond, CFG, 1.0, 1.0
-        )
+        eps, l_a, l_b = official_snb_eps(webui.unet(), fusion_unet(webui), x * c_in, t, cond_a, cond_b, uncond, CFG, 1.0, 1.0)
     expected = x - sigma[:, None, None, None] * eps
     # Choosing in x0 units and measuring saliency there (divided by sigma) rounds differently
     # from the eps-unit restatement: only a pixel whose two softmax values tie to within that

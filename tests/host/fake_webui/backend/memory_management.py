@@ -41,6 +41,7 @@ def unload_all_models():
 def soft_empty_cache(force=False):
     global signal_empty_cache
 
+
 signal_empty_cache = False
 
 
