@@ -44,11 +44,13 @@ def resolve_checkpoint(name: str) -> Any:
 def checkpoint_report() -> list[dict[str, Any]]:
     """Each listed checkpoint and whether it can fuse with the active one, judged from the
     safetensors header alone (no weights read); a ``.ckpt`` is judged when it loads."""
-    active = _shapes(active_unet().state_dict())
+    active = _shapes(active_unet().state_dict()) if model_loaded() else None
     report = []
     for title in checkpoint_titles():
         info = sd_models.checkpoints_list[title]
-        if is_active_checkpoint(info):
+        if active is None:
+            usable, reason = None, "judged once the WebUI has loaded its model (Forge loads it at the first generation)"
+        elif is_active_checkpoint(info):
             usable, reason = True, "the active checkpoint (fuses with a fusion prompt of its own)"
         elif not info.filename.endswith(".safetensors"):
             usable, reason = None, "a .ckpt is checked when it loads"
@@ -124,6 +126,12 @@ def runs_forge() -> bool:
     return hasattr(getattr(shared, "sd_model", None), "forge_objects")
 
 
+def model_loaded() -> bool:
+    """The WebUI has a model with a UNet: Forge holds a placeholder until its first generation."""
+    model = getattr(shared, "sd_model", None)
+    return model is not None and (runs_forge() or hasattr(model, "model"))
+
+
 def active_unet() -> Any:
     """The active model's UNet module, on either host family."""
     model = shared.sd_model
@@ -137,8 +145,8 @@ def unsupported_host() -> str | None:
     version tag): AUTOMATIC1111 1.10's ldm model (``model.diffusion_model``), or a Forge
     engine whose backend has the hooks the fusion uses. None: supported."""
     model = getattr(shared, "sd_model", None)
-    if model is None:
-        return None  # no model loaded yet: the WebUI says so itself
+    if not model_loaded():
+        return None  # no model loaded yet: the WebUI loads it for the generation (checked again then)
     if runs_forge():
         from lib_fusion.host import forge
 

@@ -12,7 +12,15 @@ from modules import shared
 from lib_fusion import masks
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.host import a1111, forge
-from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_checkpoint, runs_forge, unsupported_host
+from lib_fusion.host.checkpoints import (
+    UNSUPPORTED_HOST,
+    is_active_checkpoint,
+    model_loaded,
+    native_window,
+    resolve_checkpoint,
+    runs_forge,
+    unsupported_host,
+)
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
 from lib_fusion.host.loading import needs_fusion_text_encoder
 from lib_fusion.host.sampling import unwrap_sample, wrap_sample
@@ -111,7 +119,7 @@ def _with_canonical_masks(args: FusionArgs, images: list[torch.Tensor | None]) -
 
 
 def _check_host(p: Any, args: FusionArgs) -> None:
-    problem = unsupported_host()
+    problem = unsupported_host() if model_loaded() else UNSUPPORTED_HOST  # the generation's model is loaded by now
     if problem is not None:
         raise FusionArgumentError(problem)
     if getattr(shared.sd_model, "cond_stage_key", None) == "edit":

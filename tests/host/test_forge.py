@@ -161,3 +161,22 @@ def test_sdxl_with_the_fusion_checkpoints_own_text_encoders(forge_sdxl):
     forge_sdxl.load("expert")
     expert = forge_sdxl.latents(None, extension=False, steps=4, prompt=prompt, sampler_name="DPM++ 2M")
     assert torch.equal(own, expert)
+
+
+class Placeholder:
+    """What Forge holds as ``shared.sd_model`` until its first generation loads the model."""
+
+    cond_stage_model = None
+    chunk_length = 75
+
+
+def test_before_forge_loads_its_model_the_routes_and_the_ui_wait_for_it(forge_webui, monkeypatch):
+    from lib_fusion import host
+
+    monkeypatch.setattr(shared, "sd_model", Placeholder())
+    assert host.unsupported_host() is None
+    answer = forge_webui.app().routes[("GET", "/model-fusion/v1/models")]()
+    assert {entry["usable"] for entry in answer["checkpoints"]} == {None}
+    assert "first generation" in answer["checkpoints"][0]["reason"]
+    offered, left_out = host.fusable_titles()
+    assert offered == host.checkpoint_titles() and left_out == []
