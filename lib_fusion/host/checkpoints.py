@@ -17,6 +17,7 @@ UNET_PREFIX = "model.diffusion_model."
 
 
 TEXT_ENCODER_PREFIX = "cond_stage_model."
+SDXL_TEXT_ENCODER_PREFIX = "conditioner."
 
 
 def checkpoint_titles() -> list[str]:

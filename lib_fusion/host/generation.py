@@ -22,7 +22,6 @@ from lib_fusion.host.checkpoints import (
     unsupported_host,
 )
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
-from lib_fusion.host.loading import needs_fusion_text_encoder
 from lib_fusion.host.sampling import unwrap_sample, wrap_sample
 from lib_fusion.host.settings import preview_steps, release
 from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext
@@ -133,12 +132,6 @@ def _check_host(p: Any, args: FusionArgs) -> None:
             raise FusionArgumentError(
                 f"{TITLE}: {name} {value} is not a multiple of 8 (one latent pixel is 8 image pixels); use {low or high} or {high}"
             )
-    if needs_fusion_text_encoder(args) and getattr(shared.sd_model, "is_sdxl", False) and not runs_forge():
-        what = "text_encoder='own'" if args.text_encoder == "own" else "solo='fusion' (model A encodes both prompts)"
-        raise FusionArgumentError(
-            f"{TITLE}: {what} needs the fusion checkpoint's text encoder, which is supported for SD1 checkpoints only; "
-            "with SDXL use text_encoder='solo' and solo='active'"
-        )
 
 
 def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None:

@@ -14,6 +14,7 @@ from modules import devices, sd_disable_initialization, sd_models, shared
 from lib_fusion.args import TITLE, FusionArgs
 from lib_fusion.echo import shown
 from lib_fusion.host.checkpoints import (
+    SDXL_TEXT_ENCODER_PREFIX,
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
     active_config,
@@ -189,11 +190,14 @@ def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:
     """A second text encoder, wrapped like the host wraps its own (emphasis, BREAK, embeddings)."""
     from modules import sd_hijack, sd_hijack_clip
 
+    params = config.model.params
+    if "conditioner_config" in params:
+        return _build_sdxl_conditioner(info, params.conditioner_config, state_dict)
     with sd_disable_initialization.DisableInitialization(disable_clip=True):
-        encoder = sd_models.instantiate_from_config(config.model.params.cond_stage_config)
+        encoder = sd_models.instantiate_from_config(params.cond_stage_config)
     if type(encoder).__name__ != "FrozenCLIPEmbedder":
         raise FusionModelError(
-            f"{TITLE}: text_encoder='own' supports SD1 (CLIP ViT-L) checkpoints for now; "
+            f"{TITLE}: text_encoder='own' supports SD1 (CLIP ViT-L) and SDXL checkpoints; "
             f"{info.title!r} uses {type(encoder).__name__}. Use text_encoder='solo'."
         )
     encoder.load_state_dict(with_prefix(state_dict, TEXT_ENCODER_PREFIX), strict=False)
@@ -201,6 +205,47 @@ def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:
     embeddings = encoder.transformer.text_model.embeddings
     embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, sd_hijack.model_hijack)
     return sd_hijack_clip.FrozenCLIPEmbedderWithCustomWords(encoder, sd_hijack.model_hijack)
+
+
+def _build_sdxl_conditioner(info: Any, config: Any, state_dict: dict) -> torch.nn.Module:
+    """SDXL's conditioner (CLIP ViT-L and OpenCLIP bigG) of the fusion checkpoint, each text
+    embedder wrapped as ``sd_hijack.hijack`` wraps the active model's (that function itself
+    would also rebind the WebUI's global hijack state to this model)."""
+    from modules import sd_hijack, sd_hijack_clip
+
+    with sd_disable_initialization.DisableInitialization(disable_clip=True):
+        conditioner = sd_models.instantiate_from_config(config)
+    conditioner.load_state_dict(with_prefix(state_dict, SDXL_TEXT_ENCODER_PREFIX), strict=False)
+    conditioner = _owning(conditioner.to(_home(), dtype=devices.dtype).eval().requires_grad_(False), state_dict)
+    hijack = sd_hijack.model_hijack
+    for index, embedder in enumerate(conditioner.embedders):
+        kind = type(embedder).__name__
+        if kind == "FrozenCLIPEmbedder":
+            embeddings = embedder.transformer.text_model.embeddings
+            embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, hijack)
+            conditioner.embedders[index] = sd_hijack_clip.FrozenCLIPEmbedderForSDXLWithCustomWords(embedder, hijack)
+        elif kind == "FrozenOpenCLIPEmbedder2":
+            from modules import sd_hijack_open_clip
+
+            token_embedding = embedder.model.token_embedding
+            embedder.model.token_embedding = sd_hijack.EmbeddingsWithFixes(token_embedding, hijack, textual_inversion_key="clip_g")
+            conditioner.embedders[index] = sd_hijack_open_clip.FrozenOpenCLIPEmbedder2WithCustomWords(embedder, hijack)
+    return SdxlTextEncoder(conditioner)
+
+
+class SdxlTextEncoder(torch.nn.Module):
+    """The fusion checkpoint's SDXL conditioner as an encoder of prompts: the WebUI's own
+    ``sd_models_xl.get_learned_conditioning`` (size and aesthetic conditioning, zeroed
+    empty negatives), which reads nothing of a model but its ``conditioner``."""
+
+    def __init__(self, conditioner: torch.nn.Module) -> None:
+        super().__init__()
+        self.conditioner = conditioner
+
+    def forward(self, texts: Any) -> dict:
+        from modules import sd_models_xl
+
+        return sd_models_xl.get_learned_conditioning(self, texts)
 
 
 class EncoderModel:

@@ -142,27 +142,6 @@ def test_cfg_one_still_measures_saliency_against_the_uncond(forge_webui):
     assert shared.sd_model.forge_objects.unet.model.calls[-1] == 2  # cond and uncond of the one image
 
 
-@pytest.fixture
-def forge_sdxl(tmp_path):
-    from tests.host.conftest import _standin
-
-    yield from _standin(tmp_path, "sdxl", "forge")
-
-
-def test_sdxl_with_the_fusion_checkpoints_own_text_encoders(forge_sdxl):
-    """Forge builds the fusion checkpoint whole: its own SDXL text encoders encode its prompts
-    (refused on AUTOMATIC1111). Model B alone all the way with its own encoders is the fusion
-    checkpoint loaded as the active one."""
-    prompt = "a lion with a crown"
-    own = forge_sdxl.latents(snb(mode=0, solo="fusion"), steps=4, prompt=prompt, sampler_name="DPM++ 2M")
-    solo = forge_sdxl.latents(snb(fusion_selection="0,1,1", prompt="a cartoon lion"), steps=4, prompt=prompt)
-    own_encoders = forge_sdxl.latents(snb(fusion_selection="0,1,1", prompt="a cartoon lion", text_encoder="own"), steps=4, prompt=prompt)
-    assert not torch.equal(solo, own_encoders)
-    forge_sdxl.load("expert")
-    expert = forge_sdxl.latents(None, extension=False, steps=4, prompt=prompt, sampler_name="DPM++ 2M")
-    assert torch.equal(own, expert)
-
-
 class Placeholder:
     """What Forge holds as ``shared.sd_model`` until its first generation loads the model."""
 

@@ -55,17 +55,21 @@ def test_the_native_window_of_sdxl_is_128_latent_pixels(sdxl_webui):
     assert stats.region_calls == 2  # one view: the background (active) and the region (fusion)
 
 
-@pytest.mark.parametrize(
-    "args, fragment",
-    [
-        (snb(text_encoder="own"), "text_encoder='own' needs the fusion checkpoint's text encoder"),
-        (snb(solo="fusion"), "solo='fusion' (model A encodes both prompts)"),
-        (snb(model="other-sd1"), "is not of the active checkpoint's family"),
-    ],
-)
-def test_what_sdxl_cannot_do_is_named(sdxl_webui, args, fragment):
-    if sdxl_webui.host == "forge" and "family" not in fragment:
-        pytest.skip("Forge encodes with the fusion checkpoint's own SDXL text encoders (test_forge.py)")
+def test_an_sd1_checkpoint_is_refused_with_the_family_named(sdxl_webui):
     with pytest.raises(ValueError) as error:
-        sdxl_webui.generate(args)
-    assert fragment in str(error.value)
+        sdxl_webui.generate(snb(model="other-sd1"))
+    assert "is not of the active checkpoint's family" in str(error.value)
+
+
+def test_the_fusion_checkpoints_own_sdxl_text_encoders(sdxl_webui):
+    """Its prompts read by its own conditioner (both CLIP encoders, size vector): model B
+    alone all the way with its own encoders is the fusion checkpoint loaded as the active
+    one, and fusing with them differs from fusing with A's."""
+    kwargs = {"steps": 4, "prompt": PROMPT, "sampler_name": "DPM++ 2M"}
+    own_alone = sdxl_webui.latents(snb(mode=0, solo="fusion"), **kwargs)
+    read_by_a = sdxl_webui.latents(snb(fusion_selection="0,1,1", prompt="a cartoon lion"), **kwargs)
+    read_by_b = sdxl_webui.latents(snb(fusion_selection="0,1,1", prompt="a cartoon lion", text_encoder="own"), **kwargs)
+    assert not torch.equal(read_by_a, read_by_b)
+    sdxl_webui.load("expert")
+    expert = sdxl_webui.latents(None, extension=False, **kwargs)
+    assert torch.allclose(own_alone, expert, atol=1e-5)

@@ -169,8 +169,11 @@ class TinyConditioner(nn.Module):
         super().__init__()
         self.embedders = nn.ModuleList([FrozenCLIPEmbedder()])
 
-    def forward(self, texts: list[str], width: int, height: int) -> dict:
+    def forward(self, batch: dict, force_zero_embeddings=None) -> dict:
+        """sgm's input dict: the prompts under ``txt``, the target size as (height, width) rows."""
+        texts = list(batch["txt"])
         crossattn = self.embedders[0](texts)
+        height, width = (float(v) for v in batch["target_size_as_tuple"][0])
         size = torch.tensor([height / 1024, width / 1024]).to(crossattn)
         vector = torch.cat([crossattn[:, 0], size.sin().expand(len(texts), 2), size.cos().expand(len(texts), 2)], dim=1)
         return {"crossattn": crossattn, "vector": vector}
@@ -211,7 +214,9 @@ class TinySDXL(nn.Module):
         return encoded
 
     def get_learned_conditioning(self, batch):
-        return self.conditioner(list(batch), getattr(batch, "width", 1024) or 1024, getattr(batch, "height", 1024) or 1024)
+        from modules import sd_models_xl
+
+        return sd_models_xl.get_learned_conditioning(self, batch)
 
     def apply_model(self, x, t, cond):
         if self.is_sdxl_inpaint:

@@ -9,3 +9,7 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
 
     def forward(self, texts):
         return self.wrapped(list(texts))
+
+
+class FrozenCLIPEmbedderForSDXLWithCustomWords(FrozenCLIPEmbedderWithCustomWords):
+    """The host's wrapper of SDXL's CLIP-L embedder (its outputs as the embedder gives them)."""

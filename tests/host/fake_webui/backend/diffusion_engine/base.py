@@ -1,6 +1,8 @@
 """Forge's engines in outline (``backend/diffusion_engine``): the parts in ``forge_objects``,
 its two shallow copies, the prompt encoder and the VAE the WebUI calls."""
 
+from types import SimpleNamespace
+
 import tiny_sd
 import torch
 
@@ -73,4 +75,6 @@ class StableDiffusionXL(ForgeDiffusionEngine):
     is_sdxl = True
 
     def encode(self, prompt):
-        return self.text_encoder(list(prompt), getattr(prompt, "width", 1024) or 1024, getattr(prompt, "height", 1024) or 1024)
+        from modules import sd_models_xl
+
+        return sd_models_xl.get_learned_conditioning(SimpleNamespace(conditioner=self.text_encoder), prompt)
