@@ -182,10 +182,12 @@ def pass_conditionings(p: Any, run: FusionRun, active_encoder: Any, fusion_encod
     steps = _schedule_steps(p, hires)
 
     def host_conditioning(step: HostStep) -> Conditioning:
+        if step.text_uncond is None:  # Forge encodes no negative prompt at CFG 1; saliency still needs it
+            return main_encoded(step)
         return Conditioning(step.conds_list, step.text_cond, step.text_uncond)
 
-    def encoded(encoder: Any, prompts: list[str], negatives: list[str]) -> ConditioningFn:
-        if encoder is active_encoder and prompts == main_prompts and negatives == main_negatives:
+    def encoded(encoder: Any, prompts: list[str], negatives: list[str], host_ok: bool = True) -> ConditioningFn:
+        if host_ok and encoder is active_encoder and prompts == main_prompts and negatives == main_negatives:
             return host_conditioning
         cache: dict[str, Any] = {}
         made: dict[tuple[int, ...], Conditioning] = {}
@@ -202,6 +204,7 @@ def pass_conditionings(p: Any, run: FusionRun, active_encoder: Any, fusion_encod
 
         return conditioning
 
+    main_encoded = encoded(active_encoder, main_prompts, main_negatives, host_ok=False)
     active = encoded(encoder_of_active, main_prompts, main_negatives)
     regions = []
     if args.method == "regions":

@@ -134,7 +134,8 @@ def test_fused_steps_run_no_unet_pass_of_forges_own(forge_webui):
 
 
 def test_cfg_one_still_measures_saliency_against_the_uncond(forge_webui):
-    """Forge drops the uncond at CFG 1 unless told; the fused steps run it themselves."""
+    """Forge encodes no negative prompt at CFG 1 (nor in a hires pass at its API's default
+    hires CFG 1): the fused steps encode it themselves and run the uncond rows."""
     plain = forge_webui.latents(None, extension=False, steps=4, cfg_scale=1.0)
     p = forge_webui.processing(snb(fusion_selection="0,1,1"), steps=4, cfg_scale=1.0)
     fused = torch.stack(processing.process_images(p).latents)

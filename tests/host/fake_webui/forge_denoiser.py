@@ -27,6 +27,8 @@ def forward(denoiser, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_co
         x = x * denoiser.nmask + noisy * denoiser.mask
     params = CFGDenoiserParams(x, image_cond, sigma, state.sampling_step, state.sampling_steps, cond, uncond, denoiser)
     cfg_denoiser_callback(params)
+    if denoiser.p.is_hr_pass:
+        cond_scale = denoiser.p.hr_cfg
     if opts.skip_early_cond > 0 and denoiser.step / denoiser.total_steps <= opts.skip_early_cond:
         cond_scale = 1.0
     elif (denoiser.step % 2 or opts.s_min_uncond_all) and s_min_uncond > 0 and sigma[0] < s_min_uncond:

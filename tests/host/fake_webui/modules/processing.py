@@ -90,6 +90,8 @@ class StableDiffusionProcessing:
         negatives = prompt_parser.SdConditioning(self.negative_prompts, width=self.width, height=self.height, is_negative_prompt=True)
         prompts = prompt_parser.SdConditioning(self.prompts, width=self.width, height=self.height)
         self.uc = prompt_parser.get_learned_conditioning(shared.sd_model, negatives, total)
+        if hasattr(shared.sd_model, "forge_objects") and self.cfg_scale == 1:
+            self.uc = None  # Forge: "Skipping unconditional conditioning when CFG = 1"
         self.c = prompt_parser.get_multicond_learned_conditioning(shared.sd_model, prompts, total)
 
     def txt2img_image_conditioning(self, x):
@@ -97,9 +99,11 @@ class StableDiffusionProcessing:
 
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
-    def __init__(self, enable_hr=False, hr_scale=2.0, hr_second_pass_steps=0, **kwargs):
+    def __init__(self, enable_hr=False, hr_scale=2.0, hr_second_pass_steps=0, hr_cfg=1.0, **kwargs):
         super().__init__(**kwargs)
         self.enable_hr, self.hr_scale, self.hr_second_pass_steps = enable_hr, hr_scale, hr_second_pass_steps
+        self.hr_cfg = hr_cfg
+        """Forge's hires CFG scale (its API's default 1: no negative prompt in the hires pass)."""
 
     def init(self):
         pass
@@ -123,6 +127,8 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         self.hr_prompts, self.hr_negative_prompts = self.prompts, self.negative_prompts
         self.hr_c, self.hr_uc = self.c, self.uc
+        if hasattr(self.sd_model, "forge_objects") and self.hr_cfg == 1:
+            self.hr_uc = None
         noise = self.make_rng(self.latent_shape(width, height)).next()
         self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc)
         if hasattr(self.sd_model, "forge_objects"):  # Forge: the hooks again on fresh parts; only these sample
