@@ -30,7 +30,8 @@ def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any) -> list
         with torch.no_grad():
             if hasattr(sampler, "get_sigmas"):
                 sigmas = sampler.get_sigmas(p, count)[:-1]  # the last sigma (0) is where sampling ends, not a step
-                timesteps = sampler.model_wrap.sigma_to_t(sigmas.to(shared.sd_model.device))
+                device = getattr(shared.sd_model, "device", sigmas.device)  # Forge's engine has none: its schedule follows the sigmas
+                timesteps = sampler.model_wrap.sigma_to_t(sigmas.to(device))
             else:
                 timesteps = sampler.get_timesteps(p, count).flip(0)
         return [float(t) for t in timesteps.tolist()][:count]

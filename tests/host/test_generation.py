@@ -108,3 +108,13 @@ def test_mode_two_from_zero_fuses_every_step_on_any_sampler(webui, sampler):
     stats = p.model_fusion_run.stats
     assert stats.solo_steps == 0 and stats.fused_steps == len(stats.timesteps) > 0
     assert sampler == "DDIM" or min(stats.timesteps) == 0.0  # k-diffusion reaches t = 0 and fuses it
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_the_accordions_schedule_label_knows_the_samplers_steps(webui, sampler):
+    """The label counts fused steps from the schedule the tab's sampler will step through."""
+    from lib_fusion import host
+
+    timesteps = host.step_timesteps(sampler, "Automatic", 12)
+    assert timesteps is not None and len(timesteps) == 12
+    assert all(999.5 >= a > b >= 0 for a, b in zip(timesteps, timesteps[1:]))

@@ -136,7 +136,7 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
             self.model_wrap_cfg = CFGDenoiserKDiffusion(self)
         self.model_wrap = self.model_wrap_cfg.inner_model
 
-    def get_sigmas(self, steps):
+    def get_sigmas(self, p, steps):
         wrap = self.model_wrap
         if self.karras:
             return karras_sigmas(steps, float(wrap.sigma_min), float(wrap.sigma_max))
@@ -155,11 +155,11 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
 
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         steps = steps or p.steps
-        sigmas = self.get_sigmas(steps)
+        sigmas = self.get_sigmas(p, steps)
         return self._run(p, x * sigmas[0], sigmas, conditioning, unconditional_conditioning, image_conditioning, steps)
 
     def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         steps = steps or p.steps
         t_enc = max(1, int(p.denoising_strength * steps))
-        sigmas = self.get_sigmas(steps)[steps - t_enc - 1 :]
+        sigmas = self.get_sigmas(p, steps)[steps - t_enc - 1 :]
         return self._run(p, x + noise * sigmas[0], sigmas, conditioning, unconditional_conditioning, image_conditioning, t_enc)

@@ -62,6 +62,10 @@ class CompVisSampler(sd_samplers_common.Sampler):
         self.model_wrap_cfg = CFGDenoiserTimesteps(self)
         self.model_wrap = self.model_wrap_cfg.inner_model
 
+    def get_timesteps(self, p, steps):
+        """The host's: the DDPM timesteps it will step through, first to last reversed."""
+        return get_timesteps(steps)
+
     def _ddim(self, x, timesteps, extra):
         alphas_cumprod = shared.sd_model.alphas_cumprod
         alphas = alphas_cumprod[timesteps]
