@@ -1,4 +1,5 @@
-"""The secondary checkpoint: one cached copy, rebuilt only when its file or the active family changes.
+"""The secondary checkpoints: cached (least recently used dropped first when the budget is
+reached), each rebuilt only when its file or the active family changes.
 
 Loading is injected (``loader``) so the cache policy is testable without the WebUI.
 """
@@ -9,6 +10,7 @@ import gc
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
@@ -57,52 +59,64 @@ class CacheKey:
 
 @dataclass
 class ModelCache:
-    """Holds at most one secondary model; a new key frees the old one before loading."""
+    """Holds up to ``capacity`` secondary models, least recently used evicted first; a model
+    is freed before another is loaded in its place (never two loads' worth at once)."""
 
-    _key: CacheKey | None = None
-    _value: Any = None
+    _entries: OrderedDict = field(default_factory=OrderedDict)
+    """CacheKey -> (model, seconds its load took), least recently used first."""
     loads: int = 0
-    load_seconds: float | None = None
-    """How long the held model took to load (the models route reports it)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, key: CacheKey, loader: Callable[[], Any]) -> Any:
+    def get(self, key: CacheKey, loader: Callable[[], Any], capacity: int = 1) -> Any:
         with self._lock:
-            if self._key == key:
-                return self._value
-            self._release()
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                while len(self._entries) > max(1, capacity):  # the budget was lowered since
+                    self._release(next(iter(self._entries)))
+                return self._entries[key][0]
+            while self._entries and len(self._entries) >= max(1, capacity):
+                self._release(next(iter(self._entries)))
             start = time.perf_counter()
             value = loader()
-            self._key, self._value = key, value
-            self.load_seconds = time.perf_counter() - start
+            self._entries[key] = (value, time.perf_counter() - start)
             self.loads += 1
             return value
 
     def unload(self) -> bool:
-        """Free the cached model; True if one was held."""
+        """Free every cached model; True if one was held."""
         with self._lock:
-            held = self._key is not None
-            self._release()
+            held = bool(self._entries)
+            for key in list(self._entries):
+                self._release(key)
             return held
 
     @property
     def key(self) -> CacheKey | None:
-        return self._key
+        """The most recently used model's key, or None."""
+        return next(reversed(self._entries), None)
 
     @property
     def value(self) -> Any:
-        """The held model, or None."""
-        return self._value
+        """The most recently used model, or None."""
+        return self._entries[self.key][0] if self._entries else None
 
-    def _release(self) -> None:
-        if self._key is None:
-            return
-        free = getattr(self._value, "free", None)
-        self._key, self._value, self.load_seconds = None, None, None
+    @property
+    def load_seconds(self) -> float | None:
+        """How long the most recently used model took to load (the models route reports it)."""
+        return self._entries[self.key][1] if self._entries else None
+
+    def held(self) -> list[tuple[CacheKey, Any, float]]:
+        """Every cached model, least recently used first: (key, model, load seconds)."""
+        return [(key, value, seconds) for key, (value, seconds) in self._entries.items()]
+
+    def _release(self, key: CacheKey) -> None:
+        value, _ = self._entries.pop(key)
+        free = getattr(value, "free", None)
+        del value
         if callable(free):
             free()
         gc.collect()
 
 
 CACHE = ModelCache()
-"""The process-wide cache (one secondary model at a time)."""
+"""The process-wide cache of secondary models (as many as the Settings allow)."""

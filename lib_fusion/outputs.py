@@ -111,6 +111,10 @@ def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, fo
     return result
 
 
+OTHER_COLOUR_NAMES = ["green", "pink", "yellow", "teal", "purple", "amber", "grey"]
+"""The names of :data:`lib_fusion.pictures.OTHER_COLOURS`, for the caption."""
+
+
 def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictures.default_font) -> list[Output]:
     """Per image: the regions as the method laid them out (latent masks of the last pass),
     coloured by their checkpoint over the finished image."""
@@ -123,8 +127,11 @@ def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictur
     labels = [f"{k + 1}: {region.prompt or 'main prompt'}" for k, region in enumerate(regions)]
     windows = layout.most_views
     tiling = "" if layout.views is not None else " (shifted each step)"
+    others = list(dict.fromkeys(model for model in models if model not in pictures.MODEL_COLOURS))
+    named = "".join(f"; {colour_name}: {title}" for colour_name, title in zip(OTHER_COLOUR_NAMES, others))
     caption = (
-        f"background: active ({titles.active}); orange: fusion ({titles.fusion}); {windows} window{'' if windows == 1 else 's'}{tiling}"
+        f"background: active ({titles.active}); orange: fusion ({titles.fusion}){named}; "
+        f"{windows} window{'' if windows == 1 else 's'}{tiling}"
     )
     return [
         Output(pictures.region_layout(image, layout.masks[1:], models, labels, caption, font), "region layout", index, "-fusion-layout")

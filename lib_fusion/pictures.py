@@ -23,6 +23,20 @@ COLOUR_A = (66, 135, 245)
 COLOUR_B = (245, 130, 48)
 """Model B (and the fusion checkpoint in region layouts): orange."""
 MODEL_COLOURS = {"active": COLOUR_A, "fusion": COLOUR_B}
+OTHER_COLOURS = [(46, 204, 113), (231, 76, 160), (241, 196, 15), (26, 188, 156), (155, 89, 182), (230, 126, 34), (149, 165, 166)]
+"""Further checkpoints a region names, in order of first use: green, pink, yellow, …"""
+
+
+def model_colours(models: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """A colour per model: blue and orange for the active and fusion checkpoints, then one of
+    :data:`OTHER_COLOURS` per other checkpoint in order of first use (cycling past seven)."""
+    colours = dict(MODEL_COLOURS)
+    for model in models:
+        if model not in colours:
+            colours[model] = OTHER_COLOURS[(len(colours) - len(MODEL_COLOURS)) % len(OTHER_COLOURS)]
+    return colours
+
+
 OVERLAY_ALPHA = 0.6
 BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
@@ -148,9 +162,10 @@ def region_layout(
     width, height = image.size
     picture = np.asarray(image, dtype=np.float32).copy()
     upscaled = [_upscaled(mask, (width, height), nearest=True) for mask in masks]
+    colours = model_colours(models)
     for coverage, model in zip(upscaled, models):
         alpha = coverage[..., None] * OVERLAY_ALPHA
-        picture = picture * (1 - alpha) + np.array(MODEL_COLOURS[model], dtype=np.float32) * alpha
+        picture = picture * (1 - alpha) + np.array(colours[model], dtype=np.float32) * alpha
     result = Image.fromarray(picture.round().astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(result)
     size = _font_size(width)
@@ -160,6 +175,6 @@ def region_layout(
         if rows.size == 0:
             continue
         box = (int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max()))
-        draw.rectangle(box, outline=MODEL_COLOURS[model], width=max(1, size // 8))
+        draw.rectangle(box, outline=colours[model], width=max(1, size // 8))
         draw.text((box[0] + 3, box[1] + 3), _fit(draw, label, face, max(size, box[2] - box[0] - 6)), font=face, fill=TEXT)
     return labelled_grid([[result]], [caption], font=font)

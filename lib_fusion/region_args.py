@@ -5,7 +5,7 @@ argument models share."""
 from __future__ import annotations
 
 import math
-from typing import Any, List, Literal
+from typing import Any, List
 
 try:
     from pydantic.v1 import BaseModel, Extra, Field, StrictStr, root_validator, validator
@@ -16,6 +16,12 @@ from lib_fusion import masks
 from lib_fusion.echo import shown
 
 MAX_WEIGHT = 100.0
+
+KEYWORDS = ("active", "fusion")
+"""A region's ``model`` naming no checkpoint: the active one, or the fusion checkpoint."""
+
+MAX_MODEL_NAME = 300
+"""Longest checkpoint reference a region takes (titles are file names and a hash)."""
 
 MIN_FACTOR = 1e-6
 """Smallest region weight (and kg/ke, in :mod:`lib_fusion.schedule`): far below any useful
@@ -48,8 +54,11 @@ class RegionArgs(BaseModel):
     mask: StrictStr | None = Field(None, description="A base64 PNG of the image's size: white inside the region.")
     prompt: StrictStr = Field("", description="The region's prompt; empty = the main prompt.")
     negative_prompt: StrictStr = Field("", description="The region's negative prompt; empty = the main negative prompt.")
-    model: Literal["active", "fusion"] = Field(
-        "fusion", description="Which checkpoint denoises the region: the active one or the fusion checkpoint."
+    model: StrictStr = Field(
+        "fusion",
+        description="Which checkpoint denoises the region: 'active', 'fusion' (the fusion checkpoint), or any "
+        "checkpoint the WebUI lists (a title, name or hash).",
+        maxLength=MAX_MODEL_NAME,
     )
     weight: Any = Field(
         1.0,
@@ -85,6 +94,15 @@ class RegionArgs(BaseModel):
             return masks.check(value)
         except masks.MaskError as error:
             raise ValueError(str(error)) from None
+
+    @validator("model")
+    def _valid_model(cls, value: str) -> str:
+        name = value.strip()
+        if not name:
+            raise ValueError("choose 'active', 'fusion' or a checkpoint's title, name or hash")
+        if len(name) > MAX_MODEL_NAME:
+            raise ValueError(f"{shown(name)}: a checkpoint reference of at most {MAX_MODEL_NAME} characters")
+        return name
 
     @validator("weight", pre=True, always=True)
     def _valid_weight(cls, value: Any) -> float:

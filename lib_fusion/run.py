@@ -82,6 +82,9 @@ class SamplingPass:
     units: str
     max_rows: int | None
     regions: RegionSource | None = None
+    region_fns: dict[str, ModelFn] = field(default_factory=dict)
+    """Regions: the model callable of each checkpoint a region names besides the active and
+    the fusion one, by title."""
     progress: Callable[[str], None] = lambda text: None
     """Shows what a step runs (the WebUI's progress text)."""
     hires: bool = False
@@ -133,6 +136,8 @@ class Stats:
     region_passes: int = 0
     """(view, region) model passes the Regions method ran."""
     region_calls: int = 0
+    region_model_runs: dict[str, int] = field(default_factory=dict)
+    """Regions: steps each checkpoint a region names (besides active and fusion) ran, by title."""
     bootstrapped_steps: int = 0
     latent_sizes: list[tuple[int, int]] = field(default_factory=list)
     """(H, W) of each pass the Regions method laid out."""
@@ -167,6 +172,10 @@ class FusionRun:
         # Slots the host adapter fills: resolved checkpoint, loaded model, its hook objects.
         self.model_info: Any = None
         self.fusion_model: Any = None
+        self.region_infos: dict[str, Any] = {}
+        """Regions: the checkpoints regions name besides the active and the fusion one, by title."""
+        self.region_models: dict[str, Any] = {}
+        """Those checkpoints loaded, by title (the host adapter fills it)."""
         self.patched: list[Any] | None = None
         self.callback: Callable[[Any], None] | None = None
         self.results: dict[int, Any] = {}
@@ -192,6 +201,7 @@ class FusionRun:
         self._pass = self._step = None
         self._colours = None
         self.fusion_model = None
+        self.region_models = {}
         self.results.clear()
         self._traces.clear()
         for images in self.alone.values():
@@ -356,6 +366,8 @@ class FusionRun:
         self._count_runs(
             active_runs=int(any(r.model.name == ACTIVE for r in regions)), fusion_runs=int(any(r.model.name == FUSION for r in regions))
         )
+        for name in {r.model.name for r in regions} - {ACTIVE, FUSION}:
+            self.stats.region_model_runs[name] = self.stats.region_model_runs.get(name, 0) + 1
         current.prediction = result.prediction
 
     def _bootstrap(self, layout: RegionLayout, source: RegionSource, inputs: StepInput, step: HostStep, regions: int) -> Bootstrap:
@@ -375,11 +387,12 @@ class FusionRun:
     def _region_roles(self, sampling_pass: SamplingPass) -> list[Role]:
         """The background (main prompt) then each region, each on its checkpoint: the one the
         region names, or (comparison) the same one for all."""
-        models = [ACTIVE, *(FUSION if region.model == "fusion" else ACTIVE for region in self.args.regions)]
+        keyword = {"active": ACTIVE, "fusion": FUSION}
+        models = [ACTIVE, *(keyword.get(region.model, region.model) for region in self.args.regions)]
         if self.variant != FUSED:
             models = [ACTIVE if self.variant == ALONE_A else FUSION] * len(models)
         background = {ACTIVE: sampling_pass.active_conditioning, FUSION: sampling_pass.fusion_conditioning}
-        functions = {ACTIVE: sampling_pass.active_fn, FUSION: sampling_pass.fusion_fn}
+        functions = {ACTIVE: sampling_pass.active_fn, FUSION: sampling_pass.fusion_fn, **sampling_pass.region_fns}
         conditionings = [background, *sampling_pass.regions.conditionings]
         return [(model, functions[model], conditioning[model]) for model, conditioning in zip(models, conditionings)]
 

@@ -57,6 +57,11 @@ def status_line(loaded: dict[str, Any] | None, left_out: list[tuple[str, str]]) 
         size = loaded.get("bytes") or 0
         parts = " + ".join(loaded.get("parts") or ["unet"])
         text = f"Loaded: {html.escape(str(loaded['title']))} ({parts}, {size / 2**30:.2f} GiB)"
+        others = (loaded.get("held") or [])[:-1]
+        if others:
+            total = sum(entry.get("bytes") or 0 for entry in others)
+            names = "&#10;".join(html.escape(str(entry["title"]), quote=True) for entry in others)
+            text += f' <span title="{names}">+ {len(others)} more ({total / 2**30:.2f} GiB)</span>'
     else:
         text = "No fusion checkpoint loaded; it loads with the first fused generation."
     if left_out:

@@ -27,8 +27,8 @@ PER_IMAGE_STEPS = False
 """``on_cfg_denoiser`` shows the full row layout (a row per ``AND`` sub-prompt, then the unconds)."""
 
 
-def load_fusion_model(run: FusionRun) -> FusionModel:
-    return loading.load_fusion_model(run.model_info, needs_fusion_text_encoder(run.args))
+def load_checkpoint(info: Any, run: FusionRun, capacity: int) -> FusionModel:
+    return loading.load_fusion_model(info, needs_fusion_text_encoder(run.args), capacity)
 
 
 def sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextManager[None]:
@@ -70,7 +70,9 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
 
     fusion_forward = original if fusion.unet is None else _same_wrapper(inner, UNetModel(fusion.unet))
     fusion_encoder = EncoderModel(fusion.text_encoder) if fusion.text_encoder is not None else None
-    conditionings = pass_conditionings(p, run, shared.sd_model, fusion_encoder)
+    region_fns = {title: call(_same_wrapper(inner, UNetModel(model.unet))) for title, model in run.region_models.items()}
+    region_encoders = {title: EncoderModel(m.text_encoder) if m.text_encoder else None for title, m in run.region_models.items()}
+    conditionings = pass_conditionings(p, run, shared.sd_model, fusion_encoder, region_encoders)
     regions = None
     if run.args.method == "regions":
         regions = RegionSource(
@@ -90,6 +92,7 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         units="x0" if is_kdiffusion else "eps",
         max_rows=None if shared.opts.batch_cond_uncond else len(p.prompts),
         regions=regions,
+        region_fns=region_fns,
         progress=show_progress,
         hires=bool(getattr(p, "is_hr_pass", False)),
     )

@@ -55,8 +55,8 @@ def missing_hooks() -> str | None:
     return None
 
 
-def load_fusion_model(run: FusionRun) -> FusionModel:
-    return forge_loading.load_fusion_model(run.model_info)
+def load_checkpoint(info: Any, run: FusionRun, capacity: int) -> FusionModel:
+    return forge_loading.load_fusion_model(info, capacity)
 
 
 def sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextManager[None]:
@@ -92,9 +92,9 @@ def begin_pass(p: Any) -> None:
         run.begin_pass(_sampling_pass(p, run, unet, live))
         unet.add_conditioning_modifier(_modifier(run, live))
         unet.set_model_sampler_post_cfg_function(_post_cfg(live))
-        fusion = run.fusion_model
-        if fusion is not None and fusion.unet is not None:
-            unet.add_extra_model_patcher_during_sampling(fusion.unet)
+        for model in (run.fusion_model, *run.region_models.values()):
+            if model is not None and model.unet is not None:
+                unet.add_extra_model_patcher_during_sampling(model.unet)
         objects.unet = unet
         run.patched.append((objects, base, unet))
     except Exception as error:
@@ -134,14 +134,10 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
         control = getattr(shared.sd_model.forge_objects.unet, "controlnet_linked_list", None)
         return _through_forge(active_model, live["options"], control, x, sigma, cond, image_cond)
 
-    fusion_fn = active_fn
-    if fusion.unet is not None:
-        fusion_unet = fusion.unet
-
-        def fusion_fn(x: torch.Tensor, sigma: torch.Tensor, cond: Cond, image_cond: torch.Tensor) -> torch.Tensor:
-            return _through_forge(fusion_unet.model, fusion_unet.model_options, None, x, sigma, cond, image_cond)
-
-    conditionings = pass_conditionings(p, run, shared.sd_model, fusion.text_encoder)
+    fusion_fn = active_fn if fusion.unet is None else _model_fn(fusion.unet)
+    region_fns = {title: _model_fn(model.unet) for title, model in run.region_models.items()}
+    region_encoders = {title: model.text_encoder for title, model in run.region_models.items()}
+    conditionings = pass_conditionings(p, run, shared.sd_model, fusion.text_encoder, region_encoders)
     predictor = active_model.predictor
     regions = None
     if run.args.method == "regions":
@@ -162,9 +158,20 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
         units="x0",
         max_rows=None,
         regions=regions,
+        region_fns=region_fns,
         progress=show_progress,
         hires=bool(getattr(p, "is_hr_pass", False)),
     )
+
+
+def _model_fn(unet: Any) -> Callable[[torch.Tensor, torch.Tensor, Cond, torch.Tensor], torch.Tensor]:
+    """Another checkpoint's UNet patcher as a model callable (no ControlNet: its hint belongs
+    to the active model)."""
+
+    def fn(x: torch.Tensor, sigma: torch.Tensor, cond: Cond, image_cond: torch.Tensor) -> torch.Tensor:
+        return _through_forge(unet.model, unet.model_options, None, x, sigma, cond, image_cond)
+
+    return fn
 
 
 def _through_forge(

@@ -15,7 +15,7 @@ from lib_fusion.host.loading import FusionModel
 from lib_fusion.models import CACHE, CacheKey, FusionModelError
 
 
-def load_fusion_model(info: Any) -> FusionModel:
+def load_fusion_model(info: Any, capacity: int = 1) -> FusionModel:
     """Cached engine of the fusion checkpoint; the active one is reused, never reloaded."""
     if is_active_checkpoint(info):
         return FusionModel(info.title, None, None)
@@ -27,7 +27,7 @@ def load_fusion_model(info: Any) -> FusionModel:
             f"{TITLE}: fusion checkpoint {shown(info.title)} cannot be read from disk ({error.strerror or error}); "
             "it was moved or deleted: refresh the checkpoint list and choose another"
         ) from None
-    return CACHE.get(key, lambda: _build(info))
+    return CACHE.get(key, lambda: _build(info), capacity)
 
 
 def _build(info: Any) -> FusionModel:

@@ -11,6 +11,7 @@ from modules import shared
 
 from lib_fusion import masks
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.echo import shown
 from lib_fusion.host import a1111, forge
 from lib_fusion.host.checkpoints import (
     UNSUPPORTED_HOST,
@@ -23,9 +24,11 @@ from lib_fusion.host.checkpoints import (
 )
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
 from lib_fusion.host.sampling import unwrap_sample, wrap_sample
-from lib_fusion.host.settings import preview_steps, release
+from lib_fusion.host.settings import max_models, preview_steps, release
 from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext
 from lib_fusion.methods import TWO_MODEL_METHODS, fusion_prompts_read
+from lib_fusion.models import FusionModelError
+from lib_fusion.region_args import KEYWORDS
 from lib_fusion.region_pass import windows_of
 from lib_fusion.run import FusionRun
 
@@ -48,6 +51,8 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
         if args.method == "regions":
             run.region_images = _region_images(p, args)
             args = run.args = _with_canonical_masks(args, run.region_images)
+            args = run.args = _with_region_checkpoints(run, args)
+        _check_budget(run)
         _write_infotext(p, to_infotext(args, run.model_info.title if run.model_info else None))
     except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
         run.error = error
@@ -107,6 +112,43 @@ def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
         if not bool(images[index].any()):
             raise FusionArgumentError(f"{TITLE}: invalid argument: regions[{index}].mask: {masks.EMPTY}")
     return images
+
+
+def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
+    """Each region's checkpoint resolved through the WebUI's list: the active one and the
+    fusion checkpoint become their keywords, any other its title (its model is loaded with
+    the fusion checkpoint's; ``run.region_infos``). A bad name fails naming the region."""
+    regions = []
+    for index, region in enumerate(args.regions):
+        if region.model in KEYWORDS:
+            regions.append(region)
+            continue
+        try:
+            info = resolve_checkpoint(region.model)
+        except FusionModelError as error:
+            raise FusionArgumentError(f"{TITLE}: regions[{index}].model: {str(error).removeprefix(TITLE + ': ')}") from None
+        if is_active_checkpoint(info):
+            name = "active"
+        elif run.model_info is not None and info.filename == run.model_info.filename:
+            name = "fusion"
+        else:
+            name = info.title
+            run.region_infos[name] = info
+        regions.append(region if name == region.model else region.copy(update={"model": name}))
+    return args.copy(update={"regions": regions})
+
+
+def _check_budget(run: FusionRun) -> None:
+    """Refuse before sampling a generation that needs more checkpoints besides the active one
+    than the Settings keep in memory (each step needs every one of them)."""
+    fusion = run.model_info
+    needed = [*([fusion.title] if fusion is not None and not is_active_checkpoint(fusion) else []), *run.region_infos]
+    budget = max_models()
+    if len(needed) > budget:
+        raise FusionArgumentError(
+            f"{TITLE}: this generation needs {len(needed)} checkpoints besides the active one ({', '.join(map(shown, needed))}) "
+            f"but Settings → Model Fusion keeps at most {budget} in memory; raise that number or use fewer checkpoints"
+        )
 
 
 def _with_canonical_masks(args: FusionArgs, images: list[torch.Tensor | None]) -> FusionArgs:

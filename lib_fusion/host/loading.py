@@ -42,8 +42,9 @@ class FusionModel:
     """Called when the cache drops the model (Forge: tell its memory manager)."""
 
 
-def load_fusion_model(info: Any, need_text_encoder: bool) -> FusionModel:
-    """Cached secondary model; built without touching ``shared.sd_model``."""
+def load_fusion_model(info: Any, need_text_encoder: bool, capacity: int = 1) -> FusionModel:
+    """Cached secondary model; built without touching ``shared.sd_model``. ``capacity``: how
+    many the cache may hold (the Settings' budget)."""
     if is_active_checkpoint(info):
         return FusionModel(info.title, None, None)
     parts = ("unet", "text_encoder") if need_text_encoder else ("unet",)
@@ -54,18 +55,23 @@ def load_fusion_model(info: Any, need_text_encoder: bool) -> FusionModel:
             f"{TITLE}: fusion checkpoint {shown(info.title)} cannot be read from disk ({error.strerror or error}); "
             "it was moved or deleted: refresh the checkpoint list and choose another"
         ) from None
-    return CACHE.get(key, lambda: _build(info, need_text_encoder))
+    return CACHE.get(key, lambda: _build(info, need_text_encoder), capacity)
 
 
 def loaded_report() -> dict[str, Any] | None:
-    """The cached fusion checkpoint (title, parts, seconds its load took), or None."""
-    model: FusionModel | None = CACHE.value
-    if model is None:
+    """The most recently used fusion checkpoint (title, parts, seconds its load took, bytes),
+    and under ``held`` every cached one, least recently used first; None when none is."""
+    held = [_report(model, seconds) for _, model, seconds in CACHE.held()]
+    if not held:
         return None
+    return {**held[-1], "held": held}
+
+
+def _report(model: FusionModel, seconds: float) -> dict[str, Any]:
     parts = ["unet"] + (["text_encoder"] if model.text_encoder is not None else [])
     modules = [_module_of(part) for part in (model.unet, model.text_encoder) if part is not None]
     size = sum(tensor.numel() * tensor.element_size() for module in modules for tensor in (*module.parameters(), *module.buffers()))
-    return {"title": model.title, "parts": parts, "load_seconds": round(CACHE.load_seconds or 0.0, 3), "bytes": size}
+    return {"title": model.title, "parts": parts, "load_seconds": round(seconds or 0.0, 3), "bytes": size}
 
 
 def _module_of(part: Any) -> torch.nn.Module:

@@ -23,9 +23,10 @@ from lib_fusion.args import TITLE
 from lib_fusion.denoise import Conditioning
 from lib_fusion.host.images import finished_images, image_index
 from lib_fusion.host.loading import FusionModel, unload
-from lib_fusion.host.settings import release
+from lib_fusion.host.settings import max_models, release
 from lib_fusion.infotext import strides_used
 from lib_fusion.methods import TWO_MODEL_METHODS
+from lib_fusion.models import FusionModelError
 from lib_fusion.run import ACTIVE, FUSED, FUSION, FusionRun, HostStep
 
 _WRAPPED_MARK = "__model_fusion_wrapper__"
@@ -38,7 +39,7 @@ class Family(Protocol):
     PER_IMAGE_STEPS: bool
     """``on_cfg_denoiser`` shows one row per image (Forge), not the full row layout (A1111)."""
 
-    def load_fusion_model(self, run: FusionRun) -> FusionModel: ...
+    def load_checkpoint(self, info: Any, run: FusionRun, capacity: int) -> FusionModel: ...
 
     def sampling_residency(self, model: FusionModel | None) -> contextlib.AbstractContextManager[None]: ...
 
@@ -68,8 +69,7 @@ def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: A
     the comparison, the same batch again with each model alone."""
     if run.error is not None:
         raise run.error
-    if run.model_info is not None:
-        run.fusion_model = family.load_fusion_model(run)
+    _load_models(run, family)
     run.patched = []
     run.batch = int(getattr(p, "iteration", 0))
     same_noise = noise_replay(p)
@@ -90,6 +90,20 @@ def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: A
     if run.error is not None:
         raise run.error
     return result
+
+
+def _load_models(run: FusionRun, family: Family) -> None:
+    """The fusion checkpoint and the regions' own, from the cache or loaded; the fusion
+    checkpoint last, so that it is the most recently used (the status line shows it)."""
+    capacity = max_models()
+    for title, info in run.region_infos.items():
+        try:
+            run.region_models[title] = family.load_checkpoint(info, run, capacity)
+        except FusionModelError as error:
+            places = ", ".join(f"regions[{index}]" for index, region in enumerate(run.args.regions) if region.model == title)
+            raise FusionModelError(f"{TITLE}: {places}.model: {str(error).removeprefix(TITLE + ': ')}") from None
+    if run.model_info is not None:
+        run.fusion_model = family.load_checkpoint(run.model_info, run, capacity)
 
 
 def _out_of_memory(error: torch.cuda.OutOfMemoryError) -> torch.cuda.OutOfMemoryError:
@@ -158,13 +172,17 @@ class PassConditionings:
     active_uses_host_conds: bool
     """The active model's conditioning is the host's own: its solo steps can pass through."""
     regions: list[dict[str, ConditioningFn]]
-    """Per foreground region: its conditioning for each model (:data:`ACTIVE`, :data:`FUSION`)."""
+    """Per foreground region: its conditioning for each model (:data:`ACTIVE`, :data:`FUSION`,
+    and the title of a checkpoint of its own)."""
 
 
-def pass_conditionings(p: Any, run: FusionRun, active_encoder: Any, fusion_encoder: Any | None) -> PassConditionings:
+def pass_conditionings(
+    p: Any, run: FusionRun, active_encoder: Any, fusion_encoder: Any | None, region_encoders: dict[str, Any] | None = None
+) -> PassConditionings:
     """The prompts each model reads in this pass, and which text encoder reads them: with
     ``text_encoder='solo'`` the solo model's encoder reads both (the official code), with
-    ``own`` each its own. ``fusion_encoder`` None: the fusion checkpoint has none loaded."""
+    ``own`` each its own. ``fusion_encoder`` None: the fusion checkpoint has none loaded;
+    ``region_encoders``: the encoders of the checkpoints regions name, by title."""
     args = run.args
     hires = bool(getattr(p, "is_hr_pass", False))
     main_prompts = list(p.hr_prompts if hires else p.prompts)
@@ -211,7 +229,11 @@ def pass_conditionings(p: Any, run: FusionRun, active_encoder: Any, fusion_encod
         for region in args.regions:
             prompts = [_strip_networks(region.prompt)] * len(main_prompts) if region.prompt else main_prompts
             negatives = [_strip_networks(region.negative_prompt)] * len(main_negatives) if region.negative_prompt else main_negatives
-            regions.append({ACTIVE: encoded(encoder_of_active, prompts, negatives), FUSION: encoded(encoder_of_fusion, prompts, negatives)})
+            conditionings = {ACTIVE: encoded(encoder_of_active, prompts, negatives), FUSION: encoded(encoder_of_fusion, prompts, negatives)}
+            if region.model in (region_encoders or {}):  # a checkpoint of its own: its encoder with own, else the active one's
+                own_encoder = region_encoders[region.model] if own and region_encoders[region.model] is not None else active_encoder
+                conditionings[region.model] = encoded(own_encoder, prompts, negatives)
+            regions.append(conditionings)
     return PassConditionings(
         active=active,
         fusion=encoded(encoder_of_fusion, fusion_prompts, fusion_negatives),

@@ -239,3 +239,13 @@ def test_the_live_preview_shows_the_fused_prediction(webui):
     assert torch.allclose(seen[-1][0], processed.latents[0], atol=1e-5)
     plain, _ = generate(webui, None, extension=False, sampler_name="Euler")
     assert not torch.allclose(seen[-1][0], plain.latents[0], atol=1e-3)
+
+
+def test_region_preview_gives_another_checkpoint_its_own_colour(webui):
+    shared.opts.model_fusion_max_models = 2
+    boxes = [{"box": [0.0, 0.0, 0.5, 1.0], "model": "fusion"}, {"box": [0.5, 0.0, 0.5, 1.0], "model": "artist"}]
+    args = {"enabled": True, "model": "expert", "method": "regions", "regions": boxes, "preview": True}
+    processed = webui.generate(args, steps=2, width=128)
+    [layout] = [text for text in processed.infotexts if "Fusion output: region layout" in text]
+    picture = processed.images[processed.infotexts.index(layout)]
+    assert picture.size[0] >= 128  # drawn (the colours themselves: tests/unit/test_pictures.py)

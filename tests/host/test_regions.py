@@ -5,7 +5,7 @@ import io
 
 import pytest
 import torch
-from modules import processing
+from modules import processing, shared
 from PIL import Image
 
 LEFT = [0.0, 0.0, 0.5, 1.0]
@@ -194,3 +194,32 @@ def test_a_region_prompt_longer_than_its_negative_runs_in_two_calls(webui, windo
     assert torch.isfinite(out).all() and p.model_fusion_run.stats.region_passes > 0
     main = webui.latents(regions({"box": RIGHT}, window=8, stride=4, windows=windows), steps=2, width=128, height=64)
     assert not torch.allclose(out, main, atol=1e-4)
+
+
+def test_three_boxes_on_three_checkpoints_each_carry_their_models_signature(webui):
+    """Any listed checkpoint denoises a region: three thirds on the fusion checkpoint, another
+    checkpoint named by title and the active one. One Euler step returns the fused x0 itself,
+    so each third is exactly its checkpoint alone (with its own text encoder)."""
+    shared.opts.model_fusion_max_models = 2  # the fusion checkpoint and the other one
+    thirds = [[k / 3, 0.0, 1 / 3, 1.0] for k in range(3)]
+    artist = webui.title("artist")
+    fusion = regions(
+        {"box": thirds[0], "model": "fusion"},
+        {"box": thirds[1], "model": "artist"},
+        {"box": thirds[2], "model": "active"},
+        text_encoder="own",
+    )
+    kwargs = {"steps": 1, "width": 192, "height": 64}
+    fused, p = run(webui, fusion, **kwargs)
+    assert [region.model for region in p.model_fusion_run.args.regions] == ["fusion", artist, "active"]  # resolved to its title
+    assert p.model_fusion_run.stats.region_model_runs == {artist: 1}
+    alone = {"general": webui.latents(None, extension=False, **kwargs)}
+    for name in ("expert", "artist"):
+        webui.load(name)
+        alone[name] = webui.latents(None, extension=False, **kwargs)
+    third = fused.shape[-1] // 3
+    for k, name in enumerate(("expert", "artist", "general")):
+        part = slice(k * third, (k + 1) * third)
+        assert torch.allclose(fused[..., part], alone[name][..., part], atol=1e-5), name
+        others = [other for other in alone if other != name]
+        assert all(not torch.allclose(alone[other][..., part], alone[name][..., part], atol=1e-3) for other in others)

@@ -229,3 +229,22 @@ def test_the_settings_section_keeps_or_frees_the_model_after_each_generation(web
     with pytest.raises(ValueError):
         webui.generate(snb(regions=[{"box": [0, 0, 0.01, 0.01]}], method="regions"), steps=2)
     assert CACHE.key is None  # also after a failed generation
+
+
+def test_the_budget_keeps_the_most_recent_checkpoints_and_frees_the_least_recent(webui):
+    shared.opts.model_fusion_max_models = 2
+    webui.generate(snb(), steps=2)
+    webui.generate(snb(model="artist"), steps=2)
+    loads = CACHE.loads
+    webui.generate(snb(), steps=2)  # both held: nothing loaded again
+    assert CACHE.loads == loads and [os.path.basename(key.filename) for key, _, _ in CACHE.held()] == [
+        "artist.safetensors",
+        "expert.safetensors",
+    ]
+    report = webui.app().routes[("GET", "/model-fusion/v1/models")]()["loaded"]
+    assert [entry["title"] for entry in report["held"]] == [webui.title("artist"), webui.title("expert")]
+    shared.opts.model_fusion_max_models = 1
+    webui.generate(snb(model="artist"), steps=2)  # one slot: expert is freed, artist kept
+    assert CACHE.loads == loads and len(CACHE.held()) == 1
+    webui.generate(snb(), steps=2)  # and expert is loaded again
+    assert CACHE.loads == loads + 1 and os.path.basename(CACHE.key.filename) == "expert.safetensors"

@@ -71,7 +71,7 @@ def test_positional_ui_values_and_api_dict_agree():
         ([{"prompt": "cat"}], "regions[0]: give exactly one of box"),
         ([{"box": [0, 0, 1, 1], "weight": 0}], "regions[0].weight: 0: must be from 1e-06 to 100"),
         ([{"box": [0, 0, 1, 1], "weight": True}], "regions[0].weight: True is not a number"),
-        ([{"box": [0, 0, 1, 1], "model": "expert"}], "regions[0].model"),
+        ([{"box": [0, 0, 1, 1], "model": " "}], "regions[0].model"),
         ([{"box": [0, 0, 1, 1], "colour": "red"}], "regions[0].colour: unknown field; valid fields: box, mask"),
         ([{"mask": "R0lGODlh"}], "regions[0].mask: not a PNG"),
         ("[{", "regions: '[{': not valid JSON"),

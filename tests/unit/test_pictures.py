@@ -81,3 +81,21 @@ def test_a_thinned_sample_shows_the_steps_the_full_list_would_nearly(n, count):
         assert thinned[0] == full[0] == 0 and thinned[-1] == full[-1] == n - 1
     stride = keeper.stride  # kept traces lie at most a stride apart: so does each pick from the ideal one
     assert all(abs(a - b) <= stride for a, b in zip(thinned, full))
+
+
+def test_each_checkpoint_of_a_region_layout_has_its_own_colour():
+    masks = torch.zeros(3, 2, 6)
+    masks[0, :, 0:2], masks[1, :, 2:4], masks[2, :, 4:6] = 1, 1, 1
+    models = ["fusion", "artist.safetensors [0123456789]", "active"]
+    picture = pictures.region_layout(Image.new("RGB", (48, 16)), masks, models, ["", "", ""], "caption")
+    pixels = np.asarray(picture, dtype=np.float32)
+    tile = pixels[pixels.shape[0] - 16 :, (pixels.shape[1] - 48) // 2 :][:, :48]  # the image below the caption band
+    expected = [pictures.COLOUR_B, pictures.OTHER_COLOURS[0], pictures.COLOUR_A]
+    for k, colour in enumerate(expected):
+        centre = tile[8, k * 16 + 8]  # inside the block, away from the outline
+        assert np.allclose(centre, np.array(colour) * pictures.OVERLAY_ALPHA, atol=1.5), (k, centre)
+    assert pictures.model_colours(["x", "y", "x"]) == {
+        **pictures.MODEL_COLOURS,
+        "x": pictures.OTHER_COLOURS[0],
+        "y": pictures.OTHER_COLOURS[1],
+    }

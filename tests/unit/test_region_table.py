@@ -19,11 +19,11 @@ def test_typed_cells_become_numbers_and_blank_rows_vanish():
 
 def test_bad_cells_are_kept_for_the_validator_to_name():
     text = json_from_table([["box", "left", 0, 1, 1, "", "", "expert", 1]], "[]")
-    assert '"left"' in text and '"model":"expert"' in text
+    assert '"left"' in text and '"model":"expert"' in text  # any checkpoint's name is the validator's (and the host's) to judge
     try:
         FusionArgs.parse({"method": "regions", "regions": text})
     except ValueError as error:
-        assert "regions[0].box" in str(error) and "regions[0].model" in str(error)
+        assert "regions[0].box" in str(error)
     else:
         raise AssertionError("a bad table row validated")
 

@@ -111,7 +111,7 @@ def error_message(response) -> str:
     return body.get("errors") or body.get("message") or ""
 
 
-STANDIN_CHECKPOINTS = {"general", "wide", "other-sdxl", "artist"}
+STANDIN_CHECKPOINTS = {"general", "wide", "other-sdxl", "other-sd1", "artist"}
 """Rows naming the stand-in's own checkpoints need its folder; the rest run anywhere."""
 
 
@@ -125,10 +125,16 @@ def _sendable(fusion) -> bool:
     return True
 
 
+def _checkpoints(fusion: dict) -> set:
+    """The checkpoints a row names, its regions' included."""
+    regions = fusion.get("regions") if isinstance(fusion.get("regions"), list) else []
+    return {fusion.get("model"), *(region.get("model") for region in regions if isinstance(region, dict))}
+
+
 ROWS = [
     case
     for case in CASES
-    if case[3] is None and isinstance(case[1], dict) and case[1].get("model") not in STANDIN_CHECKPOINTS and _sendable(case[1])
+    if case[3] is None and isinstance(case[1], dict) and not _checkpoints(case[1]) & STANDIN_CHECKPOINTS and _sendable(case[1])
 ]
 
 
