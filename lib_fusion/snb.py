@@ -185,6 +185,58 @@ def fuse_guided(
     return Fused(prediction, mask, sal_a, sal_b)
 
 
+class FusedMany(NamedTuple):
+    """A blended step of several models and what decided it."""
+
+    prediction: torch.Tensor
+    choice: torch.Tensor
+    """(N, 1, H, W): the index of the model chosen per pixel (hard), or of the largest weight."""
+    weights: torch.Tensor | None
+    """(M, N, 1, H, W): each model's weight (soft and mean rules); None for the hard rule."""
+
+
+def fuse_many(
+    guided: list[torch.Tensor],
+    responses: list[torch.Tensor],
+    factors: list[float],
+    blur: Blur = "box",
+    rule: MaskRule = "hard",
+    per_channel: bool = False,
+) -> FusedMany:
+    """SNB's rule over M >= 2 models (MagicFusion's equations 3-5 generalised): each model's
+    saliency ``S_m`` (steps 3), ``L_m = softmax_hw(k_m S_m)`` (step 4, ``k_m`` its factor),
+    and per pixel the model with the largest ``L_m``, ties to the earlier model (step 5: with
+    two models, B where ``L_B > L_A``, exactly :func:`fuse_guided`'s choice). ``soft``: weights
+    ``L_m / sum L``; ``mean``: ``1 / M`` each. Model 0 is A, the solo model."""
+    count = len(guided)
+    if count < 2 or not count == len(responses) == len(factors):
+        raise ValueError(f"SNB over several models needs as many guided predictions, responses and factors (2 or more), got "
+                         f"{len(guided)}, {len(responses)}, {len(factors)}")  # fmt: skip
+    batch = guided[0].shape[0]
+    maps = saliency(torch.cat(responses), blur, per_channel)  # one blur for all (rows are independent)
+    n, c, h, w = maps.shape
+    logits = torch.cat([factor * part for factor, part in zip(factors, maps.split(batch))]).reshape(n, c, h * w)
+    if rule == "hard":
+        values = torch.softmax(logits, dim=2).reshape(n, c, h, w).split(batch)
+        choice, best, prediction = torch.zeros_like(values[0], dtype=torch.long), values[0], guided[0]
+        for index in range(1, count):
+            take = values[index] > best  # strictly larger: a tie stays with the earlier model
+            choice = torch.where(take, index, choice)
+            best = torch.where(take, values[index], best)
+            prediction = torch.where(take, guided[index], prediction)
+        return FusedMany(prediction, choice, None)
+    if rule == "mean":
+        weights = torch.full((count, *maps.split(batch)[0].shape), 1.0 / count, dtype=maps.dtype, device=maps.device)
+    elif rule == "soft":
+        # L_m / sum L = softmax over the models of log L_m: finite where every L underflows to 0.
+        logs = torch.log_softmax(logits, dim=2).reshape(n, c, h, w).split(batch)
+        weights = torch.softmax(torch.stack(logs), dim=0)
+    else:
+        raise ValueError(f"mask must be 'hard', 'soft' or 'mean', got {rule!r}")
+    prediction = sum(weight.to(eps.dtype) * eps for weight, eps in zip(weights, guided))
+    return FusedMany(prediction, weights.argmax(dim=0), weights)
+
+
 def blend(
     uncond_a: torch.Tensor,
     cond_a: torch.Tensor,

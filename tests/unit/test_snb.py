@@ -130,3 +130,71 @@ def test_both_models_maps_made_in_one_stacked_call_equal_each_made_alone(rule):
             assert torch.equal(fused.mask[decided], (lb > la).float()[decided])
         else:
             assert torch.allclose(fused.mask, lb / (la + lb), atol=1e-6)  # the share through log-softmax: same value, other rounding
+
+
+def restated_many(guided, responses, factors):
+    """SNB over several models written out again: each model's blurred saliency (official box),
+    its spatial softmax, then per pixel the first model with the largest value."""
+    values = []
+    for response, factor in zip(responses, factors):
+        h, w = response.shape[-2:]
+        pooled = F.avg_pool2d(response.abs(), kernel_size=4, stride=1, padding=1, count_include_pad=True)
+        sal = F.interpolate(pooled, size=(h, w), mode="bilinear", align_corners=False).mean(dim=1, keepdim=True)
+        n = sal.shape[0]
+        values.append(torch.softmax(factor * sal.reshape(n, -1), dim=1).reshape(n, 1, h, w))
+    stacked = torch.stack(values)
+    best = stacked.max(dim=0).values
+    first = (stacked == best).float().argmax(dim=0)  # argmax of the 0/1 map: the earliest index reaching the max
+    return torch.gather(torch.stack(guided), 0, first[None].expand(1, *guided[0].shape))[0], first, stacked
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), kg=st.floats(0.2, 5.0), ke=st.floats(0.2, 5.0))
+def test_two_models_through_the_many_model_rule_are_snb_bit_for_bit(seed, kg, ke):
+    eps_a, eps_b, response_a, response_b = four(n=2, h=16, w=24, seed=seed)
+    two = snb.fuse_guided(eps_a, eps_b, response_a, response_b, kg, ke)
+    many = snb.fuse_many([eps_a, eps_b], [response_a, response_b], [kg, ke])
+    assert torch.equal(many.prediction, two.prediction)
+    assert torch.equal(many.choice.float(), two.mask)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), factors=st.lists(st.floats(0.2, 5.0), min_size=3, max_size=5))
+def test_several_models_pick_per_pixel_as_the_restated_rule(seed, factors):
+    g = torch.Generator().manual_seed(seed)
+    guided = [torch.randn(2, 4, 12, 16, generator=g) for _ in factors]
+    responses = [torch.randn(2, 4, 12, 16, generator=g) * (1 + k) for k in range(len(factors))]
+    fused = snb.fuse_many(guided, responses, factors)
+    expected, choice, values = restated_many(guided, responses, factors)
+    # The blur of a stacked batch may round its last bit otherwise than one map at a time:
+    # only where two models' values tie to within that rounding may the choice differ.
+    top2 = values.topk(2, dim=0).values
+    clear = ((top2[0] - top2[1]) > 1e-6 * top2[0]).expand_as(expected)
+    assert torch.equal(fused.choice.expand_as(expected)[clear], choice.expand_as(expected)[clear])
+    assert torch.equal(fused.prediction[clear], expected[clear])
+
+
+def test_ties_go_to_the_earlier_model_and_each_model_can_win():
+    flat = torch.zeros(1, 4, 8, 8)
+    guided = [torch.full((1, 4, 8, 8), float(m)) for m in range(3)]
+    assert torch.equal(snb.fuse_many(guided, [flat, flat, flat], [1.0, 1.0, 1.0]).prediction, guided[0])  # all tie: model 0
+    responses = [flat.clone() for _ in range(3)]
+    responses[1][..., :, :3] = 5.0  # model 1 salient on the left, model 2 on the right
+    responses[2][..., :, 5:] = 5.0
+    choice = snb.fuse_many(guided, responses, [1.0, 1.0, 1.0]).choice[0, 0]
+    assert set(choice.unique().tolist()) == {0, 1, 2}
+    assert (choice[:, 0] == 1).all() and (choice[:, -1] == 2).all()
+
+
+@given(seed=st.integers(0, 1000), rule=st.sampled_from(["soft", "mean"]))
+def test_soft_and_mean_weights_are_shares_that_sum_to_one(seed, rule):
+    g = torch.Generator().manual_seed(seed)
+    guided = [torch.randn(1, 4, 8, 8, generator=g) for _ in range(3)]
+    responses = [torch.randn(1, 4, 8, 8, generator=g) for _ in range(3)]
+    fused = snb.fuse_many(guided, responses, [1.0, 2.0, 3.0], rule=rule)
+    assert torch.allclose(fused.weights.sum(dim=0), torch.ones(1)) and (fused.weights >= 0).all()
+    # Three products and two sums of values up to max|eps|: a few float32 roundings of that size.
+    rounding = 8 * torch.finfo(torch.float32).eps * max(float(eps.abs().max()) for eps in guided)
+    assert torch.allclose(fused.prediction, sum(w * e for w, e in zip(fused.weights, guided)), rtol=0, atol=rounding)
+    if rule == "mean":
+        assert torch.allclose(fused.prediction, sum(guided) / 3, rtol=0, atol=rounding)
