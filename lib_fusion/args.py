@@ -18,6 +18,7 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
 from lib_fusion.argument_messages import describe
 from lib_fusion.echo import cut, shown
 from lib_fusion.methods import USED_BY
+from lib_fusion.model_args import MAX_FUSION_MODELS, FusionModelArgs
 from lib_fusion.region_args import RegionArgs, number
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
 from lib_fusion.screening import screen
@@ -132,10 +133,25 @@ class FusionArgs(BaseModel):
         description="Regions method: overlap = MultiDiffusion's overlapping views every step; shifted = non-overlapping "
         "windows whose grid moves by a seeded random offset each step (SpotDiffusion): about canvas / window views per step.",
     )
+    models: List[FusionModelArgs] = Field(
+        [],
+        description="SNB: further fusion checkpoints, each {model, prompt, negative_prompt, k, window}, fused per pixel with "
+        "model A and the fusion checkpoint (model, prompt, negative_prompt and ke are the first; with model empty, the "
+        "list's first entry is).",
+        maxItems=MAX_FUSION_MODELS,
+    )
 
     class Config:
         extra = Extra.forbid
         allow_mutation = False
+
+    @validator("models", pre=True)
+    def _models_json(cls, value: Any) -> Any:
+        """The UI (and an API caller that wishes) sends the list as JSON text."""
+        value = _json_list(value)
+        if isinstance(value, list) and len(value) > MAX_FUSION_MODELS:
+            raise ValueError(f"{len(value)} checkpoints; at most {MAX_FUSION_MODELS} (each adds two model passes per fused step)")
+        return value
 
     @validator("guidance_weight", pre=True, always=True)
     def _valid_guidance_weight(cls, value: Any) -> float:
@@ -174,16 +190,7 @@ class FusionArgs(BaseModel):
     @validator("regions", pre=True)
     def _regions_json(cls, value: Any) -> Any:
         """The UI (and an API caller that wishes) sends the region list as JSON text."""
-        if isinstance(value, str):
-            if not value.strip():
-                return []
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
-            except (ValueError, RecursionError) as error:  # nesting or digits past Python's limits
-                raise ValueError(f"not usable JSON ({cut(str(error), 80)})") from None
-            screen(value)
+        value = _json_list(value)
         if isinstance(value, list) and len(value) > MAX_REGIONS:
             raise ValueError(f"{len(value)} regions; at most {MAX_REGIONS} (each adds a model pass per view and step)")
         return value
@@ -219,6 +226,27 @@ class FusionArgs(BaseModel):
         return value
 
     @root_validator(skip_on_failure=True)
+    def _first_of_the_models(cls, values: dict) -> dict:
+        """``model``, ``prompt``, ``negative_prompt`` and ke are the first fusion checkpoint;
+        with ``model`` empty the list's first entry moves there (one form for both)."""
+        models = values.get("models") or []
+        if models and not values.get("model"):
+            first, rest = models[0], models[1:]
+            v1, kg, ke = parse_fusion_selection(values["fusion_selection"])
+            values.update(
+                model=first.model,
+                prompt=first.prompt,
+                negative_prompt=first.negative_prompt,
+                fusion_selection=format_fusion_selection(v1, kg, ke if first.k is None else first.k),
+                models=rest,
+            )
+            if first.window is not None:
+                raise ValueError("models[0].window: the first fusion checkpoint joins every fused step (fusion_selection says which)")
+        if values.get("models") and values.get("enabled"):
+            _check_several(values)
+        return values
+
+    @root_validator(skip_on_failure=True)
     def _model_when_needed(cls, values: dict) -> dict:
         if values.get("enabled") and not values.get("model") and _needs_fusion_checkpoint(values):
             why = " (compare runs every region on it)" if values.get("method") == "regions" and values.get("compare") else ""
@@ -246,7 +274,7 @@ class FusionArgs(BaseModel):
                 screen(value, str(name))
             return cls(**data)
         except ValidationError as error:
-            problems = describe(error.errors(), data, FIELDS, REGION_FIELDS)
+            problems = describe(error.errors(), data, FIELDS, {"regions": REGION_FIELDS, "models": MODEL_FIELDS})
             plural = "s" if len(problems) > 1 else ""
             raise FusionArgumentError(f"{TITLE}: invalid argument{plural}: {cut('; '.join(problems), 1000)}") from None
         except FusionArgumentError:
@@ -298,6 +326,39 @@ def script_data(args: Sequence[Any]) -> dict[str, Any]:
     return {name: _from_ui(name, value) for name, value in zip(FIELDS, args)}
 
 
+def _json_list(value: Any) -> Any:
+    """A list sent as JSON text (the UI's textboxes), parsed and screened; anything else as is."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return []
+    try:
+        value = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+    except (ValueError, RecursionError) as error:  # nesting or digits past Python's limits
+        raise ValueError(f"not usable JSON ({cut(str(error), 80)})") from None
+    screen(value)
+    return value
+
+
+SEVERAL_REFUSED = {
+    "method": ("snb", "several fusion checkpoints fuse by SNB only (Regions names a checkpoint per region)"),
+    "solo": ("active", "with several fusion checkpoints model A is the active checkpoint (solo='active')"),
+    "mask_ema": (0.0, "the steadier mask is for two models; leave it at 0 with several fusion checkpoints"),
+    "mask_freeze": (0, "the frozen mask is for two models; leave it at 0 with several fusion checkpoints"),
+    "compare": (False, "the comparison shows two models; turn it off with several fusion checkpoints"),
+    "preview": (False, "the preview shows two models' maps; turn it off with several fusion checkpoints"),
+}
+"""What several fusion checkpoints need of the other fields (value, why)."""
+
+
+def _check_several(values: dict) -> None:
+    for field, (allowed, why) in SEVERAL_REFUSED.items():
+        if values.get(field, allowed) != allowed:
+            raise ValueError(f"models: {why}")
+
+
 def _needs_fusion_checkpoint(values: dict) -> bool:
     """SNB always runs a second checkpoint; Regions when a region asks for it or the
     comparison shows the fusion checkpoint everywhere."""
@@ -311,6 +372,7 @@ FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 OUTPUT_FIELDS = ("compare", "preview")
 """What to return besides the image: not generation parameters, so not in the infotext."""
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
+MODEL_FIELDS: tuple[str, ...] = tuple(FusionModelArgs.__fields__)
 
 
 INTEGER_FIELDS = ("mode", "window", "stride", "view_batch_size", "mask_freeze")
@@ -333,7 +395,14 @@ def _from_ui(name: str, value: Any) -> Any:
 def _to_ui(name: str, value: Any) -> Any:
     if name == "regions":
         return regions_json(value)
+    if name == "models":
+        return models_json(value)
     return str(value) if name in ("mode", "stride") else value  # a radio and a dropdown of text
+
+
+def models_json(models: Sequence[FusionModelArgs]) -> str:
+    """Compact JSON of the further fusion checkpoints, defaults left out (UI value, infotext)."""
+    return json.dumps([model.compact() for model in models], separators=(",", ":"))
 
 
 def regions_json(regions: Sequence[RegionArgs]) -> str:

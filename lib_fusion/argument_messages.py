@@ -14,7 +14,7 @@ def _value_at(data: Any, loc: Sequence[Any]) -> Any:
     """The value the caller sent at ``loc`` (``("regions", 0, "model")``), or ``_MISSING``."""
     for part in loc:
         if isinstance(data, str):
-            return _MISSING  # regions sent as JSON text: no path into it
+            return _MISSING  # a list sent as JSON text: no path into it
         try:
             data = data[part]
         except (KeyError, IndexError, TypeError):
@@ -22,17 +22,17 @@ def _value_at(data: Any, loc: Sequence[Any]) -> Any:
     return data
 
 
-def describe(errors: list[dict[str, Any]], data: dict, fields: Sequence[str], region_fields: Sequence[str]) -> list[str]:
+def describe(errors: list[dict[str, Any]], data: dict, fields: Sequence[str], item_fields: dict[str, Sequence[str]]) -> list[str]:
     """One line per problem pydantic found (its ``errors()``): the field's path, the value the
     caller sent (cut short; never a mask's base64) and what is wrong; an unknown field lists
-    the valid ones (``fields``, or ``region_fields`` inside a region)."""
+    the valid ones (``fields``, or ``item_fields[list]`` inside an item of a list field)."""
     problems = []
     for item in errors:
         loc = [part for part in item["loc"] if part != "__root__"]
         field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
         message = item["msg"]
         if item["type"] == "value_error.extra":
-            valid = region_fields if len(loc) > 1 and loc[0] == "regions" else fields
+            valid = item_fields.get(loc[0], fields) if len(loc) > 1 else fields
             message = f"unknown field; valid fields: {', '.join(valid)}"
         elif not field:
             problems.append(message)

@@ -174,6 +174,17 @@ def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOption
     )
 
 
+def snb_many_step(models: list[Model], step: StepInput, options: SnbOptions, factors: list[float]) -> torch.Tensor:
+    """A fused step of three or more models (:func:`lib_fusion.snb.fuse_many`): each model
+    guided with CFG; A's response against its uncond, every other model's as B's is in
+    :func:`snb_step` (``solo``: against A's uncond, the official quirk applied to each)."""
+    unconds, guideds = zip(*(guided(model, step) for model in models))
+    responses = [eps_response(guideds[0] - unconds[0], step)]
+    for uncond, prediction in zip(unconds[1:], guideds[1:]):
+        responses.append(eps_response(response_of_b(prediction, uncond, unconds[0], step.cfg_scale, options.saliency_uncond), step))
+    return snb.fuse_many(list(guideds), responses, factors, options.blur, options.mask, options.per_channel).prediction
+
+
 def guidance_step(model_a: Model, model_b: Model, step: StepInput, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-model guidance (:func:`lib_fusion.guidance.cross_model_guidance`): A on all its
     rows, B on its cond rows only. Returns the prediction and ``|D_A(c) - D_B(c)|`` (previews)."""

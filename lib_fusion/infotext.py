@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lib_fusion.args import FIELDS, INTEGER_FIELDS, TITLE, FusionArgs, regions_json
+from lib_fusion.args import FIELDS, INTEGER_FIELDS, TITLE, FusionArgs, models_json, regions_json
 from lib_fusion.echo import cut, shown
 from lib_fusion.methods import USED_BY
 
@@ -36,6 +36,7 @@ KEYS: dict[str, str] = {
     "mask_ema": "Fusion mask EMA",
     "mask_freeze": "Fusion mask freeze",
     "per_channel": "Fusion per channel",
+    "models": "Fusion models",
 }
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
 
@@ -54,6 +55,8 @@ def to_infotext(args: FusionArgs, model_title: str | None = None) -> dict[str, A
     values = args.dict()
     values["regions"] = regions_json(args.regions)
     defaults["regions"] = regions_json([])
+    values["models"] = models_json(args.models)
+    defaults["models"] = models_json([])
     if model_title:
         values["model"] = model_title
     used = ("method", *USED_BY[args.method])

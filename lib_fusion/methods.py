@@ -6,13 +6,16 @@ from __future__ import annotations
 USED_BY: dict[str, tuple[str, ...]] = {
     "snb": (
         "model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask",
-        "mask_ema", "mask_freeze", "per_channel",
+        "mask_ema", "mask_freeze", "per_channel", "models",
     ),
-    "regions": ("model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular", "windows"),
-    "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight"),
-    "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder"),
+    "regions": (
+        "model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular", "windows", "models",
+    ),
+    "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight", "models"),
+    "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "models"),
 }  # fmt: skip
-"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
+"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs).
+``models`` is read by all, so that a list sent with a method other than SNB is refused, not ignored."""
 TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
 """Methods that run model A alone outside the window and both models inside it."""
 

@@ -26,6 +26,7 @@ from lib_fusion.denoise import (
     base_uncond_step,
     guidance_step,
     guided,
+    snb_many_step,
     snb_step,
     spread_to_rows,
 )
@@ -82,6 +83,8 @@ class SamplingPass:
     units: str
     max_rows: int | None
     regions: RegionSource | None = None
+    more_roles: list[Role] = field(default_factory=list)
+    """SNB's further fusion checkpoints (``args.models``, in order): name, callable, conditioning."""
     region_fns: dict[str, ModelFn] = field(default_factory=dict)
     """Regions: the model callable of each checkpoint a region names besides the active and
     the fusion one, by title."""
@@ -136,6 +139,8 @@ class Stats:
     region_passes: int = 0
     """(view, region) model passes the Regions method ran."""
     region_calls: int = 0
+    more_runs: dict[str, int] = field(default_factory=dict)
+    """SNB: fused steps each further fusion checkpoint joined, by title."""
     region_model_runs: dict[str, int] = field(default_factory=dict)
     """Regions: steps each checkpoint a region names (besides active and fusion) ran, by title."""
     bootstrapped_steps: int = 0
@@ -172,6 +177,10 @@ class FusionRun:
         # Slots the host adapter fills: resolved checkpoint, loaded model, its hook objects.
         self.model_info: Any = None
         self.fusion_model: Any = None
+        self.more_infos: list[Any] = []
+        """SNB: the further fusion checkpoints (``args.models``), resolved."""
+        self.more_models: list[Any] = []
+        """Those loaded, in the same order (the host adapter fills it)."""
         self.region_infos: dict[str, Any] = {}
         """Regions: the checkpoints regions name besides the active and the fusion one, by title."""
         self.region_models: dict[str, Any] = {}
@@ -201,6 +210,7 @@ class FusionRun:
         self._pass = self._step = None
         self._colours = None
         self.fusion_model = None
+        self.more_models = []
         self.region_models = {}
         self.results.clear()
         self._traces.clear()
@@ -299,6 +309,7 @@ class FusionRun:
             current.passthrough = True
             return
         inputs = _inputs(step, sampling_pass)
+        joined = [(entry, role) for entry, role in zip(self.args.models, sampling_pass.more_roles) if entry.joins(t)]
         if kind is StepKind.SOLO:
             self.stats.solo_steps += 1
             self._count_runs(active_runs=int(solo[0] == ACTIVE), fusion_runs=int(solo[0] == FUSION))
@@ -312,6 +323,11 @@ class FusionRun:
                 maps: tuple[torch.Tensor | None, ...] = (difference, None, None)
             elif self.args.method == "base_uncond":
                 prediction, maps = base_uncond_step(model_a, model_b, inputs), (None, None, None)
+            elif joined:
+                factors = [self.kg, self.ke, *(self.ke if entry.k is None else entry.k for entry, _ in joined)]
+                models = [model_a, model_b, *(_model(role, step) for _, role in joined)]
+                prediction, maps = snb_many_step(models, inputs, self.options, factors), (None, None, None)
+                self._count_more(joined)
             else:
                 fused = snb_step(model_a, model_b, inputs, self.options, sampling_pass.mask_memory)
                 prediction, maps = fused.prediction, (fused.saliency_a, fused.saliency_b, fused.mask)
@@ -402,6 +418,10 @@ class FusionRun:
             sampling_pass.layout = make_layout(self.args, self.region_images, size, sampling_pass.regions.native_window)
             self.stats.latent_sizes.append(size)
         return sampling_pass.layout
+
+    def _count_more(self, joined: list[tuple[Any, Role]]) -> None:
+        for _, (name, _, _) in joined:
+            self.stats.more_runs[name] = self.stats.more_runs.get(name, 0) + 1
 
     def _count_runs(self, active_runs: int, fusion_runs: int) -> None:
         self.stats.active_runs += active_runs

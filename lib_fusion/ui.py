@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from lib_fusion import host, presets, region_table, schedule_words
-from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs
+from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs, models_json
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
 from lib_fusion.methods import TWO_MODEL_METHODS, USED_BY
@@ -177,10 +177,14 @@ def _expert_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any]
             per_channel = gr.Checkbox(
                 label="A mask per latent channel", value=defaults.per_channel, elem_id=elem_id("per_channel"), tooltip=HINTS["per_channel"]
             )
+        models = gr.Textbox(
+            label='More fusion checkpoints (JSON: [{"model": "title", "prompt": "", "k": 1, "window": [0, 0.5]}])',
+            value=models_json(defaults.models), lines=1, elem_id=elem_id("models"), tooltip=HINTS["models"],
+        )  # fmt: skip
     fields = {
         "text_encoder": text_encoder, "solo": solo, "fusion_selection": fusion_selection, "mode": mode,
         "saliency_uncond": saliency_uncond, "blur": blur, "mask": mask, "mask_ema": mask_ema, "mask_freeze": mask_freeze,
-        "per_channel": per_channel,
+        "per_channel": per_channel, "models": models,
     }  # fmt: skip
     return fields, snb_options
 

@@ -108,6 +108,12 @@ def save_file_bytes(weights, save_file):
             return handle.read()
 
 
+def allow_two_checkpoints(webui):
+    from modules import shared
+
+    shared.opts.model_fusion_max_models = 2
+
+
 def truncated(webui):
     return (webui.models / "expert.safetensors").read_bytes()[:-100]
 
@@ -190,6 +196,36 @@ CASES = [
     ),
     ("region field", regions({"box": LEFT, "colour": "red"}), {}, None, ["regions[0].colour: unknown field; valid fields: box, mask"]),
     ("17 regions", regions(*[{"box": LEFT}] * 17), {}, None, ["17 regions; at most 16"]),
+    # -- several fusion checkpoints (SNB) ----------------------------------------------------------
+    (
+        "models: unknown second",
+        snb(models=[{"model": "artist"}, {"model": "nope"}]),
+        {},
+        None,
+        ["models[1].model: fusion checkpoint 'nope'"],
+    ),
+    (
+        "models: another family",
+        snb(models=[{"model": "other-sdxl"}]),
+        {},
+        allow_two_checkpoints,
+        ["models[0].model: fusion checkpoint 'other-sdxl", "not of the active checkpoint's family"],
+    ),
+    ("models: a repeat", snb(models=[{"model": "expert.safetensors"}]), {}, None, ["models[0].model", "listed twice (also as model)"]),
+    ("models: the active one", snb(models=[{"model": "general"}]), {}, None, ["models[0].model", "is the active checkpoint, model A"]),
+    ("models: none", {"enabled": True, "models": []}, {}, None, ["model: choose a fusion checkpoint"]),
+    ("models: a hundred", snb(models=[{"model": "artist"}] * 100), {}, None, ["100 checkpoints; at most 7"]),
+    ("models: over the budget", snb(models=[{"model": "artist"}]), {}, None, ["needs 2 checkpoints besides the active one", "at most 1"]),
+    (
+        "models: with guidance",
+        snb(method="guidance", models=[{"model": "artist"}]),
+        {},
+        None,
+        ["models: several fusion checkpoints fuse by SNB"],
+    ),
+    ("models: bad window", snb(models=[{"model": "artist", "window": [0.5, 0.5]}]), {}, None, ["models[0].window", "0 <= from < to <= 1"]),
+    ("models: bad k", snb(models=[{"model": "artist", "k": -1}]), {}, None, ["models[0].k", "a saliency factor from"]),
+    ("models: field", snb(models=[{"model": "artist", "weight": 2}]), {}, None, ["models[0].weight: unknown field; valid fields: model"]),
     ("regions JSON", regions(regions="[{"), {}, None, ["regions: '[{': not valid JSON"]),
     ("region too small", regions({"box": [0, 0, 0.01, 0.01]}), {}, None, ["regions[0] covers no latent pixel of the 64x64", "larger"]),
     ("regions without model", {"enabled": True, "method": "regions", "regions": [{"box": LEFT}]}, {}, None, ["model: choose a fusion"]),

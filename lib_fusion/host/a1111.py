@@ -72,7 +72,12 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
     fusion_encoder = EncoderModel(fusion.text_encoder) if fusion.text_encoder is not None else None
     region_fns = {title: call(_same_wrapper(inner, UNetModel(model.unet))) for title, model in run.region_models.items()}
     region_encoders = {title: EncoderModel(m.text_encoder) if m.text_encoder else None for title, m in run.region_models.items()}
-    conditionings = pass_conditionings(p, run, shared.sd_model, fusion_encoder, region_encoders)
+    more_encoders = [EncoderModel(model.text_encoder) if model.text_encoder else None for model in run.more_models]
+    conditionings = pass_conditionings(p, run, shared.sd_model, fusion_encoder, region_encoders, more_encoders)
+    more_roles = [
+        (model.title, call(_same_wrapper(inner, UNetModel(model.unet))), conditioning)
+        for model, conditioning in zip(run.more_models, conditionings.more)
+    ]
     regions = None
     if run.args.method == "regions":
         regions = RegionSource(
@@ -92,6 +97,7 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         units="x0" if is_kdiffusion else "eps",
         max_rows=None if shared.opts.batch_cond_uncond else len(p.prompts),
         regions=regions,
+        more_roles=more_roles,
         region_fns=region_fns,
         progress=show_progress,
         hires=bool(getattr(p, "is_hr_pass", False)),

@@ -92,7 +92,7 @@ def begin_pass(p: Any) -> None:
         run.begin_pass(_sampling_pass(p, run, unet, live))
         unet.add_conditioning_modifier(_modifier(run, live))
         unet.set_model_sampler_post_cfg_function(_post_cfg(live))
-        for model in (run.fusion_model, *run.region_models.values()):
+        for model in (run.fusion_model, *run.more_models, *run.region_models.values()):
             if model is not None and model.unet is not None:
                 unet.add_extra_model_patcher_during_sampling(model.unet)
         objects.unet = unet
@@ -137,7 +137,9 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
     fusion_fn = active_fn if fusion.unet is None else _model_fn(fusion.unet)
     region_fns = {title: _model_fn(model.unet) for title, model in run.region_models.items()}
     region_encoders = {title: model.text_encoder for title, model in run.region_models.items()}
-    conditionings = pass_conditionings(p, run, shared.sd_model, fusion.text_encoder, region_encoders)
+    more_encoders = [model.text_encoder for model in run.more_models]
+    conditionings = pass_conditionings(p, run, shared.sd_model, fusion.text_encoder, region_encoders, more_encoders)
+    more_roles = [(model.title, _model_fn(model.unet), conditioning) for model, conditioning in zip(run.more_models, conditionings.more)]
     predictor = active_model.predictor
     regions = None
     if run.args.method == "regions":
@@ -158,6 +160,7 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
         units="x0",
         max_rows=None,
         regions=regions,
+        more_roles=more_roles,
         region_fns=region_fns,
         progress=show_progress,
         hires=bool(getattr(p, "is_hr_pass", False)),

@@ -48,6 +48,8 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
         if args.needs_fusion_checkpoint:
             run.model_info = resolve_checkpoint(args.model)
             _check_not_a_copy_of_the_active(p, args, run.model_info)
+        if args.models:
+            args = run.args = _with_more_models(run, args)
         if args.method == "regions":
             run.region_images = _region_images(p, args)
             args = run.args = _with_canonical_masks(args, run.region_images)
@@ -138,11 +140,37 @@ def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
     return args.copy(update={"regions": regions})
 
 
+def _with_more_models(run: FusionRun, args: FusionArgs) -> FusionArgs:
+    """SNB's further fusion checkpoints resolved through the WebUI's list (``run.more_infos``,
+    their titles in the arguments); unknown ones, the active one and repeats fail naming the
+    position."""
+    seen = {run.model_info.filename: "model"}
+    models = []
+    for index, entry in enumerate(args.models):
+        place = f"models[{index}].model"
+        try:
+            info = resolve_checkpoint(entry.model)
+        except FusionModelError as error:
+            raise FusionArgumentError(f"{TITLE}: {place}: {str(error).removeprefix(TITLE + ': ')}") from None
+        if is_active_checkpoint(info):
+            raise FusionArgumentError(f"{TITLE}: {place}: {info.title!r} is the active checkpoint, model A already; list other checkpoints")
+        if info.filename in seen:
+            raise FusionArgumentError(f"{TITLE}: {place}: {info.title!r} is listed twice (also as {seen[info.filename]}); list each once")
+        seen[info.filename] = place
+        run.more_infos.append(info)
+        models.append(entry if entry.model == info.title else entry.copy(update={"model": info.title}))
+    return args.copy(update={"models": models})
+
+
 def _check_budget(run: FusionRun) -> None:
     """Refuse before sampling a generation that needs more checkpoints besides the active one
     than the Settings keep in memory (each step needs every one of them)."""
     fusion = run.model_info
-    needed = [*([fusion.title] if fusion is not None and not is_active_checkpoint(fusion) else []), *run.region_infos]
+    needed = [
+        *([fusion.title] if fusion is not None and not is_active_checkpoint(fusion) else []),
+        *(info.title for info in run.more_infos),
+        *run.region_infos,
+    ]
     budget = max_models()
     if len(needed) > budget:
         raise FusionArgumentError(

@@ -93,7 +93,7 @@ def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: A
 
 
 def _load_models(run: FusionRun, family: Family) -> None:
-    """The fusion checkpoint and the regions' own, from the cache or loaded; the fusion
+    """The fusion checkpoint, SNB's further ones and the regions' own, from the cache or loaded; the fusion
     checkpoint last, so that it is the most recently used (the status line shows it)."""
     capacity = max_models()
     for title, info in run.region_infos.items():
@@ -102,6 +102,13 @@ def _load_models(run: FusionRun, family: Family) -> None:
         except FusionModelError as error:
             places = ", ".join(f"regions[{index}]" for index, region in enumerate(run.args.regions) if region.model == title)
             raise FusionModelError(f"{TITLE}: {places}.model: {str(error).removeprefix(TITLE + ': ')}") from None
+    more = []
+    for index, info in enumerate(run.more_infos):
+        try:
+            more.append(family.load_checkpoint(info, run, capacity))
+        except FusionModelError as error:
+            raise FusionModelError(f"{TITLE}: models[{index}].model: {str(error).removeprefix(TITLE + ': ')}") from None
+    run.more_models = more
     if run.model_info is not None:
         run.fusion_model = family.load_checkpoint(run.model_info, run, capacity)
 
@@ -171,18 +178,27 @@ class PassConditionings:
     fusion: ConditioningFn
     active_uses_host_conds: bool
     """The active model's conditioning is the host's own: its solo steps can pass through."""
+    more: list[ConditioningFn]
+    """SNB's further fusion checkpoints, in order (their prompts through A's encoder, or with
+    ``own`` each its own)."""
     regions: list[dict[str, ConditioningFn]]
     """Per foreground region: its conditioning for each model (:data:`ACTIVE`, :data:`FUSION`,
     and the title of a checkpoint of its own)."""
 
 
 def pass_conditionings(
-    p: Any, run: FusionRun, active_encoder: Any, fusion_encoder: Any | None, region_encoders: dict[str, Any] | None = None
+    p: Any,
+    run: FusionRun,
+    active_encoder: Any,
+    fusion_encoder: Any | None,
+    region_encoders: dict[str, Any] | None = None,
+    more_encoders: list[Any] | None = None,
 ) -> PassConditionings:
     """The prompts each model reads in this pass, and which text encoder reads them: with
     ``text_encoder='solo'`` the solo model's encoder reads both (the official code), with
     ``own`` each its own. ``fusion_encoder`` None: the fusion checkpoint has none loaded;
-    ``region_encoders``: the encoders of the checkpoints regions name, by title."""
+    ``region_encoders``: the encoders of the checkpoints regions name, by title;
+    ``more_encoders``: those of SNB's further fusion checkpoints, in order."""
     args = run.args
     hires = bool(getattr(p, "is_hr_pass", False))
     main_prompts = list(p.hr_prompts if hires else p.prompts)
@@ -234,11 +250,17 @@ def pass_conditionings(
                 own_encoder = region_encoders[region.model] if own and region_encoders[region.model] is not None else active_encoder
                 conditionings[region.model] = encoded(own_encoder, prompts, negatives)
             regions.append(conditionings)
+    more = []
+    for entry, encoder in zip(args.models, more_encoders or [None] * len(args.models)):
+        prompts = [_strip_networks(entry.prompt)] * len(main_prompts) if entry.prompt else main_prompts
+        negatives = [_strip_networks(entry.negative_prompt)] * len(main_negatives) if entry.negative_prompt else main_negatives
+        more.append(encoded(encoder if own and encoder is not None else active_encoder, prompts, negatives))
     return PassConditionings(
         active=active,
         fusion=encoded(encoder_of_fusion, fusion_prompts, fusion_negatives),
         active_uses_host_conds=active is host_conditioning,
         regions=regions,
+        more=more,
     )
 
 

@@ -1,0 +1,79 @@
+"""One further fusion checkpoint of N-model SNB as the argument model reads it: which
+checkpoint, its prompts, its saliency factor and the part of the denoising it joins."""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+try:
+    from pydantic.v1 import BaseModel, Extra, Field, StrictStr, validator
+except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
+    from pydantic import BaseModel, Extra, Field, StrictStr, validator
+
+from lib_fusion.echo import shown
+from lib_fusion.region_args import MAX_MODEL_NAME, number
+from lib_fusion.schedule import K_MAX, K_MIN
+
+MAX_FUSION_MODELS = 7
+"""Fusion checkpoints in one SNB generation (each adds two model passes per fused step)."""
+
+
+class FusionModelArgs(BaseModel):
+    """A fusion checkpoint of SNB: fused per pixel with the others by ``softmax(k S)``."""
+
+    model: StrictStr = Field(..., description="A checkpoint the WebUI lists: a title, name or hash.", maxLength=MAX_MODEL_NAME)
+    prompt: StrictStr = Field("", description="Its prompt; empty = the main prompt.")
+    negative_prompt: StrictStr = Field("", description="Its negative prompt; empty = the main negative prompt.")
+    k: Any = Field(None, description="Its saliency factor (the paper's ke); empty = ke of fusion_selection.", type="number")
+    window: List[Any] | None = Field(
+        None,
+        description="[from, to]: the part of the denoising it joins, as fractions (0 = the start at t = 1000, 1 = the end "
+        "at t = 0); empty = every fused step.",
+        minItems=2,
+        maxItems=2,
+        items={"type": "number"},
+    )
+
+    class Config:
+        extra = Extra.forbid
+        allow_mutation = False
+
+    @validator("model")
+    def _valid_model(cls, value: str) -> str:
+        name = value.strip()
+        if not name:
+            raise ValueError("choose a checkpoint: a title, name or hash from the WebUI's checkpoint list")
+        if len(name) > MAX_MODEL_NAME:
+            raise ValueError(f"{shown(name)}: a checkpoint reference of at most {MAX_MODEL_NAME} characters")
+        return name
+
+    @validator("k", pre=True, always=True)
+    def _valid_k(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        factor = number(value)
+        if not K_MIN <= factor <= K_MAX:
+            raise ValueError(f"{shown(value)}: a saliency factor from {K_MIN:g} to {K_MAX:g}")
+        return factor
+
+    @validator("window")
+    def _valid_window(cls, value: list | None) -> list | None:
+        if value is None:
+            return None
+        if len(value) != 2:
+            raise ValueError(f"{shown(value)}: give [from, to], fractions of the denoising")
+        start, end = (number(v) for v in value)
+        if not 0 <= start < end <= 1:
+            raise ValueError(f"{shown(value)}: need 0 <= from < to <= 1 (fractions of the denoising)")
+        return [start, end]
+
+    def joins(self, t: float) -> bool:
+        """Whether it takes part in a fused step at DDPM timestep ``t`` (1000 -> 0)."""
+        if self.window is None:
+            return True
+        start, end = self.window
+        return 1000.0 * (1.0 - end) <= t <= 1000.0 * (1.0 - start)
+
+    def compact(self) -> dict[str, Any]:
+        """Without its defaults (infotext, UI JSON)."""
+        return self.dict(exclude_defaults=True)
