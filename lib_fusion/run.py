@@ -299,7 +299,8 @@ class FusionRun:
         role_a, role_b = (active, fusion) if self.args.solo == "active" else (fusion, active)
         solo = role_b if self.variant == ALONE_B else role_a
         if kind is StepKind.FUSED:
-            sampling_pass.progress(f"{METHOD_NAMES[self.args.method]} t={t:.0f}")
+            more = sum(entry.joins(t) for entry in self.args.models)
+            sampling_pass.progress(f"{METHOD_NAMES[self.args.method]}{f' ({2 + more} models)' if more else ''} t={t:.0f}")
         else:
             phase = f"compare: {self.variant}" if self.variant != FUSED else "solo"
             sampling_pass.progress(f"{phase}: {solo[0]} t={t:.0f}")

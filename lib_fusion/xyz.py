@@ -7,6 +7,7 @@ arguments are the same for every cell, so an axis records its value on the copy 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from lib_fusion.args import FIELDS, TITLE, FusionArgumentError
@@ -26,6 +27,8 @@ def _stride(value: str) -> int | str:
 AXES: list[tuple[str, Callable[[str], Any], str, Callable[[], list[str]] | None]] = [
     # (label, value type, field or part of fusion_selection, choices)
     ("[Fusion] Checkpoint", str, "model", None),  # choices: the WebUI's checkpoints, filled in by register()
+    ("[Fusion] Checkpoint 2", str, "models.0", None),  # SNB's further fusion checkpoints: the entry's model
+    ("[Fusion] Checkpoint 3", str, "models.1", None),
     ("[Fusion] Method", str, "method", lambda: ["snb", "regions", "guidance", "base_uncond"]),
     ("[Fusion] v1 (timestep)", float, "v1", None),
     ("[Fusion] kg", float, "kg", None),
@@ -49,7 +52,7 @@ def register(xyz_grid: Any, checkpoint_titles: Callable[[], list[str]]) -> None:
     if xyz_grid is None or any(option.label.startswith("[Fusion]") for option in xyz_grid.axis_options):
         return
     for label, kind, key, choices in AXES:
-        choices = checkpoint_titles if key == "model" else choices
+        choices = checkpoint_titles if key == "model" or key.startswith("models.") else choices
         xyz_grid.axis_options.append(xyz_grid.AxisOption(label, kind, _setter(key), choices=choices))
 
 
@@ -73,6 +76,23 @@ def with_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> di
             raise FusionArgumentError(f"{TITLE}: invalid argument: fusion_selection: {error}") from None
         parts.update({part: float(overrides[part]) for part in SELECTION_PARTS if part in overrides})
         data["fusion_selection"] = format_fusion_selection(*parts.values())
+    entries = {int(key.split(".")[1]): value for key, value in overrides.items() if key.startswith("models.")}
+    if entries:
+        data["models"] = _with_entries(data.get("models"), entries)
     if "enabled" not in overrides:
         data["enabled"] = True
     return data
+
+
+def _with_entries(models: Any, entries: dict[int, str]) -> list[Any]:
+    """The ``models`` list (a list, or the UI's JSON text) with the n-th entry's checkpoint
+    set; a list too short grows by entries of that checkpoint alone, in order."""
+    current = json.loads(models) if isinstance(models, str) and models.strip() else list(models or [])
+    if not isinstance(current, list):
+        raise FusionArgumentError(f"{TITLE}: invalid argument: models: a list of checkpoints for the Checkpoint 2/3 axes")
+    for index, checkpoint in sorted(entries.items()):
+        if index > len(current):
+            raise FusionArgumentError(f"{TITLE}: the Checkpoint {index + 2} axis needs a Checkpoint {index + 1} (axis or models entry)")
+        known = current[index] if index < len(current) and isinstance(current[index], dict) else {}
+        current[index : index + 1] = [{**known, "model": checkpoint}]
+    return current

@@ -96,6 +96,9 @@ def _load_models(run: FusionRun, family: Family) -> None:
     """The fusion checkpoint, SNB's further ones and the regions' own, from the cache or loaded; the fusion
     checkpoint last, so that it is the most recently used (the status line shows it)."""
     capacity = max_models()
+    titles = [info.title for info in (run.model_info, *run.more_infos, *run.region_infos.values()) if info is not None]
+    if titles:  # a load takes seconds: say which checkpoints this generation holds besides the active one
+        show_progress(f"checkpoints {', '.join(titles)}")
     for title, info in run.region_infos.items():
         try:
             run.region_models[title] = family.load_checkpoint(info, run, capacity)

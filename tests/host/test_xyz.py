@@ -8,6 +8,8 @@ from modules import processing
 
 LABELS = [
     "[Fusion] Checkpoint",
+    "[Fusion] Checkpoint 2",
+    "[Fusion] Checkpoint 3",
     "[Fusion] Method",
     "[Fusion] v1 (timestep)",
     "[Fusion] kg",
@@ -133,3 +135,18 @@ def test_a_bad_axis_value_fails_its_cell_with_a_named_error(webui):
     webui.build_ui()
     with pytest.raises(ValueError, match="kg=-1 must be in"):
         xyz_grid.run(webui.processing(snb(), steps=2), "[Fusion] kg", ["-1"])
+
+
+def test_a_second_checkpoint_axis_sweeps_the_first_further_fusion_checkpoint(webui):
+    from modules import shared
+
+    shared.opts.model_fusion_max_models = 2
+    webui.build_ui()
+    p = webui.processing(snb(models='[{"model": "expert", "k": 2}]'), steps=3)  # the UI's JSON; the axis keeps k
+    cells = xyz_grid.run(p, "[Fusion] Checkpoint 2", ["artist", "artist.safetensors"])
+    runs = [pc.model_fusion_run for pc, _ in cells]
+    assert [[(entry.model, entry.k) for entry in run.args.models] for run in runs] == [[(webui.title("artist"), 2.0)]] * 2
+    assert all(run.stats.more_runs == {webui.title("artist"): run.stats.fused_steps} for run in runs)
+    assert all("Fusion models: " in text and webui.title("artist") in text for text in (processed.infotexts[0] for _, processed in cells))
+    with pytest.raises(ValueError, match="the Checkpoint 3 axis needs a Checkpoint 2"):
+        xyz_grid.run(webui.processing(snb(), steps=2), "[Fusion] Checkpoint 3", ["artist"])
