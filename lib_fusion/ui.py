@@ -314,7 +314,7 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         row_count=(1, "dynamic"),
         type="array",
         interactive=True,
-        label="Regions (x y w h: fractions of the image · model: active or fusion)",
+        label="Regions (x y w h: fractions of the image · model: active, fusion or any checkpoint)",
         elem_id=elem_id("table"),
         tooltip=HINTS["table"],
     )

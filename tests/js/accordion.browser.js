@@ -54,6 +54,7 @@ const id = (name) => `#script_txt2img_model_fusion_${name}`;
 
     // The schedule in words writes the paper's numbers; the preset turns to custom.
     await radio("fuse", "the first");
+    await until(() => text("fusion_selection"), "150,1,1");  // the first 85 %: let the words settle before the next edit
     await page.locator(`${id("share")} input[type=number]`).fill("30");
     await page.locator(`${id("share")} input[type=number]`).press("Enter");
     await until(() => text("fusion_selection"), "700,1,1");
