@@ -126,9 +126,9 @@ def _sendable(fusion) -> bool:
 
 
 def _checkpoints(fusion: dict) -> set:
-    """The checkpoints a row names, its regions' included."""
-    regions = fusion.get("regions") if isinstance(fusion.get("regions"), list) else []
-    return {fusion.get("model"), *(region.get("model") for region in regions if isinstance(region, dict))}
+    """The checkpoints a row names, its regions' and further models' included."""
+    items = [item for key in ("regions", "models") if isinstance(fusion.get(key), list) for item in fusion[key]]
+    return {fusion.get("model"), *(item.get("model") for item in items if isinstance(item, dict))}
 
 
 ROWS = [
