@@ -147,11 +147,7 @@ class FusionArgs(BaseModel):
 
     @validator("models", pre=True)
     def _models_json(cls, value: Any) -> Any:
-        """The UI (and an API caller that wishes) sends the list as JSON text."""
-        value = _json_list(value)
-        if isinstance(value, list) and len(value) > MAX_FUSION_MODELS:
-            raise ValueError(f"{len(value)} checkpoints; at most {MAX_FUSION_MODELS} (each adds two model passes per fused step)")
-        return value
+        return _json_list(value, MAX_FUSION_MODELS, "checkpoints", "each adds two model passes per fused step")
 
     @validator("guidance_weight", pre=True, always=True)
     def _valid_guidance_weight(cls, value: Any) -> float:
@@ -189,11 +185,7 @@ class FusionArgs(BaseModel):
 
     @validator("regions", pre=True)
     def _regions_json(cls, value: Any) -> Any:
-        """The UI (and an API caller that wishes) sends the region list as JSON text."""
-        value = _json_list(value)
-        if isinstance(value, list) and len(value) > MAX_REGIONS:
-            raise ValueError(f"{len(value)} regions; at most {MAX_REGIONS} (each adds a model pass per view and step)")
-        return value
+        return _json_list(value, MAX_REGIONS, "regions", "each adds a model pass per view and step")
 
     @validator("bootstrapping", pre=True, always=True)
     def _valid_bootstrapping(cls, value: Any) -> float:
@@ -326,19 +318,21 @@ def script_data(args: Sequence[Any]) -> dict[str, Any]:
     return {name: _from_ui(name, value) for name, value in zip(FIELDS, args)}
 
 
-def _json_list(value: Any) -> Any:
-    """A list sent as JSON text (the UI's textboxes), parsed and screened; anything else as is."""
-    if not isinstance(value, str):
-        return value
-    if not value.strip():
-        return []
-    try:
-        value = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
-    except (ValueError, RecursionError) as error:  # nesting or digits past Python's limits
-        raise ValueError(f"not usable JSON ({cut(str(error), 80)})") from None
-    screen(value)
+def _json_list(value: Any, limit: int, items: str, why: str) -> Any:
+    """A list field: the UI (and an API caller that wishes) sends it as JSON text, parsed and
+    screened here; at most ``limit`` items. Anything else is left to the field's type."""
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+        except (ValueError, RecursionError) as error:  # nesting or digits past Python's limits
+            raise ValueError(f"not usable JSON ({cut(str(error), 80)})") from None
+        screen(value)
+    if isinstance(value, list) and len(value) > limit:
+        raise ValueError(f"{len(value)} {items}; at most {limit} ({why})")
     return value
 
 

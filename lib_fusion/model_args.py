@@ -11,7 +11,7 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictStr, validator
 
 from lib_fusion.echo import shown
-from lib_fusion.region_args import MAX_MODEL_NAME, number
+from lib_fusion.region_args import MAX_MODEL_NAME, checkpoint_name, number
 from lib_fusion.schedule import K_MAX, K_MIN
 
 MAX_FUSION_MODELS = 7
@@ -40,12 +40,7 @@ class FusionModelArgs(BaseModel):
 
     @validator("model")
     def _valid_model(cls, value: str) -> str:
-        name = value.strip()
-        if not name:
-            raise ValueError("choose a checkpoint: a title, name or hash from the WebUI's checkpoint list")
-        if len(name) > MAX_MODEL_NAME:
-            raise ValueError(f"{shown(name)}: a checkpoint reference of at most {MAX_MODEL_NAME} characters")
-        return name
+        return checkpoint_name(value, "choose a checkpoint: a title, name or hash from the WebUI's checkpoint list")
 
     @validator("k", pre=True, always=True)
     def _valid_k(cls, value: Any) -> float | None:

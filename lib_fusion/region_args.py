@@ -41,6 +41,16 @@ def number(value: Any) -> float:
     return number
 
 
+def checkpoint_name(value: str, when_empty: str) -> str:
+    """A checkpoint reference as typed (stripped); empty or overlong ones are refused."""
+    name = value.strip()
+    if not name:
+        raise ValueError(when_empty)
+    if len(name) > MAX_MODEL_NAME:
+        raise ValueError(f"{shown(name)}: a checkpoint reference of at most {MAX_MODEL_NAME} characters")
+    return name
+
+
 class RegionArgs(BaseModel):
     """One region of the Regions method: where, what, and which checkpoint denoises it."""
 
@@ -97,12 +107,7 @@ class RegionArgs(BaseModel):
 
     @validator("model")
     def _valid_model(cls, value: str) -> str:
-        name = value.strip()
-        if not name:
-            raise ValueError("choose 'active', 'fusion' or a checkpoint's title, name or hash")
-        if len(name) > MAX_MODEL_NAME:
-            raise ValueError(f"{shown(name)}: a checkpoint reference of at most {MAX_MODEL_NAME} characters")
-        return name
+        return checkpoint_name(value, "choose 'active', 'fusion' or a checkpoint's title, name or hash")
 
     @validator("weight", pre=True, always=True)
     def _valid_weight(cls, value: Any) -> float:

@@ -18,9 +18,8 @@ from modules import shared
 from lib_fusion.conds import Cond
 from lib_fusion.host import loading
 from lib_fusion.host.checkpoints import native_window
-from lib_fusion.host.images import RUN_ATTRIBUTE
 from lib_fusion.host.loading import EncoderModel, FusionModel, UNetModel, needs_fusion_text_encoder
-from lib_fusion.host.sampling import bootstrap_colours, pass_conditionings, show_progress
+from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
 from lib_fusion.run import FusionRun, RegionSource, SamplingPass
 
 PER_IMAGE_STEPS = False
@@ -43,8 +42,8 @@ def end_sampling(run: FusionRun) -> None:
 
 def begin_pass(p: Any) -> None:
     """``process_before_every_sampling``: hook the sampler of this pass. Errors go to the run."""
-    run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
-    if run is None or run.error is not None or run.patched is None:
+    run = hookable_run(p)
+    if run is None:
         return
     try:
         denoiser = p.sampler.model_wrap_cfg

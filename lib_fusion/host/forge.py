@@ -24,9 +24,8 @@ from modules import shared
 from lib_fusion.conds import Cond
 from lib_fusion.host import forge_loading
 from lib_fusion.host.checkpoints import native_window
-from lib_fusion.host.images import RUN_ATTRIBUTE
 from lib_fusion.host.loading import FusionModel
-from lib_fusion.host.sampling import bootstrap_colours, pass_conditionings, show_progress
+from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
 from lib_fusion.run import FusionRun, RegionSource, SamplingPass
 
 PER_IMAGE_STEPS = True
@@ -81,8 +80,8 @@ def begin_pass(p: Any) -> None:
     """``process_before_every_sampling``: our hooks on a clone of this pass's UNet patcher.
     Forge calls it twice in a hires pass and samples with the second: each call patches the
     fresh patcher Forge has just set, and the run keeps one pass."""
-    run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
-    if run is None or run.error is not None or run.patched is None:
+    run = hookable_run(p)
+    if run is None:
         return
     try:
         objects = p.sd_model.forge_objects

@@ -21,7 +21,7 @@ from modules import devices, extra_networks, prompt_parser, script_callbacks, sh
 
 from lib_fusion.args import TITLE
 from lib_fusion.denoise import Conditioning
-from lib_fusion.host.images import finished_images, image_index
+from lib_fusion.host.images import RUN_ATTRIBUTE, finished_images, image_index
 from lib_fusion.host.loading import FusionModel, unload
 from lib_fusion.host.settings import max_models, release
 from lib_fusion.infotext import strides_used
@@ -134,6 +134,15 @@ def unwrap_sample(p: Any) -> None:
             del p.sample
         else:
             p.sample = original
+
+
+def hookable_run(p: Any) -> FusionRun | None:
+    """``process_before_every_sampling``: the generation's run when its sampling hook is due
+    (fusion on, no error so far, inside the ``p.sample`` wrapper), else None."""
+    run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
+    if run is None or run.error is not None or run.patched is None:
+        return None
+    return run
 
 
 def check_every_pass_fused(run: FusionRun) -> None:

@@ -61,3 +61,9 @@ def test_overhead_prints_the_time_around_the_unet():
     out = bench("overhead", "--rounds", "1", "--steps", "3")
     assert number(r"SNB step, time beside the models per denoiser call: after ([\d.]+) ms", out) > 0
     assert number(r"Regions step, time beside the models per denoiser call: after ([\d.]+) ms", out) > 0
+
+
+def test_many_prints_the_three_model_step_beside_its_floor():
+    out = bench("many", "--size", "64", "--hidden", "16", "--rounds", "2", "--steps", "2")
+    assert number(r"SNB of three step / \(A step \+ B step \+ C step\): median ([\d.]+)", out) > 0
+    assert "floor 1.000" in out
