@@ -341,8 +341,6 @@ SEVERAL_REFUSED = {
     "solo": ("active", "with several fusion checkpoints model A is the active checkpoint (solo='active')"),
     "mask_ema": (0.0, "the steadier mask is for two models; leave it at 0 with several fusion checkpoints"),
     "mask_freeze": (0, "the frozen mask is for two models; leave it at 0 with several fusion checkpoints"),
-    "compare": (False, "the comparison shows two models; turn it off with several fusion checkpoints"),
-    "preview": (False, "the preview shows two models' maps; turn it off with several fusion checkpoints"),
 }
 """What several fusion checkpoints need of the other fields (value, why)."""
 

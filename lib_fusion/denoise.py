@@ -174,7 +174,7 @@ def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOption
     )
 
 
-def snb_many_step(models: list[Model], step: StepInput, options: SnbOptions, factors: list[float]) -> torch.Tensor:
+def snb_many_step(models: list[Model], step: StepInput, options: SnbOptions, factors: list[float]) -> snb.FusedMany:
     """A fused step of three or more models (:func:`lib_fusion.snb.fuse_many`): each model
     guided with CFG; A's response against its uncond, every other model's as B's is in
     :func:`snb_step` (``solo``: against A's uncond, the official quirk applied to each)."""
@@ -182,7 +182,7 @@ def snb_many_step(models: list[Model], step: StepInput, options: SnbOptions, fac
     responses = [eps_response(guideds[0] - unconds[0], step)]
     for uncond, prediction in zip(unconds[1:], guideds[1:]):
         responses.append(eps_response(response_of_b(prediction, uncond, unconds[0], step.cfg_scale, options.saliency_uncond), step))
-    return snb.fuse_many(list(guideds), responses, factors, options.blur, options.mask, options.per_channel).prediction
+    return snb.fuse_many(list(guideds), responses, factors, options.blur, options.mask, options.per_channel)
 
 
 def guidance_step(model_a: Model, model_b: Model, step: StepInput, weight: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,8 +13,11 @@ from typing import Any, Sequence
 
 from lib_fusion import pictures
 from lib_fusion.methods import METHOD_NAMES
-from lib_fusion.run import ALONE_A, ALONE_B, FUSED, FusionRun
+from lib_fusion.run import ALONE_A, ALONE_B, FUSED, FusionRun, alone_variant
 from lib_fusion.traces import Trace
+
+OTHER_COLOUR_NAMES = ["green", "pink", "yellow", "teal", "purple", "amber", "grey"]
+"""The names of :data:`lib_fusion.pictures.OTHER_COLOURS`, for the captions."""
 
 
 @dataclass
@@ -40,7 +43,8 @@ def variant_labels(run: FusionRun, titles: Titles) -> dict[str, str]:
     if run.args.method == "regions":
         return {FUSED: "Regions", ALONE_A: f"active everywhere: {titles.active}", ALONE_B: f"fusion everywhere: {titles.fusion}"}
     title_a, title_b = _roles(run, titles)
-    return {FUSED: METHOD_NAMES[run.args.method], ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}"}
+    more = {alone_variant(index): f"{alone_variant(index)}: {entry.model}" for index, entry in enumerate(run.args.models)}
+    return {FUSED: METHOD_NAMES[run.args.method], ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}", **more}
 
 
 def _roles(run: FusionRun, titles: Titles) -> tuple[str, str]:
@@ -49,14 +53,14 @@ def _roles(run: FusionRun, titles: Titles) -> tuple[str, str]:
 
 
 def comparison(run: FusionRun, titles: Titles, seeds: Sequence[int], font: pictures.Font = pictures.default_font) -> list[Output]:
-    """Each model's image alone (image order, A then B) and a grid: one row per image,
-    columns fused | A alone | B alone. Images that were not completed (interrupted) are left out."""
+    """Each model's image alone (image order, A, B, then SNB's further checkpoints) and a grid:
+    one row per image, columns fused | A alone | B alone | …. Images that were not completed (interrupted) are left out."""
     labels = variant_labels(run, titles)
     indices = [index for index in sorted(run.results) if all(index in run.alone[variant] for variant in run.variants)]
     if not indices:
         return []
     result = [
-        Output(run.alone[variant][index], labels[variant], index, f"-fusion-{'a' if variant == ALONE_A else 'b'}")
+        Output(run.alone[variant][index], labels[variant], index, f"-fusion-{variant[0].lower()}")
         for variant in run.variants
         for index in indices
     ]
@@ -90,6 +94,10 @@ def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, fo
     soft = run.args.mask != "hard"
     if run.args.method == "guidance":
         columns, label = [f"|D_A(c) - D_B(c)|: {title_a} vs {title_b}"], "guidance preview"
+    elif run.args.models:
+        names = ["blue A", "orange B", *OTHER_COLOUR_NAMES]
+        legend = ", ".join(f"{names[m]}: {title}" for m, title in enumerate([title_a, title_b, *(e.model for e in run.args.models)]))
+        columns, label = [f"winner: {legend}"], "winner preview"
     else:
         mask_label = "mask: B's share (blue A, orange B)" if soft else "mask: blue A, orange B"
         columns, label = [f"A saliency: {title_a}", f"B saliency: {title_b}", mask_label], "saliency and mask preview"
@@ -101,6 +109,9 @@ def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, fo
             continue
         tiles = []
         for trace in traces:
+            if run.args.models:  # several models: the map kept is which one won where
+                tiles.append([pictures.overlay(image, pictures.choice_picture(trace.saliency_a[row, 0], image.size))])
+                continue
             maps = [pictures.heat_map(trace.saliency_a[row, 0], image.size)]
             if trace.saliency_b is not None and trace.mask is not None:
                 maps.append(pictures.heat_map(trace.saliency_b[row, 0], image.size))
@@ -109,10 +120,6 @@ def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, fo
         rows = [f"{'hires ' if trace.hires else ''}step {trace.step + 1} t={trace.t:.0f}" for trace in traces]
         result.append(Output(pictures.labelled_grid(tiles, columns, rows, font), label, index, "-fusion-preview"))
     return result
-
-
-OTHER_COLOUR_NAMES = ["green", "pink", "yellow", "teal", "purple", "amber", "grey"]
-"""The names of :data:`lib_fusion.pictures.OTHER_COLOURS`, for the caption."""
 
 
 def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictures.default_font) -> list[Output]:

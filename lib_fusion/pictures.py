@@ -83,6 +83,14 @@ def mask_picture(mask: torch.Tensor, size: tuple[int, int], soft: bool) -> Image
     return Image.fromarray(colours.round().astype(np.uint8), "RGB")
 
 
+def choice_picture(choice: torch.Tensor, size: tuple[int, int]) -> Image.Image:
+    """Which of several models won where: model m's colour where ``choice`` is m (A blue, B
+    orange, then :data:`OTHER_COLOURS`); a channel mean of choices is rounded to a model."""
+    palette = np.array([COLOUR_A, COLOUR_B, *OTHER_COLOURS], dtype=np.uint8)
+    index = np.clip(np.rint(_upscaled(choice, size, nearest=True)), 0, len(palette) - 1).astype(np.int64)
+    return Image.fromarray(palette[index], "RGB")
+
+
 def overlay(base: Image.Image, layer: Image.Image, alpha: float = OVERLAY_ALPHA) -> Image.Image:
     """``layer`` over the generated image, ``alpha`` opaque, so both stay readable."""
     return Image.blend(base.convert("RGB").resize(layer.size), layer.convert("RGB"), alpha)

@@ -42,6 +42,13 @@ Role = tuple[str, ModelFn, ConditioningFn]
 """(name, model callable, conditioning of this step)."""
 ACTIVE, FUSION = "active checkpoint", "fusion checkpoint"
 FUSED, ALONE_A, ALONE_B = "fused", "A alone", "B alone"
+
+
+def alone_variant(index: int) -> str:
+    """The comparison variant of SNB's further fusion checkpoint ``index``: C alone, D alone, …"""
+    return f"{chr(ord('C') + index)} alone"
+
+
 """What one sampling of a batch makes: the fusion, or (comparison) one model alone: SNB's
 model A or B; Regions' active or fusion checkpoint for every region and the background."""
 
@@ -149,7 +156,7 @@ class Stats:
     kinds: list[str] = field(default_factory=list)
     timesteps: list[float] = field(default_factory=list)
     variants: list[str] = field(default_factory=list)
-    """Per denoiser call: :data:`FUSED`, :data:`ALONE_A` or :data:`ALONE_B`."""
+    """Per denoiser call: :data:`FUSED`, :data:`ALONE_A`, :data:`ALONE_B` or :func:`alone_variant`."""
 
 
 class FusionRun:
@@ -189,7 +196,7 @@ class FusionRun:
         self.callback: Callable[[Any], None] | None = None
         self.results: dict[int, Any] = {}
         """Per image (index over the whole generation): the fused image as the host finished it."""
-        self.alone: dict[str, dict[int, Any]] = {ALONE_A: {}, ALONE_B: {}}
+        self.alone: dict[str, dict[int, Any]] = {variant: {} for variant in (ALONE_A, ALONE_B, *self._more_variants)}
         """Per comparison variant and image index: that model's image alone."""
 
     @property
@@ -202,7 +209,11 @@ class FusionRun:
     @property
     def variants(self) -> tuple[str, ...]:
         """The extra samplings of each batch."""
-        return (ALONE_A, ALONE_B) if self.args.compare else ()
+        return (ALONE_A, ALONE_B, *self._more_variants) if self.args.compare else ()
+
+    @property
+    def _more_variants(self) -> tuple[str, ...]:
+        return tuple(alone_variant(index) for index in range(len(self.args.models)))
 
     def release(self) -> None:
         """Drop references to models and tensors once the generation is over."""
@@ -297,7 +308,8 @@ class FusionRun:
         active = (ACTIVE, sampling_pass.active_fn, sampling_pass.active_conditioning)
         fusion = (FUSION, sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
         role_a, role_b = (active, fusion) if self.args.solo == "active" else (fusion, active)
-        solo = role_b if self.variant == ALONE_B else role_a
+        more = dict(zip(self._more_variants, sampling_pass.more_roles))
+        solo = role_b if self.variant == ALONE_B else more.get(self.variant, role_a)
         if kind is StepKind.FUSED:
             more = sum(entry.joins(t) for entry in self.args.models)
             sampling_pass.progress(f"{METHOD_NAMES[self.args.method]}{f' ({2 + more} models)' if more else ''} t={t:.0f}")
@@ -314,6 +326,8 @@ class FusionRun:
         if kind is StepKind.SOLO:
             self.stats.solo_steps += 1
             self._count_runs(active_runs=int(solo[0] == ACTIVE), fusion_runs=int(solo[0] == FUSION))
+            if self.variant in more:
+                self.stats.more_runs[solo[0]] = self.stats.more_runs.get(solo[0], 0) + 1
             prediction = guided(_model(solo, step), inputs)[1]
         else:
             self.stats.fused_steps += 1
@@ -327,11 +341,14 @@ class FusionRun:
             elif joined:
                 factors = [self.kg, self.ke, *(self.ke if entry.k is None else entry.k for entry, _ in joined)]
                 models = [model_a, model_b, *(_model(role, step) for _, role in joined)]
-                prediction, maps = snb_many_step(models, inputs, self.options, factors), (None, None, None)
+                fused_many = snb_many_step(models, inputs, self.options, factors)
+                prediction, maps = fused_many.prediction, (fused_many.choice, None, None)  # the preview shows who won where
                 self._count_more(joined)
             else:
                 fused = snb_step(model_a, model_b, inputs, self.options, sampling_pass.mask_memory)
                 prediction, maps = fused.prediction, (fused.saliency_a, fused.saliency_b, fused.mask)
+                if self.args.models:  # a step no further checkpoint joins: who won where, as on the others
+                    maps = (fused.mask, None, None)
             if self.args.preview and maps[0] is not None:
                 self._trace(step, t, maps)
         current.prediction = prediction

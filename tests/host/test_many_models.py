@@ -121,3 +121,30 @@ def test_each_checkpoint_is_loaded_once_and_the_budget_holds_them(webui):
     loads = CACHE.loads
     webui.generate(args, steps=2, batch_size=2, n_iter=2)
     assert CACHE.loads == loads and len(CACHE.held()) == 2
+
+
+def test_the_comparison_shows_each_checkpoint_alone(webui):
+    """With several fusion checkpoints the comparison adds C alone (and so on): each the
+    checkpoint loaded as the active one with its own prompt (text_encoder own), same noise."""
+    import numpy as np
+
+    shared.opts.model_fusion_max_models = 2
+    args = {**snb(prompt=PROMPT_B, text_encoder="own", compare=True), "models": [{"model": "artist", "prompt": PROMPT_C}]}
+    processed = webui.generate(args, steps=3, prompt=PROMPT_A)
+    labels = [text.split("Fusion output: ")[-1].strip('"') if "Fusion output: " in text else None for text in processed.infotexts]
+    artist = webui.title("artist")
+    assert labels == [None, f"A alone: {webui.title('general')}", f"B alone: {webui.title('expert')}", f"C alone: {artist}",
+                      "comparison grid"]  # fmt: skip
+    webui.load("artist")
+    alone = webui.generate(None, extension=False, steps=3, prompt=PROMPT_C)
+    difference = np.abs(np.asarray(processed.images[3], dtype=np.int16) - np.asarray(alone.images[0], dtype=np.int16))
+    assert difference.max() <= 1  # the same model, prompt and noise: at most a rounding of the 8-bit image
+
+
+def test_the_preview_colours_each_pixel_by_the_checkpoint_that_won_it(webui):
+    shared.opts.model_fusion_max_models = 2
+    args = {**snb(prompt=PROMPT_B, fusion_selection="0,1,2", preview=True), "models": [{"model": "artist", "prompt": PROMPT_C, "k": 1.5}]}
+    processed = webui.generate(args, steps=3, prompt=PROMPT_A, width=128, height=128)
+    [text] = [text for text in processed.infotexts if "Fusion output: winner preview" in text]
+    picture = processed.images[processed.infotexts.index(text)]
+    assert picture.width >= 128 and picture.height > 3 * 128  # three fused steps, a row each, under the legend

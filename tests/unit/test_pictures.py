@@ -99,3 +99,10 @@ def test_each_checkpoint_of_a_region_layout_has_its_own_colour():
         "x": pictures.OTHER_COLOURS[0],
         "y": pictures.OTHER_COLOURS[1],
     }
+
+
+def test_a_winner_map_takes_each_models_colour():
+    choice = torch.tensor([[0.0, 1.0, 2.0]])
+    picture = pictures.choice_picture(choice, (24, 8))
+    expected = [pictures.COLOUR_A, pictures.COLOUR_B, pictures.OTHER_COLOURS[0]]
+    assert [picture.getpixel((8 * m + 4, 4)) for m in range(3)] == [tuple(colour) for colour in expected]
