@@ -59,24 +59,24 @@ def json_from_table(rows: list[list[Any]], current: str) -> str:
     for row in rows or []:
         cells = (list(row) + [""] * len(HEADERS))[: len(HEADERS)]
         kind, x, y, w, h, prompt, negative, model, weight = cells
-        if all(_blank(cell) for cell in cells):
+        if all(blank(cell) for cell in cells):
             continue
         region: dict[str, Any] = {}
         if str(kind).strip().startswith("mask"):
-            number = str(kind).strip()[4:].strip()
-            if not number.isdigit() or not 1 <= int(number) <= len(masks):
+            ordinal = str(kind).strip()[4:].strip()
+            if not ordinal.isdigit() or not 1 <= int(ordinal) <= len(masks):
                 continue  # a mask row typed by hand has no mask to show: upload one instead
-            region["mask"] = masks[int(number) - 1]
+            region["mask"] = masks[int(ordinal) - 1]
         else:
-            region["box"] = [_number(v) for v in (x, y, w, h)]
-        if not _blank(prompt):
+            region["box"] = [number(v) for v in (x, y, w, h)]
+        if not blank(prompt):
             region["prompt"] = str(prompt)
-        if not _blank(negative):
+        if not blank(negative):
             region["negative_prompt"] = str(negative)
-        if not _blank(model) and str(model).strip() != "fusion":
+        if not blank(model) and str(model).strip() != "fusion":
             region["model"] = str(model).strip()
-        if not _blank(weight) and _number(weight) != 1.0:
-            region["weight"] = _number(weight)
+        if not blank(weight) and number(weight) != 1.0:
+            region["weight"] = number(weight)
         regions.append(region)
     return dump_regions(regions)
 
@@ -96,12 +96,12 @@ def table_value(rows: list[list[Any]]) -> dict[str, Any]:
     return {"headers": HEADERS, "data": rows or [[""] * len(HEADERS)]}
 
 
-def _blank(value: Any) -> bool:
+def blank(value: Any) -> bool:
     """An empty cell: nothing, blank text, or the NaN a number column turns blank text into."""
     return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and math.isnan(value))
 
 
-def _number(value: Any) -> Any:
+def number(value: Any) -> Any:
     """A typed number where the cell holds one; anything else is passed on for validation to name."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)

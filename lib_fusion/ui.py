@@ -19,11 +19,12 @@ from typing import Any
 import gradio as gr
 
 from lib_fusion import host, presets, region_table, schedule_words
-from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs, models_json
+from lib_fusion.args import FIELDS, MAX_GUIDANCE, MAX_VIEW_BATCH, OUTPUT_FIELDS, TITLE, FusionArgs
 from lib_fusion.infotext import KEYS, paste_value
 from lib_fusion.masks import MaskError, canonical
 from lib_fusion.methods import TWO_MODEL_METHODS, USED_BY
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
+from lib_fusion.ui_models import models_controls, rows_of
 from lib_fusion.ui_text import HINTS, status_line
 
 METHODS = tuple(USED_BY)
@@ -177,10 +178,7 @@ def _expert_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any]
             per_channel = gr.Checkbox(
                 label="A mask per latent channel", value=defaults.per_channel, elem_id=elem_id("per_channel"), tooltip=HINTS["per_channel"]
             )
-        models = gr.Textbox(
-            label='More fusion checkpoints (JSON: [{"model": "title", "prompt": "", "k": 1, "window": [0, 0.5]}])',
-            value=models_json(defaults.models), lines=1, elem_id=elem_id("models"), tooltip=HINTS["models"],
-        )  # fmt: skip
+        models = models_controls(defaults, elem_id)
     fields = {
         "text_encoder": text_encoder, "solo": solo, "fusion_selection": fusion_selection, "mode": mode,
         "saliency_uncond": saliency_uncond, "blur": blur, "mask": mask, "mask_ema": mask_ema, "mask_freeze": mask_freeze,
@@ -368,21 +366,16 @@ def _region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
 
 
 def _json_from_table(rows: Any, current: str) -> Any:
-    text = region_table.json_from_table(_rows(rows), current)
+    text = region_table.json_from_table(rows_of(rows), current)
     return gr.update() if text == current else text
 
 
 def _table_from_json(text: str, rows: Any) -> Any:
     """JSON edited (canvas, paste, infotext): refresh the table unless it already says the same."""
-    if region_table.json_from_table(_rows(rows), text) == region_table.dump_regions(region_table.load_regions(text)):
+    if region_table.json_from_table(rows_of(rows), text) == region_table.dump_regions(region_table.load_regions(text)):
         return gr.update()
     # With its headers (a bare list of rows would rename the columns 0, 1, 2 ...) and a row.
     return gr.update(value=region_table.table_value(region_table.table_from_json(text)))
-
-
-def _rows(rows: Any) -> list[list[Any]]:
-    """Gradio's array value; an empty table arrives as one row of blanks."""
-    return [list(row) for row in rows or []]
 
 
 def _add_mask(image: Any, prompt: str, current: str) -> tuple[Any, str]:
