@@ -1,0 +1,113 @@
+"""The accordion's Regions part: the canvas, the table and the mask upload over the
+``regions`` JSON (what the API and the infotext carry), and the window options."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import gradio as gr
+
+from lib_fusion import region_table
+from lib_fusion.args import MAX_VIEW_BATCH, FusionArgs
+from lib_fusion.masks import MaskError, canonical
+from lib_fusion.ui_models import rows_of
+from lib_fusion.ui_text import HINTS
+
+
+def region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
+    """The region editor (canvas, table, mask upload) around one JSON value, and the panorama
+    settings. ``javascript/model_fusion.js`` draws the canvas and writes the JSON."""
+    gr.HTML(
+        f'<div id="{elem_id("canvas")}" class="model-fusion-canvas"></div>'
+        "<p class='model-fusion-help'>Drag on the canvas to add a box, drag a box to move it, its corner to resize; "
+        "Delete removes the selected box. The main prompt is the background (active checkpoint).</p>"
+    )
+    table = gr.Dataframe(
+        value=region_table.table_value([]),
+        elem_classes=["model-fusion-table"],
+        headers=region_table.HEADERS,
+        datatype=region_table.DATATYPES,
+        col_count=(len(region_table.HEADERS), "fixed"),
+        row_count=(1, "dynamic"),
+        type="array",
+        interactive=True,
+        label="Regions (x y w h: fractions of the image · model: active, fusion or any checkpoint)",
+        elem_id=elem_id("table"),
+        tooltip=HINTS["table"],
+    )
+    with gr.Row():
+        mask_image = gr.Image(
+            label="Mask region (white = inside)", source="upload", type="pil", image_mode="L", elem_id=elem_id("mask_image")
+        )
+        with gr.Column():
+            mask_prompt = gr.Textbox(label="Prompt of the mask region", lines=2, elem_id=elem_id("mask_prompt"))
+            add_mask = gr.Button(value="Add mask region", elem_id=elem_id("add_mask"))
+            mask_status = gr.Markdown("")
+    with gr.Accordion("Regions as JSON (what the API and infotext use)", open=False):
+        regions = gr.Textbox(value="[]", label="regions", lines=2, elem_id=elem_id("regions"), tooltip=HINTS["regions"])
+    with gr.Row():
+        windows = gr.Radio(
+            label="Windows", choices=["overlap", "shifted"], value=defaults.windows, elem_id=elem_id("windows"), tooltip=HINTS["windows"]
+        )
+        stride = gr.Dropdown(
+            label="Stride (overlap)", choices=["auto", "4", "8", "16", "32"], value=str(defaults.stride), allow_custom_value=True,
+            elem_id=elem_id("stride"), tooltip=HINTS["stride"],
+        )  # fmt: skip
+        window = gr.Slider(
+            label="Window (0 = model's own)", minimum=0, maximum=256, step=8, value=defaults.window, elem_id=elem_id("window"),
+            tooltip=HINTS["window"],
+        )  # fmt: skip
+    with gr.Row():
+        bootstrapping = gr.Slider(
+            label="Bootstrapping (share of steps)", minimum=0, maximum=1, step=0.05, value=defaults.bootstrapping,
+            elem_id=elem_id("bootstrapping"), tooltip=HINTS["bootstrapping"],
+        )  # fmt: skip
+        view_batch_size = gr.Slider(
+            label="View batch size", minimum=1, maximum=MAX_VIEW_BATCH, step=1, value=defaults.view_batch_size,
+            elem_id=elem_id("view_batch_size"), tooltip=HINTS["view_batch_size"],
+        )  # fmt: skip
+        circular = gr.Checkbox(
+            label="360° wrap (seamless panorama)", value=defaults.circular, elem_id=elem_id("circular"), tooltip=HINTS["circular"]
+        )
+
+    table.change(fn=_json_from_table, inputs=[table, regions], outputs=[regions])
+    regions.change(fn=_table_from_json, inputs=[regions, table], outputs=[table])
+    add_mask.click(fn=_add_mask, inputs=[mask_image, mask_prompt, regions], outputs=[regions, mask_status])
+    return {
+        "regions": regions,
+        "bootstrapping": bootstrapping,
+        "window": window,
+        "stride": stride,
+        "view_batch_size": view_batch_size,
+        "circular": circular,
+        "windows": windows,
+    }
+
+
+def _json_from_table(rows: Any, current: str) -> Any:
+    text = region_table.json_from_table(rows_of(rows), current)
+    return gr.update() if text == current else text
+
+
+def _table_from_json(text: str, rows: Any) -> Any:
+    """JSON edited (canvas, paste, infotext): refresh the table unless it already says the same."""
+    if region_table.json_from_table(rows_of(rows), text) == region_table.dump_regions(region_table.load_regions(text)):
+        return gr.update()
+    # With its headers (a bare list of rows would rename the columns 0, 1, 2 ...) and a row.
+    return gr.update(value=region_table.table_value(region_table.table_from_json(text)))
+
+
+def _add_mask(image: Any, prompt: str, current: str) -> tuple[Any, str]:
+    if image is None:
+        return gr.update(), "Upload a mask image first."
+    buffer = io.BytesIO()
+    image.convert("L").save(buffer, format="PNG")
+    try:
+        mask = canonical(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    except MaskError as error:
+        return gr.update(), f"Mask not added: {error}."
+    return region_table.add_mask(
+        current, mask, prompt or ""
+    ), f"Mask region added ({image.width}x{image.height}; the image must have this size)."
