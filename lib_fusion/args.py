@@ -19,7 +19,7 @@ from lib_fusion.argument_messages import describe
 from lib_fusion.echo import cut, shown
 from lib_fusion.methods import USED_BY
 from lib_fusion.model_args import MAX_FUSION_MODELS, FusionModelArgs
-from lib_fusion.region_args import RegionArgs, number
+from lib_fusion.region_args import MAX_MODEL_NAME, RegionArgs, checkpoint_name, number
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
 from lib_fusion.screening import screen
 
@@ -141,9 +141,20 @@ class FusionArgs(BaseModel):
         maxItems=MAX_FUSION_MODELS,
     )
 
+    background: StrictStr = Field(
+        "active",
+        description="Regions method: the checkpoint that denoises the background (the main prompt): 'active', 'fusion' or any "
+        "checkpoint the WebUI lists (a title, name or hash).",
+        maxLength=MAX_MODEL_NAME,
+    )
+
     class Config:
         extra = Extra.forbid
         allow_mutation = False
+
+    @validator("background")
+    def _valid_background(cls, value: str) -> str:
+        return checkpoint_name(value, "choose 'active', 'fusion' or a checkpoint's title, name or hash")
 
     @validator("models", pre=True)
     def _models_json(cls, value: Any) -> Any:
@@ -355,7 +366,8 @@ def _needs_fusion_checkpoint(values: dict) -> bool:
     """SNB always runs a second checkpoint; Regions when a region asks for it or the
     comparison shows the fusion checkpoint everywhere."""
     if values.get("method") == "regions":
-        return bool(values.get("compare")) or any(region.model == "fusion" for region in values.get("regions") or ())
+        regions = values.get("regions") or ()
+        return bool(values.get("compare")) or values.get("background") == "fusion" or any(region.model == "fusion" for region in regions)
     return True
 
 

@@ -37,6 +37,7 @@ KEYS: dict[str, str] = {
     "mask_freeze": "Fusion mask freeze",
     "per_channel": "Fusion per channel",
     "models": "Fusion models",
+    "background": "Fusion background",
 }
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
 
@@ -66,7 +67,7 @@ def to_infotext(args: FusionArgs, model_title: str | None = None) -> dict[str, A
     return {KEYS[field]: _protected(value) if field in TEXT_FIELDS else value for field, value in written.items()}
 
 
-TEXT_FIELDS = ("model", "prompt", "negative_prompt")
+TEXT_FIELDS = ("model", "prompt", "negative_prompt", "background")
 """Free text: any value must come back from a paste exactly as it was written."""
 
 

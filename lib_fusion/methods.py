@@ -10,6 +10,7 @@ USED_BY: dict[str, tuple[str, ...]] = {
     ),
     "regions": (
         "model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular", "windows", "models",
+        "background",
     ),
     "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight", "models"),
     "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "models"),

@@ -122,6 +122,12 @@ def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, fo
     return result
 
 
+def _background(run: FusionRun, titles: Titles) -> str:
+    """The checkpoint that denoised the background (uncoloured in the layout)."""
+    background = run.args.background
+    return {"active": f"active ({titles.active})", "fusion": f"fusion ({titles.fusion})"}.get(background, background)
+
+
 def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictures.default_font) -> list[Output]:
     """Per image: the regions as the method laid them out (latent masks of the last pass),
     coloured by their checkpoint over the finished image."""
@@ -137,7 +143,7 @@ def region_previews(run: FusionRun, titles: Titles, font: pictures.Font = pictur
     others = list(dict.fromkeys(model for model in models if model not in pictures.MODEL_COLOURS))
     named = "".join(f"; {colour_name}: {title}" for colour_name, title in zip(OTHER_COLOUR_NAMES, others))
     caption = (
-        f"background: active ({titles.active}); orange: fusion ({titles.fusion}){named}; "
+        f"background: {_background(run, titles)}; blue: active ({titles.active}); orange: fusion ({titles.fusion}){named}; "
         f"{windows} window{'' if windows == 1 else 's'}{tiling}"
     )
     return [

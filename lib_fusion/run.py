@@ -113,6 +113,8 @@ class RegionSource:
     """What the host prepared for the Regions method in one pass."""
 
     conditionings: list[dict[str, ConditioningFn]]
+    background: dict[str, ConditioningFn]
+    """The main prompt for each checkpoint regions name, by title (a background of its own)."""
     """Per foreground region (in the arguments' order): its conditioning for each model
     (:data:`ACTIVE`, :data:`FUSION`), encoded on first use."""
     native_window: int
@@ -368,7 +370,7 @@ class FusionRun:
         return [trace for batch in sorted(self._traces) for trace in self._traces[batch].traces()]
 
     def _plan_regions(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
-        """Region MultiDiffusion: the background (main prompt, active model) and each region
+        """Region MultiDiffusion: the background (main prompt, its checkpoint) and each region
         through its own model, over the windows of a large canvas."""
         step, source = current.step, sampling_pass.regions
         layout = self._layout(sampling_pass, tuple(step.x_in.shape[-2:]))
@@ -420,12 +422,16 @@ class FusionRun:
 
     def _region_roles(self, sampling_pass: SamplingPass) -> list[Role]:
         """The background (main prompt) then each region, each on its checkpoint: the one the
-        region names, or (comparison) the same one for all."""
+        arguments name for it, or (comparison) the same one for all."""
         keyword = {"active": ACTIVE, "fusion": FUSION}
-        models = [ACTIVE, *(keyword.get(region.model, region.model) for region in self.args.regions)]
+        models = [keyword.get(self.args.background, self.args.background), *(keyword.get(r.model, r.model) for r in self.args.regions)]
         if self.variant != FUSED:
             models = [ACTIVE if self.variant == ALONE_A else FUSION] * len(models)
-        background = {ACTIVE: sampling_pass.active_conditioning, FUSION: sampling_pass.fusion_conditioning}
+        background = {
+            ACTIVE: sampling_pass.active_conditioning,
+            FUSION: sampling_pass.fusion_conditioning,
+            **sampling_pass.regions.background,
+        }
         functions = {ACTIVE: sampling_pass.active_fn, FUSION: sampling_pass.fusion_fn, **sampling_pass.region_fns}
         conditionings = [background, *sampling_pass.regions.conditionings]
         return [(model, functions[model], conditioning[model]) for model, conditioning in zip(models, conditionings)]

@@ -72,6 +72,10 @@ def region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
             label="360° wrap (seamless panorama)", value=defaults.circular, elem_id=elem_id("circular"), tooltip=HINTS["circular"]
         )
 
+    background = gr.Textbox(
+        label="Background checkpoint (the main prompt): active, fusion or a checkpoint's title", value=defaults.background,
+        elem_id=elem_id("background"), tooltip=HINTS["background"],
+    )  # fmt: skip
     table.change(fn=_json_from_table, inputs=[table, regions], outputs=[regions])
     regions.change(fn=_table_from_json, inputs=[regions, table], outputs=[table])
     add_mask.click(fn=_add_mask, inputs=[mask_image, mask_prompt, regions], outputs=[regions, mask_status])
@@ -83,6 +87,7 @@ def region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         "view_batch_size": view_batch_size,
         "circular": circular,
         "windows": windows,
+        "background": background,
     }
 
 

@@ -38,6 +38,8 @@ HINTS: dict[str, str] = {
     "mask_freeze": "Keep the mask fixed after this many fused steps; 0 = never.",
     "per_channel": "A saliency map and mask per latent channel instead of one for all four.",
     "regions": "The regions as JSON: what the API and the infotext carry; the canvas and table edit it.",
+    "background": "Which checkpoint denoises the background (the main prompt, wherever no region covers it): the active one, "
+    "the fusion checkpoint, or any listed checkpoint by title, name or hash.",
     "models": "SNB over more checkpoints: each entry is fused per pixel with model A and the fusion checkpoint by the same "
     "rule (the largest softmax(k S) wins). k: its saliency factor (empty = ke); window: the part of the denoising it joins.",
     "table": "One row per region: box (x y w h, fractions of the image) or mask, its prompts, checkpoint and weight.",

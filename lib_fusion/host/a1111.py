@@ -81,6 +81,7 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
     if run.args.method == "regions":
         regions = RegionSource(
             conditionings=conditionings.regions,
+            background=conditionings.background,
             native_window=native_window(),
             noise_to=_noise_to(inner, is_kdiffusion),
             colours=bootstrap_colours,

@@ -144,6 +144,7 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
     if run.args.method == "regions":
         regions = RegionSource(
             conditionings=conditionings.regions,
+            background=conditionings.background,
             native_window=native_window(),
             noise_to=lambda x0, noise, sigma: predictor.noise_scaling(sigma.to(x0.dtype).view(-1, 1, 1, 1), noise, x0),
             colours=bootstrap_colours,

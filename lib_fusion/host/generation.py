@@ -117,27 +117,31 @@ def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
 
 
 def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
-    """Each region's checkpoint resolved through the WebUI's list: the active one and the
-    fusion checkpoint become their keywords, any other its title (its model is loaded with
-    the fusion checkpoint's; ``run.region_infos``). A bad name fails naming the region."""
+    """Each region's checkpoint and the background's resolved through the WebUI's list: the
+    active one and the fusion checkpoint become their keywords, any other its title (its
+    model is loaded with the fusion checkpoint's; ``run.region_infos``). A bad name fails
+    naming where it was given."""
+
+    def resolved(name: str, place: str) -> str:
+        if name in KEYWORDS:
+            return name
+        try:
+            info = resolve_checkpoint(name)
+        except FusionModelError as error:
+            raise FusionArgumentError(f"{TITLE}: {place}: {str(error).removeprefix(TITLE + ': ')}") from None
+        if is_active_checkpoint(info):
+            return "active"
+        if run.model_info is not None and info.filename == run.model_info.filename:
+            return "fusion"
+        run.region_infos[info.title] = info
+        return info.title
+
+    background = resolved(args.background, "background")
     regions = []
     for index, region in enumerate(args.regions):
-        if region.model in KEYWORDS:
-            regions.append(region)
-            continue
-        try:
-            info = resolve_checkpoint(region.model)
-        except FusionModelError as error:
-            raise FusionArgumentError(f"{TITLE}: regions[{index}].model: {str(error).removeprefix(TITLE + ': ')}") from None
-        if is_active_checkpoint(info):
-            name = "active"
-        elif run.model_info is not None and info.filename == run.model_info.filename:
-            name = "fusion"
-        else:
-            name = info.title
-            run.region_infos[name] = info
+        name = resolved(region.model, f"regions[{index}].model")
         regions.append(region if name == region.model else region.copy(update={"model": name}))
-    return args.copy(update={"regions": regions})
+    return args.copy(update={"regions": regions, "background": background})
 
 
 def _with_more_models(run: FusionRun, args: FusionArgs) -> FusionArgs:

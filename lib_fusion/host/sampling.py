@@ -196,6 +196,9 @@ class PassConditionings:
     regions: list[dict[str, ConditioningFn]]
     """Per foreground region: its conditioning for each model (:data:`ACTIVE`, :data:`FUSION`,
     and the title of a checkpoint of its own)."""
+    background: dict[str, ConditioningFn]
+    """The main prompt's conditioning for each checkpoint regions name (by title): the
+    background may be denoised by one of them."""
 
 
 def pass_conditionings(
@@ -253,6 +256,9 @@ def pass_conditionings(
     main_encoded = encoded(active_encoder, main_prompts, main_negatives, host_ok=False)
     active = encoded(encoder_of_active, main_prompts, main_negatives)
     regions = []
+    background = {}  # the main prompt for the checkpoints regions name: the background may take one
+    for title, encoder in (region_encoders or {}).items():
+        background[title] = encoded(encoder if own and encoder is not None else active_encoder, main_prompts, main_negatives)
     if args.method == "regions":
         for region in args.regions:
             prompts = [_strip_networks(region.prompt)] * len(main_prompts) if region.prompt else main_prompts
@@ -272,6 +278,7 @@ def pass_conditionings(
         fusion=encoded(encoder_of_fusion, fusion_prompts, fusion_negatives),
         active_uses_host_conds=active is host_conditioning,
         regions=regions,
+        background=background,
         more=more,
     )
 

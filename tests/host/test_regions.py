@@ -223,3 +223,20 @@ def test_three_boxes_on_three_checkpoints_each_carry_their_models_signature(webu
         assert torch.allclose(fused[..., part], alone[name][..., part], atol=1e-5), name
         others = [other for other in alone if other != name]
         assert all(not torch.allclose(alone[other][..., part], alone[name][..., part], atol=1e-3) for other in others)
+
+
+def test_the_background_takes_a_checkpoint_of_its_own(webui):
+    """One region on the active checkpoint (left), the background on another one named by
+    title (right): one Euler step shows each half's checkpoint alone."""
+    fusion = {"enabled": True, "method": "regions", "regions": [{"box": LEFT, "model": "active"}], "background": "artist",
+              "bootstrapping": 0.0, "text_encoder": "own"}  # fmt: skip
+    kwargs = {"steps": 1, "width": 128, "height": 64}
+    fused, p = run(webui, fusion, **kwargs)
+    artist = webui.title("artist")
+    assert p.model_fusion_run.args.background == artist and p.model_fusion_run.stats.region_model_runs == {artist: 1}
+    general = webui.latents(None, extension=False, **kwargs)
+    webui.load("artist")
+    alone = webui.latents(None, extension=False, **kwargs)
+    half = fused.shape[-1] // 2
+    assert torch.allclose(fused[..., :half], general[..., :half], atol=1e-5)
+    assert torch.allclose(fused[..., half:], alone[..., half:], atol=1e-5)

@@ -44,7 +44,7 @@ def test_positional_ui_values_and_api_dict_agree():
     positional = FusionArgs.from_script_args(values)
     named = FusionArgs.from_script_args([dict(zip(FIELDS, values), mode=1, window=16, stride=4, view_batch_size=2, mask_freeze=3)])
     assert positional == named
-    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, "4", 2, True, True, True, 2.5, 0.5, 3, True, "shifted", "[]"]
+    assert positional.to_ui() == [*snb, REGIONS_JSON, 0.25, 16, "4", 2, True, True, True, 2.5, 0.5, 3, True, "shifted", "[]", "active"]
     assert FusionArgs.from_script_args([*values[:15], "auto", *values[16:]]).stride == "auto"
     # A client written before shifted windows still sends the first twenty-four values.
     assert FusionArgs.from_script_args(values[:24]) == positional.copy(update={"windows": "overlap"})
