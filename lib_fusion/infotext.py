@@ -109,7 +109,8 @@ def from_infotext(params: dict[str, Any]) -> FusionArgs:
                 continue
             try:
                 data[field] = _typed(field, value)
-                FusionArgs.parse({field: data[field]})
+                # Checked alone; models beside a model, or its first entry would stand in for it.
+                FusionArgs.parse({field: data[field], **({"model": "checked alone"} if field == "models" else {})})
             except Exception as error:  # one unreadable value: paste the others
                 data.pop(field, None)
                 print(f"{TITLE}: infotext {key}: {shown(value)} is not pasted ({cut(str(error))})")
