@@ -24,7 +24,7 @@ def models_controls(defaults: FusionArgs, elem_id: Callable[[str], str]) -> Any:
         type="array",
         interactive=True,
         label="More fusion checkpoints (SNB: a row each; k empty = ke; from/to: the part of the denoising it joins, 0-1)",
-        elem_classes=["model-fusion-table"],
+        elem_classes=["model-fusion-models"],
         elem_id=elem_id("models_table"),
         tooltip=HINTS["models"],
     )
