@@ -4,31 +4,17 @@ row's unreadable cells passed on for the validator to name."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from lib_fusion.region_table import blank, number
+from lib_fusion.region_table import blank, dump_list, load_list, number
 
 HEADERS = ["checkpoint", "prompt", "negative prompt", "k", "from", "to"]
 DATATYPES = ["str", "str", "str", "number", "number", "number"]
 
 
-def load_models(text: str) -> list[dict[str, Any]]:
-    """The JSON's entries; text that is not a JSON list reads as none."""
-    try:
-        value = json.loads(text or "[]")
-    except json.JSONDecodeError:
-        return []
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def dump_models(models: list[dict[str, Any]]) -> str:
-    return json.dumps(models, separators=(",", ":"))
-
-
 def table_from_json(text: str) -> list[list[Any]]:
     rows = []
-    for entry in load_models(text):
+    for entry in load_list(text):
         window = entry.get("window")
         start, end = window if isinstance(window, list) and len(window) == 2 else ("", "")
         k = entry.get("k")
@@ -53,7 +39,7 @@ def json_from_table(rows: list[list[Any]]) -> str:
         if not (blank(start) and blank(end)):
             entry["window"] = [0.0 if blank(start) else number(start), 1.0 if blank(end) else number(end)]
         models.append(entry)
-    return dump_models(models)
+    return dump_list(models)
 
 
 def table_value(rows: list[list[Any]]) -> dict[str, Any]:

@@ -16,8 +16,9 @@ HEADERS = ["kind", "x", "y", "w", "h", "prompt", "negative prompt", "model", "we
 DATATYPES = ["str", "number", "number", "number", "number", "str", "str", "str", "number"]
 
 
-def load_regions(text: str) -> list[dict[str, Any]]:
-    """The JSON's region dicts; text that is not a JSON list reads as no region."""
+def load_list(text: str) -> list[dict[str, Any]]:
+    """The JSON's dicts (regions, or the further fusion checkpoints); text that is not a JSON
+    list reads as none."""
     try:
         value = json.loads(text or "[]")
     except json.JSONDecodeError:
@@ -25,14 +26,14 @@ def load_regions(text: str) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def dump_regions(regions: list[dict[str, Any]]) -> str:
+def dump_list(regions: list[dict[str, Any]]) -> str:
     return json.dumps(regions, separators=(",", ":"))
 
 
 def table_from_json(text: str) -> list[list[Any]]:
     rows = []
     masks = 0
-    for region in load_regions(text):
+    for region in load_list(text):
         box = region.get("box")
         coordinates = list(box) if isinstance(box, list) and len(box) == 4 else ["", "", "", ""]
         kind = "box"
@@ -54,7 +55,7 @@ def table_from_json(text: str) -> list[list[Any]]:
 
 def json_from_table(rows: list[list[Any]], current: str) -> str:
     """JSON for the table's rows; blank rows are dropped, masks come from ``current``."""
-    masks = [region["mask"] for region in load_regions(current) if "mask" in region]
+    masks = [region["mask"] for region in load_list(current) if "mask" in region]
     regions = []
     for row in rows or []:
         cells = (list(row) + [""] * len(HEADERS))[: len(HEADERS)]
@@ -78,16 +79,16 @@ def json_from_table(rows: list[list[Any]], current: str) -> str:
         if not blank(weight) and number(weight) != 1.0:
             region["weight"] = number(weight)
         regions.append(region)
-    return dump_regions(regions)
+    return dump_list(regions)
 
 
 def add_mask(current: str, mask_base64: str, prompt: str = "") -> str:
-    regions = load_regions(current)
+    regions = load_list(current)
     region: dict[str, Any] = {"mask": mask_base64}
     if prompt:
         region["prompt"] = prompt
     regions.append(region)
-    return dump_regions(regions)
+    return dump_list(regions)
 
 
 def table_value(rows: list[list[Any]]) -> dict[str, Any]:

@@ -37,12 +37,12 @@ def models_controls(defaults: FusionArgs, elem_id: Callable[[str], str]) -> Any:
 
 def _json_from_table(rows: Any, current: str) -> Any:
     text = model_table.json_from_table(rows_of(rows))
-    return gr.update() if text == model_table.dump_models(model_table.load_models(current)) else text
+    return gr.update() if text == model_table.dump_list(model_table.load_list(current)) else text
 
 
 def _table_from_json(text: str, rows: Any) -> Any:
     """JSON edited (a paste, an X/Y/Z cell): refresh the table unless it already says the same."""
-    if model_table.json_from_table(rows_of(rows)) == model_table.dump_models(model_table.load_models(text)):
+    if model_table.json_from_table(rows_of(rows)) == model_table.dump_list(model_table.load_list(text)):
         return gr.update()
     return gr.update(value=model_table.table_value(model_table.table_from_json(text)))
 

@@ -98,7 +98,7 @@ def _json_from_table(rows: Any, current: str) -> Any:
 
 def _table_from_json(text: str, rows: Any) -> Any:
     """JSON edited (canvas, paste, infotext): refresh the table unless it already says the same."""
-    if region_table.json_from_table(rows_of(rows), text) == region_table.dump_regions(region_table.load_regions(text)):
+    if region_table.json_from_table(rows_of(rows), text) == region_table.dump_list(region_table.load_list(text)):
         return gr.update()
     # With its headers (a bare list of rows would rename the columns 0, 1, 2 ...) and a row.
     return gr.update(value=region_table.table_value(region_table.table_from_json(text)))

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib_fusion.args import FusionArgs
-from lib_fusion.model_table import HEADERS, json_from_table, load_models, table_from_json, table_value
+from lib_fusion.model_table import HEADERS, json_from_table, load_list, table_from_json, table_value
 
 entries = st.lists(
     st.fixed_dictionaries(
@@ -27,7 +27,7 @@ entries = st.lists(
 @given(entries)
 def test_json_to_table_and_back_is_the_same_list(models):
     text = json.dumps(models)
-    assert load_models(json_from_table(table_from_json(text))) == models
+    assert load_list(json_from_table(table_from_json(text))) == models
 
 
 def test_blank_rows_are_dropped_and_a_table_always_has_a_row():
@@ -45,4 +45,4 @@ def test_a_bad_cell_is_kept_for_the_validator_to_name():
         assert "models[0].k" in str(error)
     else:
         raise AssertionError("a bad k validated")
-    assert not math.isnan(load_models(json_from_table([["expert", "", "", 2, "", ""]]))[0]["k"])
+    assert not math.isnan(load_list(json_from_table([["expert", "", "", 2, "", ""]]))[0]["k"])
