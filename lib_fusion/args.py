@@ -21,7 +21,7 @@ from lib_fusion.methods import USED_BY
 from lib_fusion.model_args import MAX_FUSION_MODELS, FusionModelArgs
 from lib_fusion.region_args import MAX_MODEL_NAME, RegionArgs, checkpoint_name, number
 from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
-from lib_fusion.screening import screen
+from lib_fusion.screening import json_list, screen
 
 TITLE = "Model Fusion"
 MAX_REGIONS = 16
@@ -158,7 +158,7 @@ class FusionArgs(BaseModel):
 
     @validator("models", pre=True)
     def _models_json(cls, value: Any) -> Any:
-        return _json_list(value, MAX_FUSION_MODELS, "checkpoints", "each adds two model passes per fused step")
+        return json_list(value, MAX_FUSION_MODELS, "checkpoints", "each adds two model passes per fused step")
 
     @validator("guidance_weight", pre=True, always=True)
     def _valid_guidance_weight(cls, value: Any) -> float:
@@ -196,7 +196,7 @@ class FusionArgs(BaseModel):
 
     @validator("regions", pre=True)
     def _regions_json(cls, value: Any) -> Any:
-        return _json_list(value, MAX_REGIONS, "regions", "each adds a model pass per view and step")
+        return json_list(value, MAX_REGIONS, "regions", "each adds a model pass per view and step")
 
     @validator("bootstrapping", pre=True, always=True)
     def _valid_bootstrapping(cls, value: Any) -> float:
@@ -327,24 +327,6 @@ def script_data(args: Sequence[Any]) -> dict[str, Any]:
     if len(args) > len(FIELDS):
         raise FusionArgumentError(f"{TITLE}: got {len(args)} positional arguments, at most {len(FIELDS)} ({', '.join(FIELDS)})")
     return {name: _from_ui(name, value) for name, value in zip(FIELDS, args)}
-
-
-def _json_list(value: Any, limit: int, items: str, why: str) -> Any:
-    """A list field: the UI (and an API caller that wishes) sends it as JSON text, parsed and
-    screened here; at most ``limit`` items. Anything else is left to the field's type."""
-    if isinstance(value, str):
-        if not value.strip():
-            return []
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
-        except (ValueError, RecursionError) as error:  # nesting or digits past Python's limits
-            raise ValueError(f"not usable JSON ({cut(str(error), 80)})") from None
-        screen(value)
-    if isinstance(value, list) and len(value) > limit:
-        raise ValueError(f"{len(value)} {items}; at most {limit} ({why})")
-    return value
 
 
 SEVERAL_REFUSED = {

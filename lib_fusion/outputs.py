@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 from lib_fusion import pictures
 from lib_fusion.methods import METHOD_NAMES
-from lib_fusion.run import ALONE_A, ALONE_B, FUSED, FusionRun, alone_variant
+from lib_fusion.passes import ALONE_A, ALONE_B, FUSED, alone_variant
+from lib_fusion.run import FusionRun
 from lib_fusion.traces import Trace
 
 OTHER_COLOUR_NAMES = ["green", "pink", "yellow", "teal", "purple", "amber", "grey"]

@@ -4,9 +4,11 @@ with the path of the value in the message."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lib_fusion import masks
+from lib_fusion.echo import cut
 
 MAX_TEXT = 100_000
 """Characters of a text field (prompt, checkpoint name); a mask has its own limit."""
@@ -55,3 +57,21 @@ def _screen_text(text: str, where: str) -> None:
             raise ValueError(f"{where}: more than {MAX_ITEMS} values; a valid argument has a few hundred")
     elif len(text) > MAX_TEXT:
         raise ValueError(f"{where}: {len(text)} characters; at most {MAX_TEXT}")
+
+
+def json_list(value: Any, limit: int, items: str, why: str) -> Any:
+    """A list field: the UI (and an API caller that wishes) sends it as JSON text, parsed and
+    screened here; at most ``limit`` items. Anything else is left to the field's type."""
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+        except (ValueError, RecursionError) as error:  # nesting or digits past Python's limits
+            raise ValueError(f"not usable JSON ({cut(str(error), 80)})") from None
+        screen(value)
+    if isinstance(value, list) and len(value) > limit:
+        raise ValueError(f"{len(value)} {items}; at most {limit} ({why})")
+    return value

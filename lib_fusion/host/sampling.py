@@ -27,7 +27,8 @@ from lib_fusion.host.settings import max_models, release
 from lib_fusion.infotext import strides_used
 from lib_fusion.methods import TWO_MODEL_METHODS
 from lib_fusion.models import FusionModelError
-from lib_fusion.run import ACTIVE, FUSED, FUSION, FusionRun, HostStep
+from lib_fusion.passes import ACTIVE, FUSED, FUSION, HostStep
+from lib_fusion.run import FusionRun
 
 _WRAPPED_MARK = "__model_fusion_wrapper__"
 ConditioningFn = Callable[[HostStep], Conditioning]
