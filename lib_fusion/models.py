@@ -18,6 +18,11 @@ from typing import Any, Callable, Hashable
 class FusionModelError(ValueError):
     """A fusion checkpoint that cannot be used; the message names it and the fix."""
 
+    def at(self, place: str) -> FusionModelError:
+        """The same error, naming where the checkpoint was given (``Model Fusion: models[1].model: …``)."""
+        head, sep, rest = str(self).partition(": ")
+        return FusionModelError(f"{head}: {place}: {rest}" if sep else f"{place}: {head}")
+
 
 Shapes = dict[str, tuple[int, ...]]
 """UNet weight name -> shape."""

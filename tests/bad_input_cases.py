@@ -180,6 +180,13 @@ CASES = [
     ("weight 0", regions({"box": LEFT, "weight": 0}), {}, None, ["regions[0].weight: 0: must be from 1e-06 to 100"]),
     ("region model", regions({"box": LEFT, "model": "nope"}), {}, None, ["regions[0].model: fusion checkpoint 'nope' is not in the"]),
     ("background unknown", regions({"box": LEFT}, background="nope"), {}, None, ["background: fusion checkpoint 'nope' is not in the"]),
+    (
+        "background of another family",
+        regions({"box": LEFT, "model": "active"}, background="other-sdxl"),
+        {},
+        None,
+        ["background: fusion checkpoint 'other-sdxl", "not of the active checkpoint's family"],
+    ),
     ("background blank", regions({"box": LEFT}, background=" "), {}, None, ["background", "choose 'active', 'fusion' or a"]),
     ("region model blank", regions({"box": LEFT, "model": "  "}), {}, None, ["regions[0].model", "choose 'active', 'fusion' or a"]),
     (

@@ -42,6 +42,15 @@ def resolve_checkpoint(name: str) -> Any:
     return info
 
 
+def resolve_at(name: str, place: str) -> Any:
+    """:func:`resolve_checkpoint` for a checkpoint given at ``place`` (``regions[1].model``):
+    a failure names the place."""
+    try:
+        return resolve_checkpoint(name)
+    except FusionModelError as error:
+        raise error.at(place) from None
+
+
 def checkpoint_report() -> list[dict[str, Any]]:
     """Each listed checkpoint and whether it can fuse with the active one, judged from the
     safetensors header alone (no weights read); a ``.ckpt`` is judged when it loads."""

@@ -18,6 +18,7 @@ from lib_fusion.host.checkpoints import (
     is_active_checkpoint,
     model_loaded,
     native_window,
+    resolve_at,
     resolve_checkpoint,
     runs_forge,
     unsupported_host,
@@ -27,7 +28,6 @@ from lib_fusion.host.sampling import unwrap_sample, wrap_sample
 from lib_fusion.host.settings import max_models, preview_steps, release
 from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext
 from lib_fusion.methods import TWO_MODEL_METHODS, fusion_prompts_read
-from lib_fusion.models import FusionModelError
 from lib_fusion.region_args import KEYWORDS
 from lib_fusion.region_pass import windows_of
 from lib_fusion.run import FusionRun
@@ -125,10 +125,7 @@ def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
     def resolved(name: str, place: str) -> str:
         if name in KEYWORDS:
             return name
-        try:
-            info = resolve_checkpoint(name)
-        except FusionModelError as error:
-            raise FusionArgumentError(f"{TITLE}: {place}: {str(error).removeprefix(TITLE + ': ')}") from None
+        info = resolve_at(name, place)
         if is_active_checkpoint(info):
             return "active"
         if run.model_info is not None and info.filename == run.model_info.filename:
@@ -152,10 +149,7 @@ def _with_more_models(run: FusionRun, args: FusionArgs) -> FusionArgs:
     models = []
     for index, entry in enumerate(args.models):
         place = f"models[{index}].model"
-        try:
-            info = resolve_checkpoint(entry.model)
-        except FusionModelError as error:
-            raise FusionArgumentError(f"{TITLE}: {place}: {str(error).removeprefix(TITLE + ': ')}") from None
+        info = resolve_at(entry.model, place)
         if is_active_checkpoint(info):
             raise FusionArgumentError(f"{TITLE}: {place}: {info.title!r} is the active checkpoint, model A already; list other checkpoints")
         if info.filename in seen:

@@ -101,17 +101,17 @@ def _load_models(run: FusionRun, family: Family) -> None:
     if titles:  # a load takes seconds: say which checkpoints this generation holds besides the active one
         show_progress(f"checkpoints {', '.join(titles)}")
     for title, info in run.region_infos.items():
+        places = [f"regions[{index}].model" for index, region in enumerate(run.args.regions) if region.model == title]
         try:
             run.region_models[title] = family.load_checkpoint(info, run, capacity)
         except FusionModelError as error:
-            places = ", ".join(f"regions[{index}]" for index, region in enumerate(run.args.regions) if region.model == title)
-            raise FusionModelError(f"{TITLE}: {places}.model: {str(error).removeprefix(TITLE + ': ')}") from None
+            raise error.at(", ".join(places + (["background"] if run.args.background == title else []))) from None
     more = []
     for index, info in enumerate(run.more_infos):
         try:
             more.append(family.load_checkpoint(info, run, capacity))
         except FusionModelError as error:
-            raise FusionModelError(f"{TITLE}: models[{index}].model: {str(error).removeprefix(TITLE + ': ')}") from None
+            raise error.at(f"models[{index}].model") from None
     run.more_models = more
     if run.model_info is not None:
         run.fusion_model = family.load_checkpoint(run.model_info, run, capacity)
