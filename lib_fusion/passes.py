@@ -5,6 +5,7 @@ WebUI imports; :mod:`lib_fusion.run` acts on it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -112,9 +113,9 @@ class Stats:
     region_passes: int = 0
     """(view, region) model passes the Regions method ran."""
     region_calls: int = 0
-    more_runs: dict[str, int] = field(default_factory=dict)
+    more_runs: Counter = field(default_factory=Counter)
     """SNB: fused steps each further fusion checkpoint joined, by title."""
-    region_model_runs: dict[str, int] = field(default_factory=dict)
+    region_model_runs: Counter = field(default_factory=Counter)
     """Regions: steps each checkpoint a region names (besides active and fusion) ran, by title."""
     bootstrapped_steps: int = 0
     latent_sizes: list[tuple[int, int]] = field(default_factory=list)

@@ -210,11 +210,12 @@ class FusionRun:
         active = (ACTIVE, sampling_pass.active_fn, sampling_pass.active_conditioning)
         fusion = (FUSION, sampling_pass.fusion_fn, sampling_pass.fusion_conditioning)
         role_a, role_b = (active, fusion) if self.args.solo == "active" else (fusion, active)
-        more = dict(zip(self._more_variants, sampling_pass.more_roles))
-        solo = role_b if self.variant == ALONE_B else more.get(self.variant, role_a)
+        alone_roles = dict(zip(self._more_variants, sampling_pass.more_roles))
+        solo = role_b if self.variant == ALONE_B else alone_roles.get(self.variant, role_a)
+        joined = [(entry, role) for entry, role in zip(self.args.models, sampling_pass.more_roles) if entry.joins(t)]
         if kind is StepKind.FUSED:
-            more = sum(entry.joins(t) for entry in self.args.models)
-            sampling_pass.progress(f"{METHOD_NAMES[self.args.method]}{f' ({2 + more} models)' if more else ''} t={t:.0f}")
+            how_many = f" ({2 + len(joined)} models)" if joined else ""
+            sampling_pass.progress(f"{METHOD_NAMES[self.args.method]}{how_many} t={t:.0f}")
         else:
             phase = f"compare: {self.variant}" if self.variant != FUSED else "solo"
             sampling_pass.progress(f"{phase}: {solo[0]} t={t:.0f}")
@@ -224,12 +225,11 @@ class FusionRun:
             current.passthrough = True
             return
         inputs = _inputs(step, sampling_pass)
-        joined = [(entry, role) for entry, role in zip(self.args.models, sampling_pass.more_roles) if entry.joins(t)]
         if kind is StepKind.SOLO:
             self.stats.solo_steps += 1
             self._count_runs(active_runs=int(solo[0] == ACTIVE), fusion_runs=int(solo[0] == FUSION))
-            if self.variant in more:
-                self.stats.more_runs[solo[0]] = self.stats.more_runs.get(solo[0], 0) + 1
+            if self.variant in alone_roles:
+                self.stats.more_runs[solo[0]] += 1
             prediction = guided(_model(solo, step), inputs)[1]
         else:
             self.stats.fused_steps += 1
@@ -245,7 +245,7 @@ class FusionRun:
                 models = [model_a, model_b, *(_model(role, step) for _, role in joined)]
                 fused_many = snb_many_step(models, inputs, self.options, factors)
                 prediction, maps = fused_many.prediction, (fused_many.choice, None, None)  # the preview shows who won where
-                self._count_more(joined)
+                self.stats.more_runs.update(name for _, (name, _, _) in joined)
             else:
                 fused = snb_step(model_a, model_b, inputs, self.options, sampling_pass.mask_memory)
                 prediction, maps = fused.prediction, (fused.saliency_a, fused.saliency_b, fused.mask)
@@ -302,8 +302,7 @@ class FusionRun:
         self._count_runs(
             active_runs=int(any(r.model.name == ACTIVE for r in regions)), fusion_runs=int(any(r.model.name == FUSION for r in regions))
         )
-        for name in {r.model.name for r in regions} - {ACTIVE, FUSION}:
-            self.stats.region_model_runs[name] = self.stats.region_model_runs.get(name, 0) + 1
+        self.stats.region_model_runs.update({r.model.name for r in regions} - {ACTIVE, FUSION})
         current.prediction = result.prediction
 
     def _bootstrap(self, layout: RegionLayout, source: RegionSource, inputs: StepInput, step: HostStep, regions: int) -> Bootstrap:
@@ -342,10 +341,6 @@ class FusionRun:
             sampling_pass.layout = make_layout(self.args, self.region_images, size, sampling_pass.regions.native_window)
             self.stats.latent_sizes.append(size)
         return sampling_pass.layout
-
-    def _count_more(self, joined: list[tuple[Any, Role]]) -> None:
-        for _, (name, _, _) in joined:
-            self.stats.more_runs[name] = self.stats.more_runs.get(name, 0) + 1
 
     def _count_runs(self, active_runs: int, fusion_runs: int) -> None:
         self.stats.active_runs += active_runs

@@ -224,12 +224,16 @@ def pass_conditionings(
     own = args.text_encoder == "own"
     encoder_of_active = active_encoder if (own or solo_active) else fusion_encoder
     encoder_of_fusion = fusion_encoder if (own or not solo_active) else active_encoder
-    two_models = args.method in TWO_MODEL_METHODS  # Regions: the fusion checkpoint's main conditioning is the main prompt's
-    fusion_prompts = [_strip_networks(args.prompt)] * len(main_prompts) if two_models and args.prompt else main_prompts
-    fusion_negatives = (
-        [_strip_networks(args.negative_prompt)] * len(main_negatives) if two_models and args.negative_prompt else main_negatives
-    )
     steps = _schedule_steps(p, hires)
+
+    def prompts_of(prompt: str, negative_prompt: str) -> tuple[list[str], list[str]]:
+        """A model's own prompts for every image of the batch; an empty one means the main one."""
+        prompts = [_strip_networks(prompt)] * len(main_prompts) if prompt else main_prompts
+        return prompts, [_strip_networks(negative_prompt)] * len(main_negatives) if negative_prompt else main_negatives
+
+    def own_or_active(encoder: Any | None) -> Any:
+        """With ``own`` a checkpoint's own encoder (when loaded), otherwise the active one's."""
+        return encoder if own and encoder is not None else active_encoder
 
     def host_conditioning(step: HostStep) -> Conditioning:
         if step.text_uncond is None:  # Forge encodes no negative prompt at CFG 1; saliency still needs it
@@ -257,26 +261,26 @@ def pass_conditionings(
     main_encoded = encoded(active_encoder, main_prompts, main_negatives, host_ok=False)
     active = encoded(encoder_of_active, main_prompts, main_negatives)
     regions = []
-    background = {}  # the main prompt for the checkpoints regions name: the background may take one
-    for title, encoder in (region_encoders or {}).items():
-        background[title] = encoded(encoder if own and encoder is not None else active_encoder, main_prompts, main_negatives)
+    region_encoders = region_encoders or {}
+    # The main prompt for the checkpoints regions name: the background may take one.
+    background = {title: encoded(own_or_active(encoder), main_prompts, main_negatives) for title, encoder in region_encoders.items()}
     if args.method == "regions":
         for region in args.regions:
-            prompts = [_strip_networks(region.prompt)] * len(main_prompts) if region.prompt else main_prompts
-            negatives = [_strip_networks(region.negative_prompt)] * len(main_negatives) if region.negative_prompt else main_negatives
+            prompts, negatives = prompts_of(region.prompt, region.negative_prompt)
             conditionings = {ACTIVE: encoded(encoder_of_active, prompts, negatives), FUSION: encoded(encoder_of_fusion, prompts, negatives)}
-            if region.model in (region_encoders or {}):  # a checkpoint of its own: its encoder with own, else the active one's
-                own_encoder = region_encoders[region.model] if own and region_encoders[region.model] is not None else active_encoder
-                conditionings[region.model] = encoded(own_encoder, prompts, negatives)
+            if region.model in region_encoders:  # a checkpoint of its own
+                conditionings[region.model] = encoded(own_or_active(region_encoders[region.model]), prompts, negatives)
             regions.append(conditionings)
-    more = []
-    for entry, encoder in zip(args.models, more_encoders or [None] * len(args.models)):
-        prompts = [_strip_networks(entry.prompt)] * len(main_prompts) if entry.prompt else main_prompts
-        negatives = [_strip_networks(entry.negative_prompt)] * len(main_negatives) if entry.negative_prompt else main_negatives
-        more.append(encoded(encoder if own and encoder is not None else active_encoder, prompts, negatives))
+    more = [
+        encoded(own_or_active(encoder), *prompts_of(entry.prompt, entry.negative_prompt))
+        for entry, encoder in zip(args.models, more_encoders or [None] * len(args.models))
+    ]
+    # Regions: the fusion checkpoint's main conditioning is the main prompt's.
+    two_models = args.method in TWO_MODEL_METHODS
+    fusion_prompts = prompts_of(args.prompt, args.negative_prompt) if two_models else (main_prompts, main_negatives)
     return PassConditionings(
         active=active,
-        fusion=encoded(encoder_of_fusion, fusion_prompts, fusion_negatives),
+        fusion=encoded(encoder_of_fusion, *fusion_prompts),
         active_uses_host_conds=active is host_conditioning,
         regions=regions,
         background=background,
