@@ -148,3 +148,23 @@ def test_the_preview_colours_each_pixel_by_the_checkpoint_that_won_it(webui):
     [text] = [text for text in processed.infotexts if "Fusion output: winner preview" in text]
     picture = processed.images[processed.infotexts.index(text)]
     assert picture.width >= 128 and picture.height > 3 * 128  # three fused steps, a row each, under the legend
+
+
+def test_the_progress_text_names_the_checkpoints_and_how_many_models_a_step_runs(webui, monkeypatch):
+    """Before sampling: the checkpoints held besides the active one; then each fused step says
+    how many models it runs (a checkpoint joins only inside its window: the first half here)."""
+    from lib_fusion.host import sampling
+
+    shared.opts.model_fusion_max_models = 2
+    loading, seen = [], []
+    monkeypatch.setattr(sampling, "show_progress", loading.append)  # the text set while loading
+    monkeypatch.setattr(shared.state, "on_step", lambda step: seen.append(shared.state.textinfo), raising=False)
+    args = {**snb(prompt=PROMPT_B, fusion_selection="0,1,1"), "models": [{"model": "artist", "window": [0, 0.5]}]}
+    webui.generate(args, steps=4)
+    assert loading == [f"checkpoints {webui.title('expert')}, {webui.title('artist')}"]
+    assert [text.removeprefix("Model Fusion: ") for text in seen] == [
+        "SNB (3 models) t=999",
+        "SNB (3 models) t=666",
+        "SNB t=333",
+        "SNB t=0",
+    ]
