@@ -1,5 +1,6 @@
 """The only code that touches the WebUI's internals (``modules.*``), split by concern:
 
+- :mod:`.probe`: what this WebUI offers (its modules, its host family), asked when needed;
 - :mod:`.checkpoints`: listing, lookup, the family check, the active model's config;
 - :mod:`.loading`: the fusion checkpoint in memory (build, cache, memory policy, wrappers);
 - :mod:`.settings`: the Settings section and the values read from it;
@@ -23,12 +24,12 @@ from lib_fusion.host.checkpoints import (
     native_window,
     refresh_checkpoints,
     resolve_checkpoint,
-    unsupported_host,
     xyz_grid_module,
 )
 from lib_fusion.host.generation import begin_pass, finish, start, start_with_error
 from lib_fusion.host.images import RUN_ATTRIBUTE, keep_result
 from lib_fusion.host.loading import FusionModel, load_fusion_model, loaded_report, unload
+from lib_fusion.host.probe import HostError, unsupported_host
 from lib_fusion.host.schedules import step_timesteps
 from lib_fusion.host.settings import (
     DEFAULT_MODE,
@@ -52,6 +53,7 @@ __all__ = [
     "RUN_ATTRIBUTE",
     "SECTION",
     "FusionModel",
+    "HostError",
     "active_title",
     "add_settings",
     "api_access",

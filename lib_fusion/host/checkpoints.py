@@ -7,10 +7,11 @@ import functools
 import os
 from typing import Any
 
-from modules import sd_models, shared
+from modules import shared
 
 from lib_fusion.args import TITLE
 from lib_fusion.echo import cut, shown
+from lib_fusion.host.probe import host_module, model_loaded, runs_forge
 from lib_fusion.models import FusionModelError, Shapes, family_mismatch
 
 UNET_PREFIX = "model.diffusion_model."
@@ -20,19 +21,23 @@ TEXT_ENCODER_PREFIX = "cond_stage_model."
 SDXL_TEXT_ENCODER_PREFIX = "conditioner."
 
 
+def _sd_models() -> Any:
+    return host_module("modules.sd_models", "to list and find checkpoints")
+
+
 def checkpoint_titles() -> list[str]:
     """Titles of the WebUI's checkpoints, as its own dropdown lists them."""
-    return sorted(sd_models.checkpoints_list, key=str.lower)
+    return sorted(_sd_models().checkpoints_list, key=str.lower)
 
 
 def refresh_checkpoints() -> list[str]:
-    sd_models.list_models()
+    _sd_models().list_models()
     return checkpoint_titles()
 
 
 def resolve_checkpoint(name: str) -> Any:
     """The WebUI's own lookup (title, name or hash); only listed checkpoints, no paths."""
-    info = sd_models.get_closet_checkpoint_match(name)
+    info = _sd_models().get_closet_checkpoint_match(name)
     if info is None:
         known = ", ".join(checkpoint_titles()[:8]) or "none found"
         raise FusionModelError(
@@ -57,7 +62,7 @@ def checkpoint_report() -> list[dict[str, Any]]:
     active = _shapes(active_unet().state_dict()) if model_loaded() else None
     report = []
     for title in checkpoint_titles():
-        info = sd_models.checkpoints_list[title]
+        info = _sd_models().checkpoints_list[title]
         if active is None:
             usable, reason = None, "judged once the WebUI has loaded its model (Forge loads it at the first generation)"
         elif is_active_checkpoint(info):
@@ -117,29 +122,10 @@ def api_access() -> tuple[bool, str | None]:
 def xyz_grid_module() -> Any:
     """The loaded ``scripts/xyz_grid.py`` (None when it is disabled), found as the WebUI's own
     extensions find it."""
-    from modules import scripts
-
-    for data in scripts.scripts_data:
+    for data in host_module("modules.scripts").scripts_data:
         if data.script_class.__module__ == "xyz_grid.py":
             return data.module
     return None
-
-
-UNSUPPORTED_HOST = (
-    f"{TITLE}: this WebUI runs its models through a backend the fusion does not know (neither AUTOMATIC1111 1.10's "
-    "nor Forge's); turn Model Fusion off here, or fuse in AUTOMATIC1111 1.10 or Forge"
-)
-
-
-def runs_forge() -> bool:
-    """The active model is a Forge-family engine (its parts in ``forge_objects``)."""
-    return hasattr(getattr(shared, "sd_model", None), "forge_objects")
-
-
-def model_loaded() -> bool:
-    """The WebUI has a model with a UNet: Forge holds a placeholder until its first generation."""
-    model = getattr(shared, "sd_model", None)
-    return model is not None and (runs_forge() or hasattr(model, "model"))
 
 
 def active_unet() -> Any:
@@ -148,23 +134,6 @@ def active_unet() -> Any:
     if runs_forge():
         return model.forge_objects.unet.model.diffusion_model
     return model.model.diffusion_model
-
-
-def unsupported_host() -> str | None:
-    """Why this WebUI cannot fuse, judged by what its model and backend offer (never by a
-    version tag): AUTOMATIC1111 1.10's ldm model (``model.diffusion_model``), or a Forge
-    engine whose backend has the hooks the fusion uses. None: supported."""
-    model = getattr(shared, "sd_model", None)
-    if not model_loaded():
-        return None  # no model loaded yet: the WebUI loads it for the generation (checked again then)
-    if runs_forge():
-        from lib_fusion.host import forge
-
-        missing = forge.missing_hooks()
-        return None if missing is None else f"{TITLE}: this Forge-family WebUI cannot fuse: {missing}; turn Model Fusion off here"
-    if not hasattr(getattr(model, "model", None), "diffusion_model"):
-        return UNSUPPORTED_HOST
-    return None
 
 
 def is_active_checkpoint(info: Any) -> bool:
@@ -181,7 +150,7 @@ def active_config() -> Any:
     from omegaconf import OmegaConf
 
     config = OmegaConf.load(shared.sd_model.used_config)
-    sd_models.repair_config(config)
+    host_module("modules.sd_models", "to read the active model's config").repair_config(config)
     return config
 
 

@@ -25,34 +25,13 @@ from lib_fusion.conds import Cond
 from lib_fusion.host import forge_loading
 from lib_fusion.host.checkpoints import native_window
 from lib_fusion.host.loading import FusionModel
+from lib_fusion.host.probe import host_module
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
 from lib_fusion.passes import RegionSource, SamplingPass
 from lib_fusion.run import FusionRun
 
 PER_IMAGE_STEPS = True
 """Forge's ``on_cfg_denoiser`` shows one row per image (x, sigma, image conditioning)."""
-
-
-def runs(model: Any) -> bool:
-    """The model is a Forge-family engine (its parts live in ``forge_objects``)."""
-    return hasattr(model, "forge_objects")
-
-
-def missing_hooks() -> str | None:
-    """What this Forge-family host lacks of the hooks the fusion uses (None: all there).
-    Probed by import and attribute, never by version: Forge main, Neo and Classic keep them;
-    reForge's ComfyUI-style backend does not."""
-    try:
-        from backend.sampling import condition, sampling_function  # noqa: F401
-    except ImportError:
-        return "its backend has no backend.sampling (a reForge/ComfyUI-style backend)"
-    unet = getattr(getattr(shared.sd_model, "forge_objects", None), "unet", None)
-    for name in ("clone", "add_conditioning_modifier", "set_model_sampler_post_cfg_function", "add_extra_model_patcher_during_sampling"):
-        if not hasattr(unet, name):
-            return f"its UNet patcher has no {name}()"
-    if not hasattr(sampling_function, "calc_cond_uncond_batch"):
-        return "its sampling function has no calc_cond_uncond_batch()"
-    return None
 
 
 def load_checkpoint(info: Any, run: FusionRun, capacity: int) -> FusionModel:
@@ -184,13 +163,12 @@ def _through_forge(
     """One model call on these rows through Forge's ``calc_cond_uncond_batch``: the rows as
     one compiled cond of weight 1 (the output divided by 1, so exactly the model's), the
     image conditioning concatenated where Forge would, ControlNet for the active model."""
-    from backend.sampling.condition import Condition, compile_conditions
-    from backend.sampling.sampling_function import calc_cond_uncond_batch
-
-    compiled = compile_conditions(cond)
+    condition = host_module("backend.sampling.condition", "to run a model through Forge's sampling function")
+    sampling_function = host_module("backend.sampling.sampling_function", "to run a model through Forge's sampling function")
+    compiled = condition.compile_conditions(cond)
     if isinstance(image_cond, torch.Tensor) and image_cond.shape[0] == x.shape[0] and image_cond.shape[2:] == x.shape[2:]:
-        compiled[0]["model_conds"]["c_concat"] = Condition(image_cond)
+        compiled[0]["model_conds"]["c_concat"] = condition.Condition(image_cond)
     if control is not None:
         compiled[0]["control"] = control
-    out, _ = calc_cond_uncond_batch(model, compiled, None, x, sigma, options)
+    out, _ = sampling_function.calc_cond_uncond_batch(model, compiled, None, x, sigma, options)
     return out

@@ -4,7 +4,9 @@ Forge's memory manager, which places it during sampling and is told when it is d
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import copy
+from typing import Any, Iterator
 
 from modules import shared
 
@@ -12,6 +14,7 @@ from lib_fusion.args import TITLE
 from lib_fusion.echo import shown
 from lib_fusion.host.checkpoints import check_header, is_active_checkpoint, without_path
 from lib_fusion.host.loading import FusionModel
+from lib_fusion.host.probe import host_module
 from lib_fusion.models import CACHE, CacheKey, FusionModelError
 
 
@@ -31,22 +34,18 @@ def load_fusion_model(info: Any, capacity: int = 1) -> FusionModel:
 
 
 def _build(info: Any) -> FusionModel:
-    from backend.args import dynamic_args
-    from backend.loader import forge_loader
-
+    dynamic_args = host_module("backend.args", "to load a checkpoint the way Forge does").dynamic_args
+    forge_loader = host_module("backend.loader", "to load a checkpoint the way Forge does").forge_loader
     check_header(info)  # a wrong or broken file is named before Forge reads gigabytes of it
-    # Read by the engine as it is built (text encoder emphasis, embeddings): set as the host sets
-    # them for its own model, and put back afterwards.
-    saved = dict(dynamic_args)
-    dynamic_args["embedding_dir"] = getattr(shared.cmd_opts, "embeddings_dir", None)
-    dynamic_args["emphasis_name"] = getattr(shared.opts, "emphasis", "Original")
-    try:
-        engine = forge_loader(info.filename, additional_state_dicts=[])  # a path: Forge reads the file (and a .yaml beside it)
-    except Exception as error:
-        raise FusionModelError(f"{TITLE}: cannot load fusion checkpoint {info.title!r}: {without_path(str(error), info)}") from error
-    finally:
-        dynamic_args.clear()
-        dynamic_args.update(saved)
+    # Read by the engine as it is built (text encoder emphasis, embeddings), and on Neo reset by
+    # its loader: set as the host sets them for its own model, and put back afterwards.
+    with _kept(dynamic_args):
+        dynamic_args["embedding_dir"] = getattr(shared.cmd_opts, "embeddings_dir", None)
+        dynamic_args["emphasis_name"] = getattr(shared.opts, "emphasis", "Original")
+        try:
+            engine = forge_loader(info.filename, additional_state_dicts=[])  # a path: Forge reads the file (and a .yaml beside it)
+        except Exception as error:
+            raise FusionModelError(f"{TITLE}: cannot load fusion checkpoint {info.title!r}: {without_path(str(error), info)}") from error
     active = shared.sd_model
     if type(engine) is not type(active):
         raise FusionModelError(
@@ -58,11 +57,39 @@ def _build(info: Any) -> FusionModel:
     return FusionModel(info.title, engine.forge_objects.unet, engine, free=lambda: _forget(engine))
 
 
+def _fields(dynamic_args: Any) -> dict[str, Any]:
+    """The values in Forge's ``dynamic_args``: a dict's items (Forge main), or the data
+    attributes of a class read through its metaclass (Neo)."""
+    if isinstance(dynamic_args, dict):
+        return dict(dynamic_args)
+    return {
+        name: value
+        for name, value in vars(dynamic_args).items()
+        if not name.startswith("_") and not callable(value) and not isinstance(value, (classmethod, staticmethod))
+    }
+
+
+@contextlib.contextmanager
+def _kept(dynamic_args: Any) -> Iterator[None]:
+    """Forge's ``dynamic_args`` as they were before the block, each value copied: Neo's loader
+    resets them (clearing its lists in place) and sets flags from the loaded file's name."""
+    saved = {name: copy.copy(value) for name, value in _fields(dynamic_args).items()}
+    try:
+        yield
+    finally:
+        for name in _fields(dynamic_args).keys() - saved.keys():  # set by the block alone
+            if isinstance(dynamic_args, dict):
+                del dynamic_args[name]
+            else:
+                delattr(dynamic_args, name)
+        for name, value in saved.items():
+            dynamic_args[name] = value
+
+
 def _forget(engine: Any) -> None:
     """Tell Forge's memory manager to let go of the engine's parts it placed (dropping our
     reference alone would leave them in its list, and on the device)."""
-    from backend import memory_management
-
+    memory_management = host_module("backend.memory_management", "to free a checkpoint Forge placed")
     objects = engine.forge_objects
     patchers = {id(part) for part in (objects.unet, getattr(objects.clip, "patcher", None), getattr(objects.vae, "patcher", None)) if part}
     for loaded in list(memory_management.current_loaded_models):

@@ -13,17 +13,9 @@ from lib_fusion import masks
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.echo import shown
 from lib_fusion.host import a1111, forge
-from lib_fusion.host.checkpoints import (
-    UNSUPPORTED_HOST,
-    is_active_checkpoint,
-    model_loaded,
-    native_window,
-    resolve_at,
-    resolve_checkpoint,
-    runs_forge,
-    unsupported_host,
-)
+from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_at, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
+from lib_fusion.host.probe import UNSUPPORTED_HOST, model_loaded, runs_forge, unsupported_host
 from lib_fusion.host.sampling import unwrap_sample, wrap_sample
 from lib_fusion.host.settings import max_models, preview_steps, release
 from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext

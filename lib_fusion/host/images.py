@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from modules import devices, shared
+from modules import shared
 
 from lib_fusion import outputs, pictures
 from lib_fusion.args import TITLE
+from lib_fusion.host.probe import host_module
 from lib_fusion.host.settings import preview_steps
 from lib_fusion.run import FusionRun
 
@@ -32,8 +33,8 @@ def image_index(p: Any, position: int) -> int:
 def add_outputs(p: Any, processed: Any, run: FusionRun) -> None:
     """The comparison and previews after the WebUI's own images, each with the generation's
     infotext and a ``Fusion output`` label; saved where the WebUI saves its own."""
-    from modules import images, infotext_utils, processing
-
+    images, infotext_utils = host_module("modules.images"), host_module("modules.infotext_utils")
+    processing = host_module("modules.processing")
     active = getattr(getattr(shared.sd_model, "sd_checkpoint_info", None), "title", "active checkpoint")
     titles = outputs.Titles(active, run.model_info.title if run.model_info is not None else active)
     extra: list[outputs.Output] = []
@@ -95,10 +96,8 @@ def add_outputs(p: Any, processed: Any, run: FusionRun) -> None:
 
 def _font(size: int) -> Any:
     """The WebUI's grid font (Settings > Saving images: font), else PIL's."""
-    from modules import images
-
     try:
-        return images.get_font(size)
+        return host_module("modules.images").get_font(size)
     except Exception:
         return pictures.default_font(size)
 
@@ -107,9 +106,9 @@ def finished_images(p: Any, samples: Any) -> list[Any]:
     """Latents to images as ``process_images_inner`` finishes them: decode, clamp, colour
     correction and the inpainting overlay (the other scripts' image hooks are theirs)."""
     import numpy as np
-    from modules import processing
     from PIL import Image
 
+    processing, devices = host_module("modules.processing"), host_module("modules.devices")
     if getattr(samples, "already_decoded", False):
         decoded = samples
     else:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
-from modules import devices, sd_disable_initialization, sd_models, shared
+from modules import shared
 
 from lib_fusion.args import TITLE, FusionArgs
 from lib_fusion.echo import shown
@@ -24,7 +24,11 @@ from lib_fusion.host.checkpoints import (
     with_prefix,
     without_path,
 )
+from lib_fusion.host.probe import host_module
 from lib_fusion.models import CACHE, CacheKey, FusionModelError
+
+A1111_BUILD = "to build a checkpoint the way AUTOMATIC1111 builds its own"
+"""What the modules only AUTOMATIC1111 has are needed for (Forge-family hosts load through ``forge_loader``)."""
 
 
 @dataclass
@@ -96,6 +100,7 @@ def _build(info: Any, need_text_encoder: bool) -> FusionModel:
     _check_floating(info, unet_weights)
     unet_config = config.model.params.get("unet_config") or config.model.params.get("network_config")
     unet = _instantiate_with(unet_config, unet_weights)
+    devices = host_module("modules.devices")
     unet = _owning(unet.to(_home(), dtype=devices.dtype_unet).eval().requires_grad_(False), state_dict)
     text_encoder = _build_text_encoder(info, config, state_dict) if need_text_encoder else None
     return FusionModel(info.title, unet, text_encoder)
@@ -128,7 +133,7 @@ def _read_weights(filename: str, need_text_encoder: bool) -> dict:
     """The checkpoint's weights: of a ``.safetensors`` only the UNet's when that is all the
     fusion needs (no text encoder or VAE read); otherwise the WebUI's own reader."""
     if need_text_encoder or not filename.lower().endswith(".safetensors"):
-        return sd_models.read_state_dict(filename, map_location="cpu")
+        return host_module("modules.sd_models", A1111_BUILD).read_state_dict(filename, map_location="cpu")
     from safetensors import safe_open
 
     with safe_open(filename, framework="pt", device="cpu") as handle:
@@ -138,6 +143,8 @@ def _read_weights(filename: str, need_text_encoder: bool) -> dict:
 def _instantiate_with(config: Any, weights: dict) -> torch.nn.Module:
     """The UNet built on the meta device and given the loaded tensors themselves (as the
     WebUI builds its own model): no memory allocated, zeroed and overwritten."""
+    sd_models = host_module("modules.sd_models", A1111_BUILD)
+    sd_disable_initialization = host_module("modules.sd_disable_initialization", A1111_BUILD)
     with sd_disable_initialization.DisableInitialization(disable_clip=False), torch.device("meta"):
         module = sd_models.instantiate_from_config(config)
     module.load_state_dict(weights, strict=True, assign=True)
@@ -153,8 +160,7 @@ def _offload() -> str:
     """The WebUI's memory policy, applied to the fusion model: "none" (stays on the device),
     "idle" (``--medvram``/``--medvram-sdxl``: on the device while sampling, on the CPU
     between generations) or "call" (``--lowvram``: on the device only during each call)."""
-    from modules import lowvram
-
+    lowvram = host_module("modules.lowvram", "to follow --medvram and --lowvram")
     if not lowvram.is_needed(shared.sd_model):
         return "none"
     return "call" if shared.cmd_opts.lowvram else "idle"
@@ -162,6 +168,7 @@ def _offload() -> str:
 
 def _home() -> torch.device:
     """Where the fusion model waits between uses."""
+    devices = host_module("modules.devices")
     return devices.device if _offload() == "none" else devices.cpu
 
 
@@ -183,6 +190,7 @@ def _on_device_under(policy: str, *modules: torch.nn.Module | None) -> Iterator[
     if not parts or _offload() != policy:
         yield
         return
+    devices = host_module("modules.devices")
     for part in parts:
         part.to(devices.device)
     try:
@@ -194,11 +202,11 @@ def _on_device_under(policy: str, *modules: torch.nn.Module | None) -> Iterator[
 
 def _build_text_encoder(info: Any, config: Any, state_dict: dict) -> Any:
     """A second text encoder, wrapped like the host wraps its own (emphasis, BREAK, embeddings)."""
-    from modules import sd_hijack, sd_hijack_clip
-
     params = config.model.params
     if "conditioner_config" in params:
         return _build_sdxl_conditioner(info, params.conditioner_config, state_dict)
+    sd_hijack, sd_hijack_clip, sd_models, devices = _text_encoder_modules()
+    sd_disable_initialization = host_module("modules.sd_disable_initialization", A1111_BUILD)
     with sd_disable_initialization.DisableInitialization(disable_clip=True):
         encoder = sd_models.instantiate_from_config(params.cond_stage_config)
     if type(encoder).__name__ != "FrozenCLIPEmbedder":
@@ -217,8 +225,8 @@ def _build_sdxl_conditioner(info: Any, config: Any, state_dict: dict) -> torch.n
     """SDXL's conditioner (CLIP ViT-L and OpenCLIP bigG) of the fusion checkpoint, each text
     embedder wrapped as ``sd_hijack.hijack`` wraps the active model's (that function itself
     would also rebind the WebUI's global hijack state to this model)."""
-    from modules import sd_hijack, sd_hijack_clip
-
+    sd_hijack, sd_hijack_clip, sd_models, devices = _text_encoder_modules()
+    sd_disable_initialization = host_module("modules.sd_disable_initialization", A1111_BUILD)
     with sd_disable_initialization.DisableInitialization(disable_clip=True):
         conditioner = sd_models.instantiate_from_config(config)
     conditioner.load_state_dict(with_prefix(state_dict, SDXL_TEXT_ENCODER_PREFIX), strict=False)
@@ -231,12 +239,21 @@ def _build_sdxl_conditioner(info: Any, config: Any, state_dict: dict) -> torch.n
             embeddings.token_embedding = sd_hijack.EmbeddingsWithFixes(embeddings.token_embedding, hijack)
             conditioner.embedders[index] = sd_hijack_clip.FrozenCLIPEmbedderForSDXLWithCustomWords(embedder, hijack)
         elif kind == "FrozenOpenCLIPEmbedder2":
-            from modules import sd_hijack_open_clip
-
+            sd_hijack_open_clip = host_module("modules.sd_hijack_open_clip", A1111_BUILD)
             token_embedding = embedder.model.token_embedding
             embedder.model.token_embedding = sd_hijack.EmbeddingsWithFixes(token_embedding, hijack, textual_inversion_key="clip_g")
             conditioner.embedders[index] = sd_hijack_open_clip.FrozenOpenCLIPEmbedder2WithCustomWords(embedder, hijack)
     return SdxlTextEncoder(conditioner)
+
+
+def _text_encoder_modules() -> tuple[Any, Any, Any, Any]:
+    """What wraps a text encoder as the WebUI wraps its own (emphasis, BREAK, embeddings)."""
+    return (
+        host_module("modules.sd_hijack", A1111_BUILD),
+        host_module("modules.sd_hijack_clip", A1111_BUILD),
+        host_module("modules.sd_models", A1111_BUILD),
+        host_module("modules.devices"),
+    )
 
 
 class SdxlTextEncoder(torch.nn.Module):
@@ -249,9 +266,7 @@ class SdxlTextEncoder(torch.nn.Module):
         self.conditioner = conditioner
 
     def forward(self, texts: Any) -> dict:
-        from modules import sd_models_xl
-
-        return sd_models_xl.get_learned_conditioning(self, texts)
+        return host_module("modules.sd_models_xl", A1111_BUILD).get_learned_conditioning(self, texts)
 
 
 class EncoderModel:
@@ -302,5 +317,5 @@ def needs_fusion_text_encoder(args: FusionArgs) -> bool:
 def unload() -> bool:
     """Free the cached fusion model (UI button, API route)."""
     freed = CACHE.unload()
-    devices.torch_gc()
+    host_module("modules.devices").torch_gc()
     return freed

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import torch
-from modules import devices, extra_networks, prompt_parser, script_callbacks, shared
+from modules import script_callbacks, shared
 
 from lib_fusion.args import TITLE
 from lib_fusion.denoise import Conditioning
 from lib_fusion.host.images import RUN_ATTRIBUTE, finished_images, image_index
 from lib_fusion.host.loading import FusionModel, unload
+from lib_fusion.host.probe import call_with_accepted, host_module
 from lib_fusion.host.settings import max_models, release
 from lib_fusion.infotext import strides_used
 from lib_fusion.methods import TWO_MODEL_METHODS
@@ -164,7 +165,7 @@ def _on_cfg_denoiser(run: FusionRun, per_image: bool, params: Any) -> None:
     try:
         denoiser = params.denoiser
         extra = denoiser.sampler.sampler_extra_args
-        conds_list, _ = prompt_parser.reconstruct_multicond_batch(extra["cond"], denoiser.step)
+        conds_list, _ = host_module("modules.prompt_parser").reconstruct_multicond_batch(extra["cond"], denoiser.step)
         run.begin_step(
             HostStep(
                 x_in=params.x,
@@ -251,6 +252,7 @@ def pass_conditionings(
                 cache.update(_encode(p, encoder, prompts, negatives, steps))
             key = _schedule_entries(cache, step.index)
             if key not in made:  # a new prompt-editing segment: rebuild the batch (once per segment, not per step)
+                prompt_parser = host_module("modules.prompt_parser")
                 conds_list, cond = prompt_parser.reconstruct_multicond_batch(cache["c"], step.index)
                 made.clear()
                 made[key] = Conditioning(conds_list, cond, prompt_parser.reconstruct_cond_batch(cache["uc"], step.index))
@@ -300,8 +302,8 @@ BOOTSTRAP_COLOURS = 20
 def bootstrap_colours() -> torch.Tensor:
     """(K, C) latents of random constant-colour images through the active VAE (official
     ``region_based.py``). A 64-pixel square per colour is enough for a constant latent."""
-    from modules import sd_samplers_common
-
+    sd_samplers_common = host_module("modules.sd_samplers_common", "to draw Regions' bootstrapping backgrounds")
+    devices = host_module("modules.devices")
     rgb = torch.rand(BOOTSTRAP_COLOURS, 3, generator=torch.Generator().manual_seed(0))
     images = rgb[:, :, None, None].expand(-1, -1, 64, 64).contiguous()
     with torch.no_grad(), devices.without_autocast():  # the VAE in its own dtype (--no-half-vae), as the WebUI encodes
@@ -311,7 +313,7 @@ def bootstrap_colours() -> torch.Tensor:
 
 def _strip_networks(prompt: str) -> str:
     """Extra-network tags (``<lora:...>``) act on the active model only; drop them from the fusion prompt."""
-    prompts, _ = extra_networks.parse_prompts([prompt])
+    prompts, _ = host_module("modules.extra_networks").parse_prompts([prompt])
     return prompts[0]
 
 
@@ -326,13 +328,14 @@ def _schedule_steps(p: Any, hires: bool) -> tuple[int, int | None]:
 
 def _encode(p: Any, encoder: Any, prompts: list[str], negatives: list[str], steps: tuple[int, int | None]) -> dict:
     first, hires_steps = steps
-    old = bool(getattr(shared.opts, "use_old_scheduling", False))
+    old = {"use_old_scheduling": bool(getattr(shared.opts, "use_old_scheduling", False))}  # Neo's parser has no such option
+    prompt_parser, devices = host_module("modules.prompt_parser"), host_module("modules.devices")
     positive = prompt_parser.SdConditioning(prompts, width=p.width, height=p.height)
     negative = prompt_parser.SdConditioning(negatives, width=p.width, height=p.height, is_negative_prompt=True)
     with devices.autocast(), torch.no_grad():
         return {
-            "c": prompt_parser.get_multicond_learned_conditioning(encoder, positive, first, hires_steps, old),
-            "uc": prompt_parser.get_learned_conditioning(encoder, negative, first, hires_steps, old),
+            "c": call_with_accepted(prompt_parser.get_multicond_learned_conditioning, encoder, positive, first, hires_steps, **old),
+            "uc": call_with_accepted(prompt_parser.get_learned_conditioning, encoder, negative, first, hires_steps, **old),
         }
 
 

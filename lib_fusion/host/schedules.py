@@ -13,7 +13,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from modules import sd_samplers, shared
+from modules import shared
+
+from lib_fusion.host.probe import host_module
 
 
 def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any) -> list[float] | None:
@@ -22,7 +24,7 @@ def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any) -> list
         count = int(steps)
         if not 1 <= count <= 1000 or shared.sd_model is None:
             return None
-        sampler = sd_samplers.create_sampler(sampler_name, shared.sd_model)
+        sampler = host_module("modules.sd_samplers").create_sampler(sampler_name, shared.sd_model)
         p = SimpleNamespace(
             scheduler=scheduler or "Automatic", hr_scheduler=None, is_hr_pass=False, sampler_noise_scheduler_override=None,
             extra_generation_params={},

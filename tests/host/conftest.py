@@ -28,8 +28,9 @@ def _standin(tmp_path, family, host="a1111"):
     assert script_callbacks.registered_count() == 0, "a callback outlived the generation"
 
 
-HOSTS = ["a1111", "forge"]
-"""The host families every host test runs on (AUTOMATIC1111 1.10, Forge main)."""
+HOSTS = ["a1111", "forge", "neo"]
+"""The hosts every host test runs on (AUTOMATIC1111 1.10, Forge main, Forge Neo 2.26)."""
+FORGE_FAMILY = ["forge", "neo"]
 KDIFFUSION_ONLY = {"DDIM", "UniPC", "PLMS", "LCM"}
 """Samplers the stand-in Forge does not model (Forge runs them through other paths)."""
 
@@ -50,8 +51,8 @@ def _skip_on_forge(request):
 @pytest.fixture(params=HOSTS)
 def webui(request, tmp_path):
     """The stand-in WebUI with SD1-shaped tiny checkpoints (tensor conditioning), as
-    AUTOMATIC1111 1.10 and as Forge: one suite over both host families."""
-    if request.param == "forge":
+    AUTOMATIC1111 1.10, Forge and Forge Neo: one suite over every host."""
+    if request.param in FORGE_FAMILY:
         _skip_on_forge(request)
     yield from _standin(tmp_path, "sd1", request.param)
 
@@ -59,7 +60,7 @@ def webui(request, tmp_path):
 @pytest.fixture(params=HOSTS)
 def sdxl_webui(request, tmp_path):
     """The stand-in WebUI with SDXL-shaped tiny checkpoints (dict conditioning, size vector)."""
-    if request.param == "forge":
+    if request.param in FORGE_FAMILY:
         _skip_on_forge(request)
     yield from _standin(tmp_path, "sdxl", request.param)
 
@@ -70,7 +71,7 @@ def a1111_webui(tmp_path):
     yield from _standin(tmp_path, "sd1")
 
 
-@pytest.fixture
-def forge_webui(tmp_path):
-    """The stand-in Forge alone (what only that host has)."""
-    yield from _standin(tmp_path, "sd1", "forge")
+@pytest.fixture(params=FORGE_FAMILY)
+def forge_webui(request, tmp_path):
+    """The stand-in Forge main and Forge Neo (what only the Forge family has)."""
+    yield from _standin(tmp_path, "sd1", request.param)

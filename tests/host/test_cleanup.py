@@ -101,7 +101,7 @@ def test_every_ending_leaves_the_webui_as_it_was(webui, monkeypatch, ending):
     assert "sample" not in vars(p) or ending.startswith(("success", "interrupt", "skip"))
     assert p.model_fusion_run.patched in (None, [])
     assert shared.sd_model is model and weights_hash(model) == before
-    if webui.host == "forge":  # the model's own UNet patcher is back, none of our hooks on it
+    if webui.forge_family:  # the model's own UNet patcher is back, none of our hooks on it
         unet = shared.sd_model.forge_objects.unet
         assert unet is shared.sd_model.forge_objects_after_applying_lora.unet and "conditioning_modifiers" not in unet.model_options
     assert torch.equal(webui.latents(None, extension=False, steps=STEPS, batch_size=2), baseline)

@@ -108,7 +108,7 @@ def test_cache_reuses_the_fusion_model_and_reloads_on_change(webui):
     webui.generate(fusion(text_encoder="own"))
     # AUTOMATIC1111 reads the UNet alone until a fusion text encoder is needed; Forge's loader
     # builds the whole checkpoint at once, so nothing is loaded again.
-    assert CACHE.loads == loads + (1 if webui.host == "a1111" else 0)
+    assert CACHE.loads == loads + (0 if webui.forge_family else 1)
 
 
 def test_active_weights_and_hooks_unchanged_after_generations(webui):

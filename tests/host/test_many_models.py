@@ -81,7 +81,7 @@ def test_three_checkpoints_follow_the_restated_rule_and_each_wins_somewhere(webu
         script_callbacks.remove_callbacks_for_function(before)
     assert p.model_fusion_run.stats.more_runs == {webui.title("artist"): 3}
     x, sigma = captured["x"][-batch:], captured["sigma"][-batch:]
-    if webui.host == "forge":  # the UNet sees the schedule's nearest timestep there
+    if webui.forge_family:  # the UNet sees the schedule's nearest timestep there
         t = shared.sd_model.forge_objects.unet.model.predictor.timestep(sigma).float()
     else:
         t = CompVisDenoiser(shared.sd_model).sigma_to_t(sigma)

@@ -172,7 +172,7 @@ def test_kdiffusion_fused_step_is_the_official_rule_in_eps_units(webui, sampler)
     finally:
         script_callbacks.remove_callbacks_for_function(after_cfg)
     x, sigma = seen.x[0][-batch:], seen.sigma[0][-batch:]
-    if webui.host == "forge":  # Forge's KModel gives the UNet the schedule's nearest timestep
+    if webui.forge_family:  # Forge's KModel gives the UNet the schedule's nearest timestep
         t = shared.sd_model.forge_objects.unet.model.predictor.timestep(sigma).float()
     else:  # AUTOMATIC1111's CompVisDenoiser interpolates in log sigma
         t = CompVisDenoiser(shared.sd_model).sigma_to_t(sigma)

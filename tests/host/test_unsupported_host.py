@@ -13,7 +13,7 @@ import torch
 from fastapi import HTTPException
 from modules import processing, script_callbacks, shared
 
-from lib_fusion.host.checkpoints import UNSUPPORTED_HOST
+from lib_fusion.host.probe import UNSUPPORTED_HOST
 
 FUSION = {"enabled": True, "model": "expert", "fusion_selection": "0,1,1", "mode": 2}
 

@@ -126,9 +126,9 @@ def _sendable(fusion) -> bool:
 
 
 def _checkpoints(fusion: dict) -> set:
-    """The checkpoints a row names, its regions' and further models' included."""
+    """The checkpoints a row names, its regions', further models' and background's included."""
     items = [item for key in ("regions", "models") if isinstance(fusion.get(key), list) for item in fusion[key]]
-    return {fusion.get("model"), *(item.get("model") for item in items if isinstance(item, dict))}
+    return {fusion.get("model"), fusion.get("background"), *(item.get("model") for item in items if isinstance(item, dict))}
 
 
 ROWS = [

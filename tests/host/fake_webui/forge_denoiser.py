@@ -1,9 +1,10 @@
-"""Forge's ``CFGDenoiser.forward`` (``modules/sd_samplers_cfg_denoiser.py`` of Forge main):
+"""Forge's ``CFGDenoiser.forward`` (``modules/sd_samplers_cfg_denoiser.py`` of Forge main and Neo):
 ``on_cfg_denoiser`` with one row per image, then Forge's ``sampling_function``; it never
 calls ``on_cfg_denoised`` nor ``combine_denoised``."""
 
+import flavour
 import torch
-from backend.sampling.sampling_function import sampling_function
+from backend.sampling import sampling_function
 from modules import prompt_parser, sd_samplers_common, shared
 from modules.script_callbacks import AfterCFGCallbackParams, CFGDenoiserParams, cfg_after_cfg_callback, cfg_denoiser_callback
 
@@ -33,7 +34,11 @@ def forward(denoiser, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_co
         cond_scale = 1.0
     elif (denoiser.step % 2 or opts.s_min_uncond_all) and s_min_uncond > 0 and sigma[0] < s_min_uncond:
         cond_scale = 1.0
-    denoised, _, _ = sampling_function(denoiser, denoiser_params=params, cond_scale=cond_scale, cond_composition=cond_composition)
+    arguments = {"denoiser_params": params, "cond_scale": cond_scale, "cond_composition": cond_composition}
+    if flavour.neo():  # Neo hands the sampler's model options on, to be joined with the patcher's
+        denoised, _, _ = sampling_function.neo_sampling_function(denoiser, **arguments, extra_model_options={})
+    else:
+        denoised, _, _ = sampling_function.sampling_function(denoiser, **arguments)
     if denoiser.mask is not None:
         denoised = denoised * denoiser.nmask + denoiser.init_latent * denoiser.mask
     denoiser.sampler.last_latent = denoised

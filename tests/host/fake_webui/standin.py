@@ -7,9 +7,12 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
+import flavour
 import tiny_sd
 import torch
-from modules import processing, scripts, sd_models
+import xyz_grid
+from backend import memory_management
+from modules import processing, script_callbacks, scripts, sd_models, shared
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -97,13 +100,14 @@ class WebUI:
         family: str = "sd1",
         extra_checkpoints: bool = True,
         host: str = "a1111",
+        without: tuple[str, ...] = (),
     ):
-        """``host``: "a1111" (AUTOMATIC1111 1.10) or "forge" (Forge main: Forge engines, its
-        sampling function and hook order, k-diffusion samplers only)."""
-        from backend import memory_management
-
+        """``host``: "a1111" (AUTOMATIC1111 1.10), "forge" (Forge main: Forge engines, its
+        sampling function and hook order, k-diffusion samplers only) or "neo" (Forge Neo 2.26:
+        Forge's with Neo's differences, ``flavour.py``). ``without``: host modules it lacks."""
+        flavour.use(host, without)
         self.host = host
-        sd_models.forge = host == "forge"
+        sd_models.forge = self.forge_family
         memory_management.current_loaded_models.clear()
         memory_management.loads.clear()
         self.models = root / "models"
@@ -121,8 +125,6 @@ class WebUI:
         sd_models.model_dir = str(self.models)
         sd_models.list_models()
         self.load("general")
-        import xyz_grid
-
         del xyz_grid.axis_options[1:]  # a fresh plot: only its own axes
         scripts.scripts_data[:] = [scripts.ScriptClassData(xyz_grid.Script, "scripts/xyz_grid.py", "", xyz_grid)]
         self.script = load_script_module().ModelFusionScript()
@@ -133,18 +135,19 @@ class WebUI:
         self.runner = scripts.ScriptRunner([self.script])
         self.bare_runner = scripts.ScriptRunner([])
 
+    @property
+    def forge_family(self) -> bool:
+        """Forge main or Forge Neo: models are Forge engines sampled through Forge's backend."""
+        return self.host in ("forge", "neo")
+
     def build_ui(self) -> None:
         """What the WebUI does before building its UI: the ``on_before_ui`` callbacks."""
-        from modules import script_callbacks
-
         script_callbacks.before_ui_callback()
 
     def app(self, app=None, api: bool = True):
         """A started app (the route recorder, or a real FastAPI app given): the
         ``on_app_started`` callbacks have added their routes. ``api``: the WebUI was started
         with ``--api``, without which it serves no API."""
-        from modules import script_callbacks, shared
-
         app = App() if app is None else app
         shared.cmd_opts.api = api
         script_callbacks.app_started_callback(None, app)
@@ -161,7 +164,7 @@ class WebUI:
         from lib_fusion.models import CACHE
 
         unet = CACHE.value.unet
-        return unet.model.diffusion_model if self.host == "forge" else unet
+        return unet.model.diffusion_model if self.forge_family else unet
 
     def load(self, name: str):
         return sd_models.load_model(sd_models.get_closet_checkpoint_match(name), str(self.config))

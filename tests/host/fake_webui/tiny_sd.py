@@ -222,3 +222,11 @@ class TinySDXL(nn.Module):
         if self.is_sdxl_inpaint:
             x = torch.cat([x, *cond["c_concat"]], dim=1)
         return self.model(x, t, cond)
+
+
+def sdxl_conditioning(conditioner, batch):
+    """sgm's input dict built from the prompts and the image size, through ``conditioner``."""
+    width = getattr(batch, "width", 1024) or 1024
+    height = getattr(batch, "height", 1024) or 1024
+    sdxl_conds = {"txt": batch, "target_size_as_tuple": torch.tensor([height, width]).repeat(len(batch), 1)}
+    return conditioner(sdxl_conds, force_zero_embeddings=[])

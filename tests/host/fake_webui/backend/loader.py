@@ -1,10 +1,12 @@
 """``forge_loader``: a checkpoint path to an engine, its family guessed from the weights
 (Forge reads the file itself; a state dict fails since its PR #2224)."""
 
+import flavour
 import tiny_sd
 import torch
 from safetensors.torch import load_file
 
+from backend import args
 from backend.diffusion_engine.base import StableDiffusion, StableDiffusionXL
 
 UNET, SD1_TEXT, SDXL_TEXT = "model.diffusion_model.", "cond_stage_model.", "conditioner."
@@ -18,6 +20,9 @@ def _part(weights, prefix):
 def forge_loader(sd, additional_state_dicts=None):
     if not isinstance(sd, str):
         raise TypeError("expected str, bytes or os.PathLike object, not dict")
+    if flavour.neo():  # Neo's loader resets the dynamic args and sets flags from the file's name
+        args.dynamic_args.reset()
+        args.dynamic_args.kontext = "kontext" in sd.lower()
     try:
         weights = load_file(sd)
     except Exception as error:

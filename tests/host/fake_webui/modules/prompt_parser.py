@@ -35,7 +35,7 @@ def schedules_for(prompt, steps):
     return [(at, before), (steps, after)]
 
 
-def get_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
+def _learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
     total = hires_steps or steps
     result = []
     for prompt in prompts:
@@ -62,12 +62,32 @@ def get_multicond_prompt_list(prompts):
     return res_indexes, flat
 
 
-def get_multicond_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
+def _multicond_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_scheduling=False):
     res_indexes, flat = get_multicond_prompt_list(prompts)
     flat = SdConditioning(flat, copy_from=prompts)
-    learned = get_learned_conditioning(model, flat, steps, hires_steps, use_old_scheduling)
+    learned = _learned_conditioning(model, flat, steps, hires_steps, use_old_scheduling)
     batch = [[ComposableScheduledPromptConditioning(learned[i], weight) for i, weight in indexes] for indexes in res_indexes]
     return MulticondLearnedConditioning(shape=(len(prompts),), batch=batch)
+
+
+def _neo_learned_conditioning(model, prompts, steps, hires_steps=None):
+    return _learned_conditioning(model, prompts, steps, hires_steps)
+
+
+def _neo_multicond_learned_conditioning(model, prompts, steps, hires_steps=None):
+    return _multicond_learned_conditioning(model, prompts, steps, hires_steps)
+
+
+def use_signatures(neo):
+    """The two encoding functions with AUTOMATIC1111's and Forge's signature (a
+    ``use_old_scheduling`` argument), or Neo's (none): see ``flavour.py``."""
+    global get_learned_conditioning, get_multicond_learned_conditioning
+    get_learned_conditioning = _neo_learned_conditioning if neo else _learned_conditioning
+    get_multicond_learned_conditioning = _neo_multicond_learned_conditioning if neo else _multicond_learned_conditioning
+
+
+get_learned_conditioning = _learned_conditioning
+get_multicond_learned_conditioning = _multicond_learned_conditioning
 
 
 def _pick(schedules, step):

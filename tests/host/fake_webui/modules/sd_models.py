@@ -5,9 +5,10 @@ import importlib
 import os
 
 import safetensors.torch
+from backend import loader, memory_management
 from omegaconf import OmegaConf
 
-from modules import devices, shared
+from modules import devices, sd_hijack, sd_hijack_clip, shared
 
 checkpoints_list = {}
 checkpoint_aliases = {}
@@ -78,21 +79,17 @@ forge = False
 def load_model(info, config_path):
     """Build the host model from a checkpoint (what ``sd_models.load_model`` does; as Forge,
     what ``forge_model_reload`` does)."""
-    from modules import sd_hijack, sd_hijack_clip
-
     if forge:
-        from backend import memory_management
-        from backend.loader import forge_loader
-
         memory_management.unload_all_models()
-        model = forge_loader(info.filename)
+        model = loader.forge_loader(info.filename)
         model.sd_checkpoint_info, model.filename = info, info.filename
         shared.sd_model = model
         return model
 
+    import tiny_sd
+
     config = OmegaConf.load(config_path)
     params = config.model.params
-    import tiny_sd
 
     if "network_config" in params:  # SDXL: sgm names, the conditioner is the text encoder
         model = tiny_sd.TinySDXL(instantiate_from_config(params.network_config), instantiate_from_config(params.conditioner_config))

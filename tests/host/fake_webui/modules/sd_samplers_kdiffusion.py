@@ -3,6 +3,7 @@
 import math
 
 import torch
+from backend.sampling import sampling_function
 
 from modules import devices, sd_samplers_cfg_denoiser, sd_samplers_common, shared
 
@@ -147,9 +148,7 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         self.setup_denoiser(p, steps)
         extra = self.extra_args(p, cond, uncond, image_conditioning)
         if hasattr(shared.sd_model, "forge_objects"):  # Forge places the models for the sampling
-            from backend.sampling.sampling_function import sampling_prepare
-
-            sampling_prepare(shared.sd_model.forge_objects.unet, x)
+            sampling_function.sampling_prepare(shared.sd_model.forge_objects.unet, x)
         # The host routes k-diffusion's randn_like to p.rng (TorchHijack): per-image seeded noise.
         return self.launch_sampling(steps, lambda: self.func(self.model_wrap_cfg, x, sigmas, extra, self.callback_state, p.rng.next))
 

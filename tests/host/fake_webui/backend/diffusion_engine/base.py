@@ -1,10 +1,12 @@
 """Forge's engines in outline (``backend/diffusion_engine``): the parts in ``forge_objects``,
 its two shallow copies, the prompt encoder and the VAE the WebUI calls."""
 
-from types import SimpleNamespace
 
 import tiny_sd
 import torch
+
+from backend import memory_management
+from backend.patcher.unet import UnetPatcher
 
 
 class ForgeObjects:
@@ -41,8 +43,6 @@ class ForgeDiffusionEngine:
     is_sdxl = False
 
     def __init__(self, unet, encoder):
-        from backend.patcher.unet import UnetPatcher
-
         self.alphas_cumprod = tiny_sd.scaled_linear_alphas_cumprod()
         self.text_encoder = encoder
         self.forge_objects = ForgeObjects(UnetPatcher.from_model(unet, self.alphas_cumprod), CLIP(encoder), VAE(), None)
@@ -51,8 +51,6 @@ class ForgeDiffusionEngine:
 
     @torch.inference_mode()
     def get_learned_conditioning(self, prompt):
-        from backend import memory_management
-
         memory_management.load_model_gpu(self.forge_objects.clip.patcher)
         return self.encode(prompt)
 
@@ -75,6 +73,4 @@ class StableDiffusionXL(ForgeDiffusionEngine):
     is_sdxl = True
 
     def encode(self, prompt):
-        from modules import sd_models_xl
-
-        return sd_models_xl.get_learned_conditioning(SimpleNamespace(conditioner=self.text_encoder), prompt)
+        return tiny_sd.sdxl_conditioning(self.text_encoder, prompt)  # Forge's engine encodes itself (Neo has no sd_models_xl)

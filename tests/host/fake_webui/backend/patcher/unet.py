@@ -2,7 +2,18 @@
 
 import copy
 
+import flavour
+
 from backend.modules.k_model import KModel
+
+
+def _copy_containers(value):
+    """Neo's ``utils.deepcopy_``: dicts and lists copied all the way down, anything else shared."""
+    if isinstance(value, dict):
+        return {key: _copy_containers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_containers(item) for item in value]
+    return value
 
 
 class UnetPatcher:
@@ -22,7 +33,11 @@ class UnetPatcher:
     def clone(self):
         n = UnetPatcher(self.model, self.load_device, self.offload_device)
         n.current_device = self.current_device
-        n.model_options = copy.deepcopy(self.model_options)
+        if flavour.neo():  # re-ported from ComfyUI: containers copied, their contents shared; a parent kept
+            n.model_options = _copy_containers(self.model_options)
+            n.parent = self
+        else:
+            n.model_options = copy.deepcopy(self.model_options)
         n.controlnet_linked_list = self.controlnet_linked_list
         n.extra_preserved_memory_during_sampling = self.extra_preserved_memory_during_sampling
         n.extra_model_patchers_during_sampling = self.extra_model_patchers_during_sampling.copy()

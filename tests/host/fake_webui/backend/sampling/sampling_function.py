@@ -6,6 +6,7 @@ modelled (the extension sends neither)."""
 
 import math
 
+import flavour
 import torch
 
 from backend import memory_management
@@ -83,6 +84,8 @@ def sampling_function_inner(model, x, timestep, uncond, cond, cond_scale, model_
     for fn in model_options.get("sampler_post_cfg_function", []):
         args = {"denoised": cfg_result, "cond": cond, "uncond": uncond, "model": model, "uncond_denoised": uncond_pred,
                 "cond_denoised": cond_pred, "sigma": timestep, "model_options": model_options, "input": x}  # fmt: skip
+        if flavour.neo():
+            args["cond_scale"] = cond_scale
         cfg_result = fn(args)
     if return_full:
         return cfg_result, cond_pred, uncond_pred
@@ -90,12 +93,31 @@ def sampling_function_inner(model, x, timestep, uncond, cond, cond_scale, model_
 
 
 def sampling_function(self, denoiser_params, cond_scale, cond_composition):
+    """Forge main's: the patcher's own options."""
+    return _sampling_function(self, denoiser_params, cond_scale, cond_composition, None)
+
+
+def neo_sampling_function(self, denoiser_params, cond_scale, cond_composition, extra_model_options=None):
+    """Neo's: the patcher's options joined with the sampler's into a new dict."""
+    return _sampling_function(self, denoiser_params, cond_scale, cond_composition, extra_model_options or {})
+
+
+def _join_dicts(a, b):
+    """Neo's ``utils.join_dicts``: a new dict, lists of both joined, b's other values winning."""
+    joined = dict(a)
+    for key, value in b.items():
+        joined[key] = joined[key] + value if isinstance(value, list) and isinstance(joined.get(key), list) else value
+    return joined
+
+
+def _sampling_function(self, denoiser_params, cond_scale, cond_composition, extra_model_options):
     unet_patcher = self.inner_model.inner_model.forge_objects.unet
     model = unet_patcher.model
     x, timestep = denoiser_params.x, denoiser_params.sigma
     uncond = compile_conditions(denoiser_params.text_uncond)
     cond = compile_weighted_conditions(denoiser_params.text_cond, cond_composition)
-    model_options = unet_patcher.model_options
+    options = unet_patcher.model_options
+    model_options = options if extra_model_options is None else _join_dicts(options, extra_model_options)
     seed = self.p.seeds[0]
     image_cond_in = unet_patcher.extra_concat_condition if unet_patcher.extra_concat_condition is not None else denoiser_params.image_cond
     if isinstance(image_cond_in, torch.Tensor) and image_cond_in.shape[0] == x.shape[0] and image_cond_in.shape[2:] == x.shape[2:]:
