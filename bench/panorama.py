@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--hidden", type=int, default=64, help="UNet width (channels of the first level)")
+    parser.add_argument("--window", type=int, default=64, help="window in latent pixels (SD1's native 64)")
     parser.add_argument("--url", help="a running WebUI started with --api")
     add_device_options(parser)
     options = parser.parse_args()
@@ -40,7 +41,7 @@ def main() -> None:
         through_api(options.url.rstrip("/"), options)
         return
     host = from_options(options)
-    fusion = {"enabled": True, "method": "regions", "stride": 8, "bootstrapping": 0.0}
+    fusion = {"enabled": True, "method": "regions", "window": options.window, "stride": 8, "bootstrapping": 0.0}
     size = {"width": options.width, "height": options.height, "steps": options.steps}
     host.latents(None, extension=False, steps=1)  # warm-up
 
@@ -68,7 +69,7 @@ def through_api(url: str, options: argparse.Namespace) -> None:
     """The same panorama through the WebUI's txt2img, view batch 4 and 1 in turn."""
     body = {"prompt": "a wide mountain valley at dawn", "negative_prompt": "blurry", "seed": 7, "sampler_name": "Euler"}
     body.update(width=options.width, height=options.height, steps=options.steps, cfg_scale=7)
-    fusion = {"enabled": True, "method": "regions", "stride": 8, "bootstrapping": 0.0}
+    fusion = {"enabled": True, "method": "regions", "window": options.window, "stride": 8, "bootstrapping": 0.0}
     images: dict[int, np.ndarray] = {}
 
     def run(view_batch_size: int) -> Callable[[], float]:

@@ -36,3 +36,18 @@ def fusion_prompts_read(method: str, solo: str) -> tuple[str, ...]:
 
 METHOD_NAMES = {"snb": "SNB", "guidance": "guidance", "base_uncond": "base uncond", "regions": "regions"}
 """How progress text and comparison labels name each method."""
+
+
+def one_model_throughout(method: str, mode: int, solo: str, guidance_weight: float) -> str | None:
+    """The model every step runs alone under these settings (:data:`ACTIVE_ALONE` or
+    :data:`FUSION_ALONE`, model A as ``solo`` names it), or None when some step may fuse:
+    mode 0 fuses no step, and guidance at w = 1 is plain CFG of model A."""
+    if method not in TWO_MODEL_METHODS:
+        return None
+    if mode == 0 or (method == "guidance" and guidance_weight == 1.0):
+        return ACTIVE_ALONE if solo == "active" else FUSION_ALONE
+    return None
+
+
+ACTIVE_ALONE, FUSION_ALONE = "active", "fusion"
+"""Which checkpoint runs every step of a generation that fuses none (:func:`one_model_throughout`)."""

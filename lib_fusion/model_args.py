@@ -3,6 +3,7 @@ checkpoint, its prompts, its saliency factor and the part of the denoising it jo
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any, List
 
 try:
@@ -66,8 +67,10 @@ class FusionModelArgs(BaseModel):
         """Whether it takes part in a fused step at DDPM timestep ``t`` (1000 -> 0)."""
         if self.window is None:
             return True
-        start, end = self.window
-        return 1000.0 * (1.0 - end) <= t <= 1000.0 * (1.0 - start)
+        # The edges as the decimals they were written as: 1000 * (1 - 0.399) in floats is
+        # 601.0000000000001, which would leave out the step at t = 601 the user included.
+        start, end = (Fraction(repr(edge)) for edge in self.window)
+        return 1000 * (1 - end) <= t <= 1000 * (1 - start)
 
     def compact(self) -> dict[str, Any]:
         """Without its defaults (infotext, UI JSON)."""

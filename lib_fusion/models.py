@@ -56,6 +56,10 @@ class CacheKey:
     parts: tuple[str, ...]
     """Which parts were built ("unet", "text_encoder")."""
 
+    def same_file(self, other: CacheKey) -> bool:
+        """Built from the same file as it is now, for the same active family (parts aside)."""
+        return (self.filename, self.mtime_ns, self.size, self.family) == (other.filename, other.mtime_ns, other.size, other.family)
+
     @classmethod
     def for_file(cls, filename: str, family: Hashable, parts: tuple[str, ...]) -> CacheKey:
         stat = os.stat(filename)
@@ -73,12 +77,17 @@ class ModelCache:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: CacheKey, loader: Callable[[], Any], capacity: int = 1) -> Any:
+        """The model for ``key``: a held one built from the same file with at least these parts
+        (a UNet held with its text encoder serves a request for the UNet), else loaded, after
+        freeing a smaller build of the same file and then the least recently used models."""
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                while len(self._entries) > max(1, capacity):  # the budget was lowered since
-                    self._release(next(iter(self._entries)))
-                return self._entries[key][0]
+            held = next((other for other in self._entries if other.same_file(key) and set(key.parts) <= set(other.parts)), None)
+            if held is not None:
+                self._entries.move_to_end(held)
+                self._shrink_to(capacity)  # the budget was lowered since
+                return self._entries[held][0]
+            for other in [other for other in self._entries if other.same_file(key)]:
+                self._release(other)  # a smaller build of this file: one copy of the file at a time
             while self._entries and len(self._entries) >= max(1, capacity):
                 self._release(next(iter(self._entries)))
             start = time.perf_counter()
@@ -86,6 +95,19 @@ class ModelCache:
             self._entries[key] = (value, time.perf_counter() - start)
             self.loads += 1
             return value
+
+    def holds(self, filename: str) -> bool:
+        """A model built from this file is held (whatever its parts)."""
+        return any(key.filename == os.path.abspath(filename) for key in self._entries)
+
+    def shrink(self, capacity: int) -> None:
+        """Free the least recently used models beyond ``capacity`` (the budget was lowered)."""
+        with self._lock:
+            self._shrink_to(capacity)
+
+    def _shrink_to(self, capacity: int) -> None:
+        while len(self._entries) > max(1, capacity):
+            self._release(next(iter(self._entries)))
 
     def unload(self) -> bool:
         """Free every cached model; True if one was held."""
@@ -120,6 +142,10 @@ class ModelCache:
         del value
         if callable(free):
             free()
+        # The closure holds the model too: dropped before collecting, or the model (its parts
+        # refer to each other, so only the collector frees them) would stay in memory until the
+        # next collection, i.e. the next unload.
+        del free
         gc.collect()
 
 

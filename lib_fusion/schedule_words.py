@@ -59,9 +59,10 @@ def shows(choice: str, share: float, v1: float, mode: int) -> bool:
     return words_of(v1, mode) == (choice, round(float(share), 1))
 
 
-def describe(v1: float, mode: int, timesteps: list[float] | None, sampler: str = "") -> str:
+def describe(v1: float, mode: int, timesteps: list[float] | None, sampler: str = "", strength: float | None = None) -> str:
     """One line: the timestep range the window means and, when the step timesteps of the
-    chosen sampler are known, which of its steps fuse."""
+    chosen sampler are known, which of its steps fuse. ``strength``: img2img's denoising
+    strength, at which the steps start part-way (a window they never reach is refused)."""
     if mode == 0:
         window = "no step fuses: model A runs alone"
     elif mode == 2:
@@ -73,8 +74,12 @@ def describe(v1: float, mode: int, timesteps: list[float] | None, sampler: str =
     fused = [index + 1 for index, t in enumerate(timesteps) if is_fused(t, v1, mode)]
     total = len(timesteps)
     with_sampler = f" with {sampler}" if sampler else ""
+    if strength is not None:
+        with_sampler += f" at denoising strength {strength:g}"
     if not fused:
         steps = f"none of the {total} steps{with_sampler}"
+        if strength is not None:
+            steps += f" (they start at t = {max(timesteps):.0f}): a generation would be refused; raise the strength or move the window"
     elif len(fused) == total:
         steps = f"{'the one step' if total == 1 else f'all {total} steps'}{with_sampler}"
     else:

@@ -128,7 +128,7 @@ def _two_model_controls(defaults: FusionArgs, elem_id: Any, sampling: dict[str, 
         # argument model refuses bad values for an enabled fusion only.
         kg_number = gr.Number(label="kg (A)", value=kg, step=0.1, scale=1, min_width=70, elem_id=elem_id("kg"), tooltip=HINTS["kg"])
         ke_number = gr.Number(label="ke (B)", value=ke, step=0.1, scale=1, min_width=70, elem_id=elem_id("ke"), tooltip=HINTS["ke"])
-    tab = [getattr(sampling.get(key), "value", None) for key in ("sampler", "scheduler", "steps") if key in sampling]
+    tab = [getattr(sampling.get(key), "value", None) for key in TAB_KEYS if key in sampling]
     first_label = _schedule_label((defaults.fusion_selection, defaults.mode, *tab), len(tab))
     schedule_note = gr.Markdown(first_label, elem_classes=["model-fusion-help"], elem_id=elem_id("schedule_note"))
     with gr.Row(visible=defaults.method == "guidance") as guidance_row:
@@ -193,7 +193,7 @@ def _wire_schedule(controls: dict[str, Any], friendly: dict[str, Any], sampling:
         control.change(fn=_numbers_from_words, inputs=[*words, fusion_selection, mode], outputs=[fusion_selection, mode])
     for control in (fusion_selection, mode):
         control.change(fn=_words_from_numbers, inputs=[fusion_selection, mode, *words], outputs=words)
-    tab_inputs = [sampling[key] for key in ("sampler", "scheduler", "steps") if key in sampling]
+    tab_inputs = [sampling[key] for key in TAB_KEYS if key in sampling]
     label_inputs = [fusion_selection, mode, *tab_inputs]
     for control in label_inputs:
         control.change(
@@ -273,6 +273,10 @@ def _changed(held: Any, new: float) -> Any:
         return gr.update(value=new)
 
 
+TAB_KEYS = ("sampler", "scheduler", "steps", "strength")
+"""The tab's components the schedule label reads (``strength``: img2img's denoising strength)."""
+
+
 def _schedule_label(values: tuple[Any, ...], tab_inputs: int) -> str:
     selection, mode, *tab = values
     try:
@@ -280,11 +284,19 @@ def _schedule_label(values: tuple[Any, ...], tab_inputs: int) -> str:
         mode_number = int(mode)
     except (TypeError, ValueError):
         return "The schedule in Options does not parse; see fusion_selection."
-    timesteps, sampler = None, ""
-    if tab_inputs == 3:
-        sampler, scheduler, steps = tab
-        timesteps = host.step_timesteps(sampler, scheduler, steps)
-    return schedule_words.describe(v1, mode_number, timesteps, sampler or "")
+    timesteps, sampler, strength = None, "", None
+    if tab_inputs >= 3:
+        sampler, scheduler, steps, *strength_given = tab
+        strength = _number(strength_given[0]) if strength_given else None
+        timesteps = host.step_timesteps(sampler, scheduler, steps, strength)
+    return schedule_words.describe(v1, mode_number, timesteps, sampler or "", strength)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _checkpoint_choices() -> tuple[Any, str]:

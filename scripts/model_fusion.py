@@ -13,9 +13,13 @@ class ModelFusionScript(scripts.Script):
     def __init__(self) -> None:
         super().__init__()
         self.sampling: dict[str, dict[str, Any]] = {"txt2img": {}, "img2img": {}}
-        """Per tab, the sampler, scheduler and steps components (the schedule label follows them)."""
+        """Per tab, the sampler, scheduler and steps components, and img2img's denoising strength
+        (the schedule label follows them)."""
         for tab, parts in self.sampling.items():
-            for key, suffix in (("sampler", "sampling"), ("scheduler", "scheduler"), ("steps", "steps")):
+            keys = [("sampler", "sampling"), ("scheduler", "scheduler"), ("steps", "steps")]
+            if tab == "img2img":
+                keys.append(("strength", "denoising_strength"))
+            for key, suffix in keys:
                 self.on_after_component(functools.partial(self._keep, parts, key), elem_id=f"{tab}_{suffix}")
 
     @staticmethod

@@ -336,6 +336,24 @@ CASES = [
         None,
         ["window 8 makes over 1024 windows per step", "use a larger window"],
     ),
+    # -- fusion that would change nothing ----------------------------------------------------------
+    ("no step in the window", snb(fusion_selection="1000,1,1", mode=2), {}, None, ["no step fell inside the fusion window", "t > 1000"]),
+    (
+        "no step in the late window",
+        snb(fusion_selection="0,1,1", mode=1),
+        {"sampler_name": "DPM++ 2M"},
+        None,
+        ["no step fell inside the fusion window", "fuses only t <= 0", 'fusion_selection "'],
+    ),
+    (
+        "a checkpoint joining no fused step",
+        snb(models=[{"model": "artist", "window": [0.0, 1e-300]}]),
+        {},
+        allow_two_checkpoints,
+        ["models[0].model 'artist.safetensors", "joined no fused step", "widen its window"],
+    ),
+    ("regions: none on one window", regions(), {}, None, ["Regions with no region on a 64x64 canvas", "add a region"]),
+    ("circular on one window", regions({"box": LEFT}, circular=True), {}, None, ["circular wraps", "64 px wide image is one window"]),
     # -- the generation -----------------------------------------------------------------------------
     ("width 500", snb(), {"width": 500}, None, ["width 500 is not a multiple of 8", "use 496 or 504"]),
     ("height 60", snb(), {"height": 60}, None, ["height 60 is not a multiple of 8", "use 56 or 64"]),

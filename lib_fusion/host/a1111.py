@@ -1,7 +1,7 @@
 """How AUTOMATIC1111 1.10.x calls the fusion: the sampling hook.
 
 ``on_cfg_denoiser`` shows the step's rows; the wrapped inner model of the sampler's
-``CFGDenoiser`` is where the passes run (docs/webui-host.md of the project). The wrapper
+``CFGDenoiser`` is where the passes run (``docs/hosts.md``). The wrapper
 around ``p.sample`` (:mod:`.sampling`) installs and removes it.
 """
 

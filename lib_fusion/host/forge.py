@@ -1,5 +1,5 @@
 """How the Forge family calls the fusion: a conditioning modifier and a post-CFG function on
-a clone of ``forge_objects.unet`` (docs: the project's ``forge-host.md``, section 2).
+a clone of ``forge_objects.unet``, on Forge main and Forge Neo alike (``docs/hosts.md``).
 
 Forge never calls ``on_cfg_denoised`` nor ``combine_denoised``; per denoiser call it runs
 ``sampling_function``: the UNet patcher's conditioning modifiers, then

@@ -12,14 +12,16 @@ from modules import shared
 from lib_fusion import masks
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.echo import shown
+from lib_fusion.fused_steps import window_missed
 from lib_fusion.host import a1111, forge
 from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_at, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
-from lib_fusion.host.probe import UNSUPPORTED_HOST, model_loaded, runs_forge, unsupported_host
-from lib_fusion.host.sampling import unwrap_sample, wrap_sample
+from lib_fusion.host.probe import UNSUPPORTED_HOST, host_module, model_loaded, runs_forge, unsupported_host
+from lib_fusion.host.sampling import strip_networks, unwrap_sample, wrap_sample
+from lib_fusion.host.schedules import step_timesteps
 from lib_fusion.host.settings import max_models, preview_steps, release
 from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext
-from lib_fusion.methods import TWO_MODEL_METHODS, fusion_prompts_read
+from lib_fusion.methods import ACTIVE_ALONE, TWO_MODEL_METHODS, fusion_prompts_read, one_model_throughout
 from lib_fusion.region_args import KEYWORDS
 from lib_fusion.region_pass import windows_of
 from lib_fusion.run import FusionRun
@@ -31,12 +33,13 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
     """``Script.process``: validate, note the infotext, wrap ``p.sample``. Never raises."""
     unwrap_sample(p)
     _write_infotext(p, {})
-    if not args.enabled:
-        return None
+    if not args.enabled or _active_alone(args):
+        return None  # plain by definition: nothing loaded, no label
     run = FusionRun(args)
     run.preview_steps = preview_steps()
     try:
         _check_host(p, args)
+        _check_img2img_reaches_the_window(p, args)
         if args.needs_fusion_checkpoint:
             run.model_info = resolve_checkpoint(args.model)
             _check_not_a_copy_of_the_active(p, args, run.model_info)
@@ -84,7 +87,8 @@ def start_with_error(p: Any, error: Exception) -> None:
 def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
     """Each mask decoded, once per generation (None for boxes). Every header is checked first:
     the image's size, and all the masks' pixels together within the bound."""
-    windows_of(args, (p.height // 8, p.width // 8), native_window())  # the first pass's canvas; a hires pass's is laid out later
+    window, _ = windows_of(args, (p.height // 8, p.width // 8), native_window())  # the first pass's canvas; hires is laid out later
+    _check_regions_change_the_image(args, p, window)
     with_masks = [(index, region.mask) for index, region in enumerate(args.regions) if region.mask is not None]
     for index, mask in with_masks:
         width, height = masks.size(mask)
@@ -106,6 +110,25 @@ def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
         if not bool(images[index].any()):
             raise FusionArgumentError(f"{TITLE}: invalid argument: regions[{index}].mask: {masks.EMPTY}")
     return images
+
+
+def _check_regions_change_the_image(args: FusionArgs, p: Any, window: int) -> None:
+    """Refuse Regions settings that cannot change the image: no region on a canvas one window
+    wide is one checkpoint denoising the whole image as the WebUI does, and ``circular`` on
+    such a canvas has no window crossing the edge to wrap it."""
+    if getattr(p, "enable_hr", False):
+        return  # the hires pass's larger canvas may hold several windows
+    one_window_wide = p.width // 8 <= window
+    if not args.regions and one_window_wide and p.height // 8 <= window:
+        raise FusionArgumentError(
+            f"{TITLE}: Regions with no region on a {p.width}x{p.height} canvas (one window of {window * 8} px) is the background "
+            "checkpoint alone, no fusion; add a region, or make the image wider or taller than the window for a panorama"
+        )
+    if args.circular and one_window_wide:
+        raise FusionArgumentError(
+            f"{TITLE}: circular wraps the left and right edges through windows that cross them, and a {p.width} px wide image is "
+            f"one window ({window * 8} px) wide: nothing would wrap; make the image wider than the window, or choose a smaller window"
+        )
 
 
 def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
@@ -177,6 +200,26 @@ def _with_canonical_masks(args: FusionArgs, images: list[torch.Tensor | None]) -
     return args.copy(update={"regions": regions})
 
 
+def _active_alone(args: FusionArgs) -> bool:
+    """Settings under which every step is the active checkpoint's own call (mode 0, or
+    guidance at w = 1, with A the active checkpoint): the generation is the host's own."""
+    return one_model_throughout(args.method, args.mode, args.solo, args.guidance_weight) == ACTIVE_ALONE
+
+
+def _check_img2img_reaches_the_window(p: Any, args: FusionArgs) -> None:
+    """Refuse before anything loads an img2img whose steps, starting part-way at its denoising
+    strength, all lie below a window that fuses while t > v1: the steps it will take are the
+    sampler's own (as the accordion's line counts them). One step's timestep of margin (Forge's
+    UNet sees the nearest whole one); whatever this cannot foresee, the check after the first
+    batch (:func:`.sampling.check_every_checkpoint_fused`) refuses."""
+    processing = host_module("modules.processing")
+    if args.method not in TWO_MODEL_METHODS or args.mode != 2 or not isinstance(p, processing.StableDiffusionProcessingImg2Img):
+        return
+    planned = step_timesteps(p.sampler_name, getattr(p, "scheduler", None), p.steps, p.denoising_strength)
+    if planned and max(planned) + 1.0 < args.selection[0]:
+        raise FusionArgumentError(window_missed(args, planned, planned=True))
+
+
 def _check_host(p: Any, args: FusionArgs) -> None:
     problem = unsupported_host() if model_loaded() else UNSUPPORTED_HOST  # the generation's model is loaded by now
     if problem is not None:
@@ -205,8 +248,12 @@ def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None
         list(getattr(p, "all_negative_prompts", None) or [p.negative_prompt]),
     )
     read = fusion_prompts_read(args.method, args.solo)
-    same_prompts = "prompt" not in read or all((args.prompt or prompt) == prompt for prompt in prompts)
-    same_negatives = "negative_prompt" not in read or all((args.negative_prompt or negative) == negative for negative in negatives)
+
+    def same(fusion_prompt: str, main: str) -> bool:  # as the models read them: <lora:…> tags act on neither here
+        return strip_networks(fusion_prompt or main) == strip_networks(main)
+
+    same_prompts = "prompt" not in read or all(same(args.prompt, prompt) for prompt in prompts)
+    same_negatives = "negative_prompt" not in read or all(same(args.negative_prompt, negative) for negative in negatives)
     if same_prompts and same_negatives:
         raise FusionArgumentError(
             f"{TITLE}: the fusion checkpoint {info.title!r} is the active checkpoint and no fusion prompt differs from the "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 from modules import shared
@@ -26,6 +26,7 @@ from lib_fusion.host.checkpoints import (
 )
 from lib_fusion.host.probe import host_module
 from lib_fusion.models import CACHE, CacheKey, FusionModelError
+from lib_fusion.run import FusionRun
 
 A1111_BUILD = "to build a checkpoint the way AUTOMATIC1111 builds its own"
 """What the modules only AUTOMATIC1111 has are needed for (Forge-family hosts load through ``forge_loader``)."""
@@ -44,6 +45,46 @@ class FusionModel:
     AUTOMATIC1111 when one is needed, the whole engine on Forge."""
     free: Callable[[], None] | None = None
     """Called when the cache drops the model (Forge: tell its memory manager)."""
+
+
+class Family(Protocol):
+    """What the ``p.sample`` wrapper needs of a host family's module."""
+
+    PER_IMAGE_STEPS: bool
+    """``on_cfg_denoiser`` shows one row per image (Forge), not the full row layout (A1111)."""
+
+    def load_checkpoint(self, info: Any, run: FusionRun, capacity: int) -> FusionModel: ...
+
+    def sampling_residency(self, model: FusionModel | None) -> contextlib.AbstractContextManager[None]: ...
+
+    def end_sampling(self, run: FusionRun) -> None: ...
+
+
+def load_generation_models(run: FusionRun, family: Family, capacity: int) -> None:
+    """The fusion checkpoint, SNB's further ones and the regions' own, from the cache or loaded; the fusion
+    checkpoint last, so that it is the most recently used (the status line shows it). ``capacity``:
+    the Settings' budget."""
+    region_infos = sorted(run.region_infos.items(), key=lambda item: not CACHE.holds(item[1].filename))
+    more_infos = sorted(enumerate(run.more_infos), key=lambda item: not CACHE.holds(item[1].filename))
+    if run.model_info is not None and CACHE.holds(run.model_info.filename):
+        family.load_checkpoint(run.model_info, run, capacity)  # held: made recent first, so no load evicts it
+    # Those held come first (each made the most recent), then the missing ones: a load evicts
+    # only what this generation does not need (the budget was checked for all of them).
+    for title, info in region_infos:
+        places = [f"regions[{index}].model" for index, region in enumerate(run.args.regions) if region.model == title]
+        try:
+            run.region_models[title] = family.load_checkpoint(info, run, capacity)
+        except FusionModelError as error:
+            raise error.at(", ".join(places + (["background"] if run.args.background == title else []))) from None
+    more: dict[int, FusionModel] = {}
+    for index, info in more_infos:
+        try:
+            more[index] = family.load_checkpoint(info, run, capacity)
+        except FusionModelError as error:
+            raise error.at(f"models[{index}].model") from None
+    run.more_models = [more[index] for index in range(len(run.more_infos))]
+    if run.model_info is not None:
+        run.fusion_model = family.load_checkpoint(run.model_info, run, capacity)
 
 
 def load_fusion_model(info: Any, need_text_encoder: bool, capacity: int = 1) -> FusionModel:

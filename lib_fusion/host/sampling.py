@@ -11,41 +11,27 @@ interrupts included.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import torch
 from modules import script_callbacks, shared
 
-from lib_fusion.args import TITLE
+from lib_fusion.args import TITLE, FusionArgumentError
 from lib_fusion.denoise import Conditioning
+from lib_fusion.fused_steps import never_fused
 from lib_fusion.host.images import RUN_ATTRIBUTE, finished_images, image_index
-from lib_fusion.host.loading import FusionModel, unload
+from lib_fusion.host.loading import Family, load_generation_models, unload
 from lib_fusion.host.probe import call_with_accepted, host_module
 from lib_fusion.host.settings import max_models, release
 from lib_fusion.infotext import strides_used
 from lib_fusion.methods import TWO_MODEL_METHODS
-from lib_fusion.models import FusionModelError
 from lib_fusion.passes import ACTIVE, FUSED, FUSION, HostStep
 from lib_fusion.run import FusionRun
 
 _WRAPPED_MARK = "__model_fusion_wrapper__"
 ConditioningFn = Callable[[HostStep], Conditioning]
-
-
-class Family(Protocol):
-    """What the ``p.sample`` wrapper needs of a host family's module."""
-
-    PER_IMAGE_STEPS: bool
-    """``on_cfg_denoiser`` shows one row per image (Forge), not the full row layout (A1111)."""
-
-    def load_checkpoint(self, info: Any, run: FusionRun, capacity: int) -> FusionModel: ...
-
-    def sampling_residency(self, model: FusionModel | None) -> contextlib.AbstractContextManager[None]: ...
-
-    def end_sampling(self, run: FusionRun) -> None: ...
 
 
 def wrap_sample(p: Any, run: FusionRun, family: Family) -> None:
@@ -71,7 +57,10 @@ def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: A
     the comparison, the same batch again with each model alone."""
     if run.error is not None:
         raise run.error
-    _load_models(run, family)
+    titles = [info.title for info in (run.model_info, *run.more_infos, *run.region_infos.values()) if info is not None]
+    if titles:  # a load takes seconds: say which checkpoints this generation holds besides the active one
+        show_progress(f"checkpoints {', '.join(titles)}")
+    load_generation_models(run, family, max_models())
     run.patched = []
     run.batch = int(getattr(p, "iteration", 0))
     same_noise = noise_replay(p)
@@ -80,6 +69,7 @@ def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: A
         with family.sampling_residency(run.fusion_model):
             result = original(*args, **kwargs)
             check_every_pass_fused(run)
+            check_every_checkpoint_fused(run)
             p.extra_generation_params.update(strides_used(run.strides_used))
             sample_alone(run, p, same_noise, functools.partial(original, *args, **kwargs))
     except torch.cuda.OutOfMemoryError as error:  # torch.OutOfMemoryError from torch 2.5 on; the WebUI pins 2.1
@@ -92,30 +82,6 @@ def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: A
     if run.error is not None:
         raise run.error
     return result
-
-
-def _load_models(run: FusionRun, family: Family) -> None:
-    """The fusion checkpoint, SNB's further ones and the regions' own, from the cache or loaded; the fusion
-    checkpoint last, so that it is the most recently used (the status line shows it)."""
-    capacity = max_models()
-    titles = [info.title for info in (run.model_info, *run.more_infos, *run.region_infos.values()) if info is not None]
-    if titles:  # a load takes seconds: say which checkpoints this generation holds besides the active one
-        show_progress(f"checkpoints {', '.join(titles)}")
-    for title, info in run.region_infos.items():
-        places = [f"regions[{index}].model" for index, region in enumerate(run.args.regions) if region.model == title]
-        try:
-            run.region_models[title] = family.load_checkpoint(info, run, capacity)
-        except FusionModelError as error:
-            raise error.at(", ".join(places + (["background"] if run.args.background == title else []))) from None
-    more = []
-    for index, info in enumerate(run.more_infos):
-        try:
-            more.append(family.load_checkpoint(info, run, capacity))
-        except FusionModelError as error:
-            raise error.at(f"models[{index}].model") from None
-    run.more_models = more
-    if run.model_info is not None:
-        run.fusion_model = family.load_checkpoint(run.model_info, run, capacity)
 
 
 def _out_of_memory(error: torch.cuda.OutOfMemoryError) -> torch.cuda.OutOfMemoryError:
@@ -159,6 +125,17 @@ def check_every_pass_fused(run: FusionRun) -> None:
                 f"{TITLE}: the sampler never called the fusion hook (another extension may replace the "
                 "sampler's denoiser); the image would not be fused, so it was not kept"
             )
+
+
+def check_every_checkpoint_fused(run: FusionRun) -> None:
+    """No fusion that does nothing wears the label: a batch in which no step fused (a window
+    the pass never reached: img2img or hires at a low strength), or a further checkpoint
+    joined none, is an error naming why and what would fuse; the image is not kept."""
+    if shared.state.interrupted or shared.state.skipped:
+        return
+    reason = never_fused(run.args, run.stats)
+    if reason is not None:
+        raise FusionArgumentError(reason)
 
 
 def _on_cfg_denoiser(run: FusionRun, per_image: bool, params: Any) -> None:
@@ -229,8 +206,8 @@ def pass_conditionings(
 
     def prompts_of(prompt: str, negative_prompt: str) -> tuple[list[str], list[str]]:
         """A model's own prompts for every image of the batch; an empty one means the main one."""
-        prompts = [_strip_networks(prompt)] * len(main_prompts) if prompt else main_prompts
-        return prompts, [_strip_networks(negative_prompt)] * len(main_negatives) if negative_prompt else main_negatives
+        prompts = [strip_networks(prompt)] * len(main_prompts) if prompt else main_prompts
+        return prompts, [strip_networks(negative_prompt)] * len(main_negatives) if negative_prompt else main_negatives
 
     def own_or_active(encoder: Any | None) -> Any:
         """With ``own`` a checkpoint's own encoder (when loaded), otherwise the active one's."""
@@ -311,7 +288,7 @@ def bootstrap_colours() -> torch.Tensor:
     return latents.float().mean(dim=(2, 3))
 
 
-def _strip_networks(prompt: str) -> str:
+def strip_networks(prompt: str) -> str:
     """Extra-network tags (``<lora:...>``) act on the active model only; drop them from the fusion prompt."""
     prompts, _ = host_module("modules.extra_networks").parse_prompts([prompt])
     return prompts[0]

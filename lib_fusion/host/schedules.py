@@ -18,24 +18,39 @@ from modules import shared
 from lib_fusion.host.probe import host_module
 
 
-def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any) -> list[float] | None:
-    """The timestep of each of ``steps`` steps, first to last, or None when unknown."""
+def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any, strength: Any = None) -> list[float] | None:
+    """The timestep of each step, first to last, or None when unknown. ``strength``: img2img's
+    denoising strength, with which the sampler steps through only the end of its schedule
+    (``setup_img2img_steps``)."""
     try:
         count = int(steps)
         if not 1 <= count <= 1000 or shared.sd_model is None:
             return None
+        schedule_steps, kept = count, count
+        if strength is not None:
+            schedule_steps, kept = img2img_steps(count, float(strength))
         sampler = host_module("modules.sd_samplers").create_sampler(sampler_name, shared.sd_model)
         p = SimpleNamespace(
             scheduler=scheduler or "Automatic", hr_scheduler=None, is_hr_pass=False, sampler_noise_scheduler_override=None,
-            extra_generation_params={},
+            extra_generation_params={}, denoising_strength=strength, steps=count,
         )  # fmt: skip
         with torch.no_grad():
             if hasattr(sampler, "get_sigmas"):
-                sigmas = sampler.get_sigmas(p, count)[:-1]  # the last sigma (0) is where sampling ends, not a step
+                sigmas = sampler.get_sigmas(p, schedule_steps)[:-1]  # the last sigma (0) is where sampling ends, not a step
                 device = getattr(shared.sd_model, "device", sigmas.device)  # Forge's engine has none: its schedule follows the sigmas
-                timesteps = sampler.model_wrap.sigma_to_t(sigmas.to(device))
-            else:
-                timesteps = sampler.get_timesteps(p, count).flip(0)
-        return [float(t) for t in timesteps.tolist()][:count]
+                timesteps = [float(t) for t in sampler.model_wrap.sigma_to_t(sigmas.to(device)).tolist()][:schedule_steps]
+                return timesteps[schedule_steps - kept - 1 :] if strength is not None else timesteps
+            timesteps = [float(t) for t in sampler.get_timesteps(p, schedule_steps).flip(0).tolist()][:schedule_steps]
+            return timesteps[len(timesteps) - kept :] if strength is not None else timesteps  # timestep samplers: the last ones
     except Exception:  # a label only: never fail the UI for it
         return None
+
+
+def img2img_steps(steps: int, strength: float) -> tuple[int, int]:
+    """(the schedule's length, ``t_enc``) of an img2img pass, as the WebUI's
+    ``sd_samplers_common.setup_img2img_steps`` makes them: the k-diffusion samplers then run the
+    last ``t_enc + 1`` steps of the schedule, the timestep samplers the last ``t_enc``."""
+    strength = min(strength, 0.999)
+    if getattr(shared.opts, "img2img_fix_steps", False):  # "do exactly the amount of steps the slider specifies"
+        return (int(steps / strength) if strength > 0 else 0), steps - 1
+    return steps, int(strength * steps)

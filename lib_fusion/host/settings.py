@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from modules import shared
@@ -9,7 +10,7 @@ from modules import shared
 from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.host.checkpoints import resolve_checkpoint
 from lib_fusion.host.loading import unload
-from lib_fusion.models import FusionModelError
+from lib_fusion.models import CACHE, FusionModelError
 from lib_fusion.run import FusionRun
 
 KEEP_LOADED = "model_fusion_keep_loaded"
@@ -37,8 +38,9 @@ def add_settings() -> None:
     """``on_ui_settings``: the extension's section in Settings (the WebUI picks each
     control from the default's type: checkbox, number, text)."""
 
-    def option(key: str, default: Any, label: str, **component_args: Any) -> None:
-        shared.opts.add_option(key, shared.OptionInfo(default, label, component_args=component_args or None, section=SECTION))
+    def option(key: str, default: Any, label: str, onchange: Any = None, **component_args: Any) -> None:
+        info = shared.OptionInfo(default, label, component_args=component_args or None, onchange=onchange, section=SECTION)
+        shared.opts.add_option(key, info)
 
     option(KEEP_LOADED, True, "Keep the fusion checkpoint loaded between generations (off: free its memory after each one)")
     option(
@@ -46,6 +48,7 @@ def add_settings() -> None:
         1,
         "Checkpoints besides the active one kept in memory for fusion (1-8; least recently used freed first; a generation "
         "needing more is refused). In fp16 an SD1.5 UNet takes about 1.7 GB, an SDXL UNet 5.1 GB",
+        onchange=lambda: CACHE.shrink(max_models()),  # a lowered budget frees memory now, not at the next fusion
         minimum=1,
         maximum=8,
         precision=0,
@@ -77,18 +80,22 @@ def ui_defaults() -> FusionArgs:
 
 def max_models() -> int:
     """How many checkpoints besides the active one the fusion may hold (Settings), 1 to 8."""
-    try:
-        return max(1, min(8, int(setting(MAX_MODELS, 1))))
-    except (TypeError, ValueError):
-        return 1
+    return _bounded_setting(MAX_MODELS, 1, 1, 8)
 
 
 def preview_steps() -> int:
     """How many fused steps a preview shows (Settings), within 1 to 10."""
+    return _bounded_setting(PREVIEW_STEPS, 3, 1, 10)
+
+
+def _bounded_setting(key: str, default: int, low: int, high: int) -> int:
+    """A whole-number setting clamped to [low, high]; the options API and config.json take any
+    JSON number (±Infinity clamps to an end; NaN and non-numbers give the default)."""
     try:
-        return max(1, min(10, int(setting(PREVIEW_STEPS, 3))))
+        value = float(setting(key, default))
     except (TypeError, ValueError):
-        return 3
+        return default
+    return default if math.isnan(value) else int(max(low, min(high, value)))
 
 
 def release(run: FusionRun) -> None:

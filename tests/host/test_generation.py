@@ -1,5 +1,7 @@
 """Whole generations through the stand-in WebUI, driving the real scripts/model_fusion.py."""
 
+import re
+
 import pytest
 import torch
 from modules import processing, script_callbacks, shared
@@ -32,14 +34,18 @@ def test_extension_off_is_bit_identical_to_no_extension(webui, sampler):
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
-def test_solo_active_schedule_is_bit_identical_and_runs_no_fusion_pass(webui, sampler):
+@pytest.mark.parametrize("plain", [{"mode": 0}, {"method": "guidance", "guidance_weight": 1.0}], ids=["mode 0", "guidance w=1"])
+def test_a_schedule_that_is_the_active_model_alone_is_the_hosts_own_generation(webui, sampler, plain):
+    """Plain by definition: nothing loaded, no fusion label, the host's own image bit for bit."""
+    from lib_fusion.models import CACHE
+
     without = webui.latents(None, extension=False, sampler_name=sampler)
-    p = webui.processing(fusion(mode=0), sampler_name=sampler)
-    solo = torch.stack(processing.process_images(p).latents)
-    assert torch.equal(without, solo)
-    stats = p.model_fusion_run.stats
-    assert stats.fusion_runs == 0 and stats.fused_steps == 0
-    assert stats.passthrough_steps == stats.solo_steps > 0
+    loads = CACHE.loads
+    p = webui.processing(fusion(**plain), sampler_name=sampler)
+    processed = processing.process_images(p)
+    assert torch.equal(without, torch.stack(processed.latents))
+    assert not hasattr(p, "model_fusion_run") and CACHE.loads == loads
+    assert "Fusion" not in processed.infotexts[0]
 
 
 def test_solo_fusion_equals_fusion_checkpoint_loaded_as_active(webui):
@@ -94,11 +100,19 @@ def test_progress_text_names_the_phase(webui, monkeypatch):
 @pytest.mark.parametrize(("v1", "mode"), [(0, 1), (1000, 2)])
 def test_the_empty_ends_of_the_window_never_fuse_on_any_sampler(webui, sampler, v1, mode):
     """Euler's last step has t = 0: 'mode 1, v1 = 0' must not fuse it (the official DDIM never
-    reaches t = 0); 'mode 2, v1 = 1000' must fuse nothing either."""
+    reaches t = 0); 'mode 2, v1 = 1000' must fuse nothing either. A generation that fused no
+    step is the active model alone: refused, naming the steps' range and a v1 that fuses."""
+    from lib_fusion.fused_steps import never_fused
+
     p = webui.processing(fusion(fusion_selection=f"{v1},1,1", mode=mode), sampler_name=sampler, steps=5)
-    out = torch.stack(processing.process_images(p).latents)
-    assert p.model_fusion_run.stats.fused_steps == 0
-    assert torch.equal(out, webui.latents(None, extension=False, sampler_name=sampler, steps=5))
+    with pytest.raises(ValueError, match="^Model Fusion: no step fell inside the fusion window") as error:
+        processing.process_images(p)
+    run = p.model_fusion_run
+    assert run.stats.fused_steps == 0 and str(error.value) == never_fused(run.args, run.stats)
+    suggested = re.search(r'fusion_selection "([^"]+)" fuses (\d+) of these steps', str(error.value))
+    p = webui.processing(fusion(fusion_selection=suggested[1], mode=mode), sampler_name=sampler, steps=5)
+    processing.process_images(p)
+    assert p.model_fusion_run.stats.fused_steps == int(suggested[2]) > 0
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

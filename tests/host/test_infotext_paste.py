@@ -10,7 +10,7 @@ PROMPTS = ["64x64", '"in quotes"', "  spaced  ", "a: b, c", 'say "hi"', "line\nb
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_any_fusion_prompt_survives_the_round_trip(webui, prompt):
-    fusion = {"enabled": True, "model": "expert", "prompt": prompt, "negative_prompt": prompt, "fusion_selection": "0,1,1", "mode": 1}
+    fusion = {"enabled": True, "model": "expert", "prompt": prompt, "negative_prompt": prompt, "fusion_selection": "0,1,1", "mode": 2}
     processed = webui.generate(fusion, steps=1)
     restored = from_infotext(infotext_utils.parse_generation_parameters(processed.infotexts[0]))
     assert restored.prompt == prompt and restored.negative_prompt == prompt
@@ -21,7 +21,7 @@ def test_several_checkpoints_and_a_background_survive_the_round_trip(webui):
     from modules import shared
 
     shared.opts.model_fusion_max_models = 2
-    snb = {"enabled": True, "model": "expert", "fusion_selection": "0,1,1", "mode": 1,
+    snb = {"enabled": True, "model": "expert", "fusion_selection": "0,1,1", "mode": 2,
            "models": [{"model": "artist", "prompt": "a cat, sitting", "k": 1.5, "window": [0, 0.5]}]}  # fmt: skip
     processed = webui.generate(snb, steps=2)
     restored = from_infotext(infotext_utils.parse_generation_parameters(processed.infotexts[0]))

@@ -5,6 +5,7 @@ checkpoints' against A's uncond, the official quirk applied to each), its blurre
 ``softmax(k S)``, and per latent pixel the largest value wins, ties to the earlier model.
 """
 
+import pytest
 import torch
 import torch.nn.functional as F
 from modules import processing, script_callbacks, shared
@@ -40,15 +41,16 @@ def test_a_list_of_one_is_todays_snb_bit_for_bit(webui):
     assert torch.equal(single, listed)
 
 
-def test_a_checkpoint_outside_its_window_runs_no_pass_and_changes_nothing(webui):
+def test_a_checkpoint_outside_every_fused_step_runs_no_pass_and_is_refused(webui):
     """Fused while t > 600 (the first 40 % of the denoising); a third checkpoint that joins in
-    the last 10 % only never runs, and the image is today's two-model SNB."""
+    the last 10 % only never runs: the image would not be fused by it, so it is refused,
+    naming the checkpoint's place and its window."""
     shared.opts.model_fusion_max_models = 2
     kwargs = {"steps": 6, "prompt": PROMPT_A}
-    two = webui.latents(snb(prompt=PROMPT_B), **kwargs)
     p = webui.processing({**snb(prompt=PROMPT_B), "models": [{"model": "artist", "window": [0.9, 1.0]}]}, **kwargs)
-    three = torch.stack(processing.process_images(p).latents)
-    assert torch.equal(three, two)
+    refusal = r"^Model Fusion: models\[0\]\.model 'artist.safetensors.*' joined no fused step: its window \[0\.9, 1\.0\]"
+    with pytest.raises(ValueError, match=refusal):
+        processing.process_images(p)
     assert p.model_fusion_run.stats.more_runs == {} and p.model_fusion_run.stats.fused_steps > 0
 
 

@@ -141,7 +141,7 @@ def test_snb_preview_shows_the_chosen_fused_steps_per_image(webui):
 
 
 def test_preview_with_no_fused_step_says_so(webui):
-    processed, _ = generate(webui, snb(preview=True, mode=0))
+    processed, _ = generate(webui, snb(preview=True, mode=0, solo="fusion"))  # the fusion checkpoint alone, on purpose
     assert len(processed.images) == 1
     assert "no fused step to preview" in processed.comments
 

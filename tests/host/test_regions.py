@@ -62,12 +62,18 @@ def test_many_steps_stay_closer_to_each_regions_model(webui):
     assert distance(fused[..., half:], general[..., half:]) < distance(fused[..., half:], expert[..., half:])
 
 
-@pytest.mark.parametrize("snb_fields", [{}, {"solo": "fusion", "mode": 0, "prompt": "ignored"}])
-def test_no_region_on_one_window_is_the_plain_model_bit_for_bit(webui, snb_fields):
+@pytest.mark.parametrize("fields", [{}, {"background": "fusion"}, {"circular": True, "regions": [{"box": [0, 0, 0.5, 1]}]}])
+def test_regions_that_cannot_change_a_one_window_canvas_are_refused_before_anything_loads(webui, fields):
+    """No region on a canvas one window wide is one checkpoint alone; circular there has no
+    window crossing the edge: both refused, nothing loaded, and the next plain image is the same."""
+    from lib_fusion.models import CACHE
+
     plain = webui.latents(None, extension=False, batch_size=2)
-    p = webui.processing(regions(**snb_fields), batch_size=2)
-    assert torch.equal(torch.stack(processing.process_images(p).latents), plain)
-    assert p.model_fusion_run.stats.passthrough_steps == 4 and p.model_fusion_run.fusion_model is None
+    loads = CACHE.loads
+    with pytest.raises(ValueError, match="^Model Fusion: (Regions with no region|circular wraps)"):
+        webui.generate(regions(**fields), batch_size=2)
+    assert CACHE.loads == loads
+    assert torch.equal(webui.latents(None, extension=False, batch_size=2), plain)
 
 
 @pytest.mark.parametrize("bootstrapping, expected_steps", [(0.0, 0), (0.4, 4)])

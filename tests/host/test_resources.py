@@ -248,3 +248,74 @@ def test_the_budget_keeps_the_most_recent_checkpoints_and_frees_the_least_recent
     assert CACHE.loads == loads and len(CACHE.held()) == 1
     webui.generate(snb(), steps=2)  # and expert is loaded again
     assert CACHE.loads == loads + 1 and os.path.basename(CACHE.key.filename) == "expert.safetensors"
+
+
+def held_names():
+    return [os.path.basename(key.filename) for key, _, _ in CACHE.held()]
+
+
+def test_lowering_the_budget_in_settings_frees_the_least_recent_checkpoints_at_once(webui):
+    script_callbacks.ui_settings_callback()
+    shared.opts.model_fusion_max_models = 2
+    webui.generate(snb(), steps=2)
+    webui.generate(snb(model="artist"), steps=2)
+    assert held_names() == ["expert.safetensors", "artist.safetensors"]
+    shared.opts.set("model_fusion_max_models", 1)  # as the Settings page and POST /sdapi/v1/options do
+    assert held_names() == ["artist.safetensors"]
+
+
+@pytest.mark.parametrize("budget", [float("inf"), float("-inf"), float("nan"), "many"])
+def test_a_budget_set_to_anything_through_the_options_api_still_fuses(webui, budget):
+    shared.opts.model_fusion_max_models = budget
+    webui.generate(snb(), steps=2)
+    assert len(CACHE.held()) == 1
+
+
+def test_a_generation_never_evicts_a_checkpoint_it_needs_and_loads_only_what_is_missing(webui):
+    """Budget 2, [expert (least recent), artist] held; expert with a further checkpoint
+    (painter): painter takes artist's slot, and expert is not loaded again."""
+    (webui.models / "painter.safetensors").write_bytes((webui.models / "artist.safetensors").read_bytes())
+    sd_models.list_models()
+    shared.opts.model_fusion_max_models = 2
+    webui.generate(snb(), steps=2)
+    webui.generate(snb(model="artist"), steps=2)
+    loads = CACHE.loads
+    webui.generate(snb(fusion_selection="0,1,1", models=[{"model": "painter"}]), steps=2)
+    assert CACHE.loads == loads + 1 and sorted(held_names()) == ["expert.safetensors", "painter.safetensors"]
+
+
+@pytest.mark.a1111_only("the parts AUTOMATIC1111's loader builds; Forge's loader builds the whole checkpoint")
+def test_one_checkpoint_is_held_once_whichever_parts_a_generation_needs(webui):
+    webui.generate(snb(text_encoder="own"), steps=2)  # UNet and text encoder
+    loads = CACHE.loads
+    webui.generate(snb(), steps=2)  # the UNet alone: the held build serves it
+    assert CACHE.loads == loads and len(CACHE.held()) == 1
+    CACHE.unload()
+    webui.generate(snb(), steps=2)
+    webui.generate(snb(text_encoder="own"), steps=2)  # more parts: the smaller build is freed first
+    assert CACHE.loads == loads + 2 and len(CACHE.held()) == 1 and CACHE.key.parts == ("unet", "text_encoder")
+
+
+def test_a_released_model_is_freed_at_once_even_when_its_parts_refer_to_each_other():
+    """A checkpoint's parts refer to each other (Forge's engine and patchers do), so only the
+    collector frees them; the cache collects after its last reference to the model is gone,
+    so unloading frees the model it names at once, not at the next unload."""
+    from lib_fusion.models import CacheKey, ModelCache
+
+    class Part:
+        pass
+
+    def build():
+        engine = Part()
+        engine.self = engine  # a cycle
+        model = Part()
+        model.free = lambda: engine.self  # the host's free() closes over its engine
+        return model, weakref.ref(engine)
+
+    cache = ModelCache()
+    model, alive = build()
+    cache.get(CacheKey("a", 0, 0, "sd1", ("unet",)), lambda held=model: held)
+    del model
+    assert alive() is not None
+    cache.unload()
+    assert alive() is None

@@ -141,12 +141,21 @@ ROWS = [
 @pytest.mark.parametrize("name, fusion, fields, setup, fragments", ROWS, ids=[row[0] for row in ROWS])
 def test_bad_input_is_an_error_response_naming_it(name, fusion, fields, setup, fragments):
     fusion = {**fusion, "model": CHECKPOINT} if fusion.get("model") == "expert" else fusion
+    size = {key: fields[key] for key in ("width", "height") if key in fields and fields[key] % 8}
+    if size and _size_used(size) != size:
+        pytest.skip(f"this WebUI makes {size} another size itself (Forge Neo rounds to 64): no such image reaches the fusion")
     response = generate(fusion, **fields)
     assert response.status_code >= 400
     message = error_message(response)
     assert message.startswith("Model Fusion: ")
     for fragment in fragments:
         assert fragment in message
+
+
+def _size_used(size: dict) -> dict:
+    """The size a plain one-step generation of ``size`` comes out at."""
+    info = json.loads(generate(steps=1, **size).json()["info"])
+    return {key: info[key] for key in size}
 
 
 def test_after_a_failed_generation_the_next_plain_one_is_identical():

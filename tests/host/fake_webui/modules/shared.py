@@ -21,7 +21,7 @@ class State:
 
 class OptionInfo:
     def __init__(self, default=None, label="", component=None, component_args=None, onchange=None, section=None, **kwargs):
-        self.default, self.label, self.section = default, label, section
+        self.default, self.label, self.section, self.onchange = default, label, section, onchange
 
 
 class Options(SimpleNamespace):
@@ -31,6 +31,13 @@ class Options(SimpleNamespace):
         self.__dict__.setdefault("data_labels", {})[key] = info
         if not hasattr(self, key):
             setattr(self, key, info.default)
+
+    def set(self, key, value):
+        """As the Settings page and ``POST /sdapi/v1/options`` set an option: the value, then its ``onchange``."""
+        setattr(self, key, value)
+        info = self.__dict__.get("data_labels", {}).get(key)
+        if info is not None and info.onchange is not None:
+            info.onchange()
 
 
 def default_opts():

@@ -1,0 +1,72 @@
+"""No fusion that does nothing wears the label, through whole generations: an img2img whose
+strength starts below the window fuses no step and is refused with a fusion_selection that
+would fuse; the same at a higher strength fuses; a hires pass that misses the window is fine
+when the first pass fused. (The arithmetic of the advice: ``tests/unit/test_fused_step_rules.py``.)"""
+
+import re
+
+import pytest
+import torch
+from modules import processing
+
+FUSION = {"enabled": True, "model": "expert", "fusion_selection": "600,1,1", "mode": 2, "prompt": "a cartoon lion"}
+INIT = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+def img2img(webui, fusion, strength):
+    return webui.processing(fusion, img2img=True, init_latent=INIT, denoising_strength=strength, steps=20)
+
+
+def test_img2img_below_the_window_is_refused_before_anything_loads_with_a_selection_that_fuses(webui):
+    """The steps an img2img will take are known before sampling (the sampler's schedule cut at
+    the strength): the refusal comes before any load or step, and its advice fuses."""
+    from lib_fusion.models import CACHE
+
+    loads = CACHE.loads
+    p = img2img(webui, FUSION, 0.3)
+    refusal = r"^Model Fusion: no step of this img2img falls inside the fusion window.* (\d+) steps run at t = (\d+) down to"
+    with pytest.raises(ValueError, match=refusal) as error:
+        processing.process_images(p)
+    assert CACHE.loads == loads and p.model_fusion_run.stats.timesteps == []
+    count, highest = (int(number) for number in re.search(refusal, str(error.value)).groups())
+    suggested = re.search(r'fusion_selection "([^"]+)" fuses (\d+) of these steps', str(error.value))
+    assert suggested is not None and "raise the denoising strength" in str(error.value)
+    p = img2img(webui, {**FUSION, "fusion_selection": suggested[1]}, 0.3)
+    processing.process_images(p)
+    seen = p.model_fusion_run.stats.timesteps
+    assert len(seen) == count and round(max(seen)) == highest
+    assert p.model_fusion_run.stats.fused_steps == int(suggested[2]) == round(0.4 * count)  # the first 40 %, as 600 meant
+
+
+def test_img2img_at_a_strength_that_reaches_the_window_fuses(webui):
+    p = img2img(webui, FUSION, 0.8)
+    fused = torch.stack(processing.process_images(p).latents)
+    assert p.model_fusion_run.stats.fused_steps > 0
+    plain = torch.stack(processing.process_images(img2img(webui, None, 0.8)).latents)
+    assert not torch.equal(fused, plain)
+
+
+def test_a_hires_pass_below_the_window_is_kept_when_the_first_pass_fused(webui):
+    p = webui.processing(FUSION, enable_hr=True, hr_scale=1.5, steps=6, denoising_strength=0.3)
+    processing.process_images(p)
+    stats = p.model_fusion_run.stats
+    hires = stats.timesteps[6:]  # after the first pass's 6 steps
+    assert stats.fused_steps > 0 and hires and max(hires) <= 600
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])
+@pytest.mark.parametrize("strength", [0.3, 0.8])
+def test_the_img2img_tabs_schedule_label_counts_the_steps_the_strength_leaves(webui, sampler, strength):
+    """The accordion's line in img2img reads the denoising strength: the timesteps it counts
+    are the ones the generation then steps through (Forge's UNet sees the nearest whole
+    timestep), and at a strength below the window it says that a generation would be refused."""
+    from lib_fusion import host, schedule_words
+
+    predicted = host.step_timesteps(sampler, "Automatic", 20, strength)
+    p = img2img(webui, {**FUSION, "fusion_selection": "0,1,1"}, strength)  # every step fused: each one recorded
+    p.sampler_name = sampler
+    processing.process_images(p)
+    seen = p.model_fusion_run.stats.timesteps
+    assert len(predicted) == len(seen) and max(abs(a - b) for a, b in zip(predicted, seen)) <= 1.0
+    line = schedule_words.describe(600, 2, predicted, sampler, strength)
+    assert ("a generation would be refused" in line) == (max(seen) <= 600)
