@@ -2,6 +2,7 @@
 
 import math
 
+import flavour
 import torch
 from backend.sampling import sampling_function
 
@@ -139,6 +140,9 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
 
     def get_sigmas(self, p, steps):
         wrap = self.model_wrap
+        scheduler = getattr(p, "hr_scheduler" if getattr(p, "is_hr_pass", False) else "scheduler", None)
+        if flavour.neo() and scheduler in (None, "Automatic"):
+            p.sd_model.is_webui_legacy_model()  # Neo picks the Automatic schedule by the model's kind
         if self.karras:
             return karras_sigmas(steps, float(wrap.sigma_min), float(wrap.sigma_max))
         t = torch.linspace(999, 0, steps, device=wrap.log_sigmas.device)

@@ -42,6 +42,10 @@ class VAE:
 class ForgeDiffusionEngine:
     is_sdxl = False
 
+    def is_webui_legacy_model(self):
+        """Neo: SD1 and SDXL (its Automatic schedule depends on it)."""
+        return True
+
     def __init__(self, unet, encoder):
         self.alphas_cumprod = tiny_sd.scaled_linear_alphas_cumprod()
         self.text_encoder = encoder
