@@ -1,5 +1,5 @@
-"""What only Forge's contract has (the project's ``forge-host.md``); the rest of the host
-suite runs on the stand-in Forge too (the ``webui`` fixture's ``forge`` half).
+"""What only Forge's contract has (``docs/hosts.md``); the rest of the host
+suite runs on the stand-in Forge and Neo too (the ``webui`` fixture's ``forge`` and ``neo`` thirds).
 
 Forge's sampling function calls our conditioning modifier and post-CFG function on a clone
 of ``forge_objects.unet``; the fusion checkpoint is Forge's own engine, placed by its memory

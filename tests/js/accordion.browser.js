@@ -71,6 +71,17 @@ const id = (name) => `#script_txt2img_model_fusion_${name}`;
 
     // What a generation sends: fusion_selection then mode, side by side in the script's arguments.
     // (The size stays: the WebUI's own hires-resolution handler throws in the page when it changes.)
+    // Gradio 4 (Forge, Neo) posts it to /queue/join: answered here, so the host never runs it (Neo's
+    // default 1024x1024 on a CPU host takes more memory than the machine has); gradio 3 sends it
+    // over its websocket, and the 1-step image at AUTOMATIC1111's default 512x512 is interrupted.
+    await page.route("**/queue/join*", async (route) => {
+        const body = route.request().postData() || "";
+        if (body.includes('"task(') && body.includes('"700,1,1"')) {
+            await route.fulfill({status: 200, contentType: "application/json", body: JSON.stringify({event_id: "model-fusion-test"})});
+        } else {
+            await route.continue();
+        }
+    });
     await page.locator("#txt2img_steps input[type=number]").fill("1");
     await page.locator("#txt2img_steps input[type=number]").press("Enter");
     await page.locator("#txt2img_generate").click();

@@ -42,6 +42,12 @@ WEBUI = os.environ.get("MODEL_FUSION_WEBUI_URL")
 )
 def test_the_accordion_in_a_real_webui():
     """A preset, the schedule in words, the numbers a generation sends, an old infotext pasted back."""
+    import requests
+
+    # Forge and Neo load the checkpoint at their first generation, and the schedule line counts
+    # steps only once a model is there: one tiny image first (the browser test needs --api anyway).
+    tiny = {"prompt": "a lion", "steps": 1, "width": 64, "height": 64}
+    requests.post(f"{WEBUI.rstrip('/')}/sdapi/v1/txt2img", json=tiny, timeout=600).raise_for_status()
     script = ROOT / "tests" / "js" / "accordion.browser.js"
     result = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
