@@ -12,7 +12,7 @@ from fastapi import Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from lib_fusion import __version__, host
-from lib_fusion.args import FusionArgs
+from lib_fusion.arguments.args import FusionArgs
 
 PREFIX = "/model-fusion/v1"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from lib_fusion.args import FusionArgs, FusionArgumentError
+from lib_fusion.arguments.args import FusionArgs, FusionArgumentError
 
 OUTPUTS = {"model0_alone": "active", "model1_alone": "fusion", "fused": None}
 """Output folder -> which model runs alone (None: the fusion itself)."""

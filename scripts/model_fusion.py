@@ -5,8 +5,9 @@ from typing import Any
 
 from modules import script_callbacks, scripts
 
-from lib_fusion import api, host, xyz
-from lib_fusion.args import TITLE, FusionArgs, as_fusion_error, script_data
+from lib_fusion import api, host
+from lib_fusion.arguments import xyz
+from lib_fusion.arguments.args import TITLE, FusionArgs, as_fusion_error, script_data
 
 
 class ModelFusionScript(scripts.Script):
@@ -33,9 +34,9 @@ class ModelFusionScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img: bool):
-        from lib_fusion import ui
+        from lib_fusion.ui import accordion
 
-        controls = ui.build(is_img2img, self.elem_id, self.sampling["img2img" if is_img2img else "txt2img"])
+        controls = accordion.build(is_img2img, self.elem_id, self.sampling["img2img" if is_img2img else "txt2img"])
         self.infotext_fields = controls.infotext_fields
         self.paste_field_names = controls.paste_field_names
         return controls.components

@@ -15,7 +15,7 @@ import zlib
 import torch
 from PIL import Image
 
-from lib_fusion.masks import MAX_BYTES
+from lib_fusion.arguments.masks import MAX_BYTES
 
 LEFT = [0.0, 0.0, 0.5, 1.0]
 NESTED: list = []
@@ -141,6 +141,13 @@ CASES = [
     ),
     ("truncated file", snb(model="cut"), {}, with_file("cut.safetensors", truncated), ["cannot read fusion checkpoint 'cut"]),
     ("active as fusion", snb(model="general"), {}, None, ["'general.safetensors", "is the active checkpoint", "give a fusion prompt"]),
+    (
+        "active as fusion, prompts apart by a LoRA tag",
+        snb(model="general", prompt="a lion with a crown <lora:style:0.8>"),
+        {"prompt": "a lion with a crown"},
+        None,
+        ["is the active checkpoint and no fusion prompt differs"],
+    ),
     ("a filesystem path", snb(model="/etc/passwd"), {}, None, ["'/etc/passwd' is not in the WebUI's checkpoint list"]),
     ("a file outside the list", outside_the_list, {}, None, ["elsewhere.safetensors' is not in the WebUI's checkpoint list"]),
     # -- fusion_selection and mode --------------------------------------------------------------
@@ -353,6 +360,13 @@ CASES = [
         ["models[0].model 'artist.safetensors", "joined no fused step", "widen its window"],
     ),
     ("regions: none on one window", regions(), {}, None, ["Regions with no region on a 64x64 canvas", "add a region"]),
+    (
+        "background hidden by the regions",
+        regions({"box": [0.0, 0.0, 1.0, 1.0], "model": "active"}, background="fusion"),
+        {},
+        None,
+        ["background: the regions cover the whole 64x64 image", "'fusion' would never run"],
+    ),
     ("circular on one window", regions({"box": LEFT}, circular=True), {}, None, ["circular wraps", "64 px wide image is one window"]),
     # -- the generation -----------------------------------------------------------------------------
     ("width 500", snb(), {"width": 500}, None, ["width 500 is not a multiple of 8", "use 496 or 504"]),

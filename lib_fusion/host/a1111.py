@@ -15,13 +15,13 @@ from typing import Any, Callable
 import torch
 from modules import shared
 
-from lib_fusion.conds import Cond
+from lib_fusion.engine.passes import RegionSource, SamplingPass
+from lib_fusion.engine.run import FusionRun
+from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import loading
 from lib_fusion.host.checkpoints import native_window
 from lib_fusion.host.loading import EncoderModel, FusionModel, UNetModel, needs_fusion_text_encoder
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
-from lib_fusion.passes import RegionSource, SamplingPass
-from lib_fusion.run import FusionRun
 
 PER_IMAGE_STEPS = False
 """``on_cfg_denoiser`` shows the full row layout (a row per ``AND`` sub-prompt, then the unconds)."""

@@ -9,10 +9,10 @@ from typing import Any
 
 from modules import shared
 
-from lib_fusion.args import TITLE
-from lib_fusion.echo import cut, shown
+from lib_fusion.arguments.args import TITLE
+from lib_fusion.arguments.echo import cut, shown
+from lib_fusion.engine.models import FusionModelError, Shapes, family_mismatch
 from lib_fusion.host.probe import host_module, model_loaded, runs_forge
-from lib_fusion.models import FusionModelError, Shapes, family_mismatch
 
 UNET_PREFIX = "model.diffusion_model."
 

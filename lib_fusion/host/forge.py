@@ -21,14 +21,14 @@ from typing import Any, Callable
 import torch
 from modules import shared
 
-from lib_fusion.conds import Cond
+from lib_fusion.engine.passes import RegionSource, SamplingPass
+from lib_fusion.engine.run import FusionRun
+from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import forge_loading
 from lib_fusion.host.checkpoints import native_window
 from lib_fusion.host.loading import FusionModel
 from lib_fusion.host.probe import host_module
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
-from lib_fusion.passes import RegionSource, SamplingPass
-from lib_fusion.run import FusionRun
 
 PER_IMAGE_STEPS = True
 """Forge's ``on_cfg_denoiser`` shows one row per image (x, sigma, image conditioning)."""

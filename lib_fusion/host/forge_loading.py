@@ -10,12 +10,12 @@ from typing import Any, Iterator
 
 from modules import shared
 
-from lib_fusion.args import TITLE
-from lib_fusion.echo import shown
+from lib_fusion.arguments.args import TITLE
+from lib_fusion.arguments.echo import shown
+from lib_fusion.engine.models import CACHE, CacheKey, FusionModelError
 from lib_fusion.host.checkpoints import check_header, is_active_checkpoint, without_path
 from lib_fusion.host.loading import FusionModel
 from lib_fusion.host.probe import host_module
-from lib_fusion.models import CACHE, CacheKey, FusionModelError
 
 
 def load_fusion_model(info: Any, capacity: int = 1) -> FusionModel:

@@ -9,10 +9,15 @@ from typing import Any
 import torch
 from modules import shared
 
-from lib_fusion import masks
-from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
-from lib_fusion.echo import shown
-from lib_fusion.fused_steps import window_missed
+from lib_fusion.arguments import masks
+from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.arguments.echo import shown
+from lib_fusion.arguments.infotext import KEYS, STRIDE_USED, to_infotext
+from lib_fusion.arguments.methods import ACTIVE_ALONE, TWO_MODEL_METHODS, fusion_prompts_read, one_model_throughout
+from lib_fusion.arguments.region_args import KEYWORDS
+from lib_fusion.engine.fused_steps import window_missed
+from lib_fusion.engine.region_pass import make_layout, windows_of
+from lib_fusion.engine.run import FusionRun
 from lib_fusion.host import a1111, forge
 from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_at, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
@@ -20,11 +25,6 @@ from lib_fusion.host.probe import UNSUPPORTED_HOST, host_module, model_loaded, r
 from lib_fusion.host.sampling import strip_networks, unwrap_sample, wrap_sample
 from lib_fusion.host.schedules import step_timesteps
 from lib_fusion.host.settings import max_models, preview_steps, release
-from lib_fusion.infotext import KEYS, STRIDE_USED, to_infotext
-from lib_fusion.methods import ACTIVE_ALONE, TWO_MODEL_METHODS, fusion_prompts_read, one_model_throughout
-from lib_fusion.region_args import KEYWORDS
-from lib_fusion.region_pass import windows_of
-from lib_fusion.run import FusionRun
 
 INFOTEXT_KEYS = frozenset({*KEYS.values(), STRIDE_USED})
 
@@ -47,6 +47,7 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
             args = run.args = _with_more_models(run, args)
         if args.method == "regions":
             run.region_images = _region_images(p, args)
+            _check_the_background_shows(p, args, run.region_images)
             args = run.args = _with_canonical_masks(args, run.region_images)
             args = run.args = _with_region_checkpoints(run, args)
         _check_budget(run)
@@ -128,6 +129,19 @@ def _check_regions_change_the_image(args: FusionArgs, p: Any, window: int) -> No
         raise FusionArgumentError(
             f"{TITLE}: circular wraps the left and right edges through windows that cross them, and a {p.width} px wide image is "
             f"one window ({window * 8} px) wide: nothing would wrap; make the image wider than the window, or choose a smaller window"
+        )
+
+
+def _check_the_background_shows(p: Any, args: FusionArgs, images: list[torch.Tensor | None]) -> None:
+    """Refuse a background on a checkpoint of its own when the regions cover the whole image:
+    that checkpoint would be loaded and never run."""
+    if args.background == "active" or not args.regions:
+        return
+    layout = make_layout(args, images, (p.height // 8, p.width // 8), native_window())
+    if not bool(layout.masks[0].any()):
+        raise FusionArgumentError(
+            f"{TITLE}: background: the regions cover the whole {p.width}x{p.height} image, so the background's checkpoint "
+            f"{shown(args.background)} would never run; set background to 'active', or leave part of the image to it"
         )
 
 
@@ -249,8 +263,11 @@ def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None
     )
     read = fusion_prompts_read(args.method, args.solo)
 
-    def same(fusion_prompt: str, main: str) -> bool:  # as the models read them: <lora:…> tags act on neither here
-        return strip_networks(fusion_prompt or main) == strip_networks(main)
+    def as_read(prompt: str) -> str:  # as the models read it: <lora:…> tags act on neither here, and the
+        return " ".join(strip_networks(prompt).split())  # tokenizer splits on whitespace, so spaces do not count
+
+    def same(fusion_prompt: str, main: str) -> bool:
+        return as_read(fusion_prompt or main) == as_read(main)
 
     same_prompts = "prompt" not in read or all(same(args.prompt, prompt) for prompt in prompts)
     same_negatives = "negative_prompt" not in read or all(same(args.negative_prompt, negative) for negative in negatives)

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from modules import shared
 
-from lib_fusion import outputs, pictures
-from lib_fusion.args import TITLE
+from lib_fusion.arguments.args import TITLE
+from lib_fusion.engine import outputs, pictures
+from lib_fusion.engine.run import FusionRun
 from lib_fusion.host.probe import host_module
 from lib_fusion.host.settings import preview_steps
-from lib_fusion.run import FusionRun
 
 RUN_ATTRIBUTE = "model_fusion_run"
 

@@ -11,8 +11,10 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from modules import shared
 
-from lib_fusion.args import TITLE, FusionArgs
-from lib_fusion.echo import shown
+from lib_fusion.arguments.args import TITLE, FusionArgs
+from lib_fusion.arguments.echo import shown
+from lib_fusion.engine.models import CACHE, CacheKey, FusionModelError
+from lib_fusion.engine.run import FusionRun
 from lib_fusion.host.checkpoints import (
     SDXL_TEXT_ENCODER_PREFIX,
     TEXT_ENCODER_PREFIX,
@@ -25,8 +27,6 @@ from lib_fusion.host.checkpoints import (
     without_path,
 )
 from lib_fusion.host.probe import host_module
-from lib_fusion.models import CACHE, CacheKey, FusionModelError
-from lib_fusion.run import FusionRun
 
 A1111_BUILD = "to build a checkpoint the way AUTOMATIC1111 builds its own"
 """What the modules only AUTOMATIC1111 has are needed for (Forge-family hosts load through ``forge_loader``)."""

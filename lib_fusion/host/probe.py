@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from modules import shared
 
-from lib_fusion.args import TITLE
+from lib_fusion.arguments.args import TITLE
 
 
 class HostError(ValueError):

@@ -18,17 +18,17 @@ from typing import Any, Callable
 import torch
 from modules import script_callbacks, shared
 
-from lib_fusion.args import TITLE, FusionArgumentError
-from lib_fusion.denoise import Conditioning
-from lib_fusion.fused_steps import never_fused
+from lib_fusion.arguments.args import TITLE, FusionArgumentError
+from lib_fusion.arguments.infotext import strides_used
+from lib_fusion.arguments.methods import TWO_MODEL_METHODS
+from lib_fusion.engine.fused_steps import never_fused
+from lib_fusion.engine.passes import ACTIVE, FUSED, FUSION, HostStep
+from lib_fusion.engine.run import FusionRun
+from lib_fusion.fusion.denoise import Conditioning
 from lib_fusion.host.images import RUN_ATTRIBUTE, finished_images, image_index
 from lib_fusion.host.loading import Family, load_generation_models, unload
 from lib_fusion.host.probe import call_with_accepted, host_module
 from lib_fusion.host.settings import max_models, release
-from lib_fusion.infotext import strides_used
-from lib_fusion.methods import TWO_MODEL_METHODS
-from lib_fusion.passes import ACTIVE, FUSED, FUSION, HostStep
-from lib_fusion.run import FusionRun
 
 _WRAPPED_MARK = "__model_fusion_wrapper__"
 ConditioningFn = Callable[[HostStep], Conditioning]

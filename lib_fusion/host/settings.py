@@ -7,11 +7,11 @@ from typing import Any
 
 from modules import shared
 
-from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.engine.models import CACHE, FusionModelError
+from lib_fusion.engine.run import FusionRun
 from lib_fusion.host.checkpoints import resolve_checkpoint
 from lib_fusion.host.loading import unload
-from lib_fusion.models import CACHE, FusionModelError
-from lib_fusion.run import FusionRun
 
 KEEP_LOADED = "model_fusion_keep_loaded"
 

@@ -5,7 +5,7 @@ import torch
 from modules import errors, processing, shared
 from standin import weights_hash
 
-from lib_fusion.models import CACHE
+from lib_fusion.engine.models import CACHE
 
 
 def fusion(**overrides):
@@ -124,7 +124,7 @@ def test_infotext_names_every_parameter(webui):
     processed = webui.generate(fusion(prompt="cartoon, lion", mode=1))
     from modules.infotext_utils import parse_generation_parameters
 
-    from lib_fusion.infotext import from_infotext
+    from lib_fusion.arguments.infotext import from_infotext
 
     params = parse_generation_parameters(processed.infotexts[0])
     restored = from_infotext(params)

@@ -105,7 +105,7 @@ def test_a_regions_step_copies_nothing_and_reads_nothing(webui, traffic, windows
 
 def test_the_watcher_sees_what_it_must_count(traffic):
     """The counter is not blind: made-from-host tensors and reads from lib_fusion are seen."""
-    from lib_fusion import conds
+    from lib_fusion.fusion import conds
 
     traffic.call = "later"
     x = torch.zeros(4, 2)

@@ -20,7 +20,7 @@ def img2img(webui, fusion, strength):
 def test_img2img_below_the_window_is_refused_before_anything_loads_with_a_selection_that_fuses(webui):
     """The steps an img2img will take are known before sampling (the sampler's schedule cut at
     the strength): the refusal comes before any load or step, and its advice fuses."""
-    from lib_fusion.models import CACHE
+    from lib_fusion.engine.models import CACHE
 
     loads = CACHE.loads
     p = img2img(webui, FUSION, 0.3)
@@ -60,7 +60,8 @@ def test_the_img2img_tabs_schedule_label_counts_the_steps_the_strength_leaves(we
     """The accordion's line in img2img reads the denoising strength: the timesteps it counts
     are the ones the generation then steps through (Forge's UNet sees the nearest whole
     timestep), and at a strength below the window it says that a generation would be refused."""
-    from lib_fusion import host, schedule_words
+    from lib_fusion import host
+    from lib_fusion.ui import schedule_words
 
     predicted = host.step_timesteps(sampler, "Automatic", 20, strength)
     p = img2img(webui, {**FUSION, "fusion_selection": "0,1,1"}, strength)  # every step fused: each one recorded

@@ -37,7 +37,7 @@ def test_extension_off_is_bit_identical_to_no_extension(webui, sampler):
 @pytest.mark.parametrize("plain", [{"mode": 0}, {"method": "guidance", "guidance_weight": 1.0}], ids=["mode 0", "guidance w=1"])
 def test_a_schedule_that_is_the_active_model_alone_is_the_hosts_own_generation(webui, sampler, plain):
     """Plain by definition: nothing loaded, no fusion label, the host's own image bit for bit."""
-    from lib_fusion.models import CACHE
+    from lib_fusion.engine.models import CACHE
 
     without = webui.latents(None, extension=False, sampler_name=sampler)
     loads = CACHE.loads
@@ -102,7 +102,7 @@ def test_the_empty_ends_of_the_window_never_fuse_on_any_sampler(webui, sampler, 
     """Euler's last step has t = 0: 'mode 1, v1 = 0' must not fuse it (the official DDIM never
     reaches t = 0); 'mode 2, v1 = 1000' must fuse nothing either. A generation that fused no
     step is the active model alone: refused, naming the steps' range and a v1 that fuses."""
-    from lib_fusion.fused_steps import never_fused
+    from lib_fusion.engine.fused_steps import never_fused
 
     p = webui.processing(fusion(fusion_selection=f"{v1},1,1", mode=mode), sampler_name=sampler, steps=5)
     with pytest.raises(ValueError, match="^Model Fusion: no step fell inside the fusion window") as error:

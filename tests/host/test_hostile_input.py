@@ -5,9 +5,9 @@ import torch
 from modules import processing
 from safetensors.torch import load_file
 
-from lib_fusion import masks
-from lib_fusion.args import FIELDS, FusionArgs
-from lib_fusion.models import CACHE
+from lib_fusion.arguments import masks
+from lib_fusion.arguments.args import FIELDS, FusionArgs
+from lib_fusion.engine.models import CACHE
 from tests.bad_input_cases import NESTED, png
 
 HALF_TYPED = {
@@ -77,7 +77,7 @@ def test_a_changed_checkpoint_file_is_loaded_again(webui):
 
 
 def test_each_mask_is_decoded_once_per_generation_and_a_paste_decodes_none(webui, monkeypatch):
-    from lib_fusion.infotext import paste_value
+    from lib_fusion.arguments.infotext import paste_value
 
     decoded = []
     original = masks.decode_mask
@@ -95,7 +95,7 @@ def test_each_mask_is_decoded_once_per_generation_and_a_paste_decodes_none(webui
 
 
 def test_the_preview_keeps_a_bounded_sample_of_fused_steps(webui, monkeypatch):
-    from lib_fusion import outputs
+    from lib_fusion.engine import outputs
 
     seen = []
     original = outputs.snb_previews

@@ -3,7 +3,7 @@
 import pytest
 from modules import infotext_utils
 
-from lib_fusion.infotext import from_infotext
+from lib_fusion.arguments.infotext import from_infotext
 
 PROMPTS = ["64x64", '"in quotes"', "  spaced  ", "a: b, c", 'say "hi"', "line\nbreak", "1920x1080", "ünïcode ✓", '"', "x"]
 

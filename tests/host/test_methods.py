@@ -8,7 +8,7 @@ import pytest
 import torch
 from modules import infotext_utils, sd_models, shared
 
-from lib_fusion.infotext import from_infotext
+from lib_fusion.arguments.infotext import from_infotext
 from tests.host.test_official_snb import CFG, NEGATIVE, PROMPT_A, PROMPT_B, Recorder, encode, fusion_unet
 
 STEPS = 10

@@ -7,7 +7,7 @@ import torch
 from modules import images, infotext_utils, processing, script_callbacks, shared
 from PIL import Image
 
-from lib_fusion.infotext import from_infotext
+from lib_fusion.arguments.infotext import from_infotext
 
 W, H = 96, 64
 
@@ -118,7 +118,7 @@ def test_regions_comparison_puts_every_region_on_one_checkpoint(webui):
 
 
 def test_regions_comparison_without_a_fusion_checkpoint_is_refused(webui):
-    from lib_fusion.args import FusionArgs, FusionArgumentError
+    from lib_fusion.arguments.args import FusionArgs, FusionArgumentError
 
     with pytest.raises(FusionArgumentError, match="model: choose a fusion checkpoint .compare runs every region on it."):
         FusionArgs.parse(regions({"box": [0, 0, 1, 1], "model": "active"}, model="", compare=True))
@@ -147,7 +147,7 @@ def test_preview_with_no_fused_step_says_so(webui):
 
 
 def test_region_preview_colours_each_region_by_its_checkpoint(webui):
-    from lib_fusion import pictures
+    from lib_fusion.engine import pictures
 
     layout = [{"box": [0.0, 0.0, 0.5, 1.0], "prompt": "a cat"}, {"box": [0.5, 0.0, 0.5, 1.0], "model": "active"}]
     processed, _ = generate(webui, regions(*layout, preview=True), width=128, height=64, steps=3)

@@ -66,7 +66,7 @@ def test_many_steps_stay_closer_to_each_regions_model(webui):
 def test_regions_that_cannot_change_a_one_window_canvas_are_refused_before_anything_loads(webui, fields):
     """No region on a canvas one window wide is one checkpoint alone; circular there has no
     window crossing the edge: both refused, nothing loaded, and the next plain image is the same."""
-    from lib_fusion.models import CACHE
+    from lib_fusion.engine.models import CACHE
 
     plain = webui.latents(None, extension=False, batch_size=2)
     loads = CACHE.loads
@@ -133,7 +133,7 @@ def test_regions_and_panorama_with_other_samplers_and_hires(webui, sampler):
 
 
 def test_the_fusion_weights_are_made_once_per_pass_not_every_step(webui, monkeypatch):
-    from lib_fusion import multidiffusion as md
+    from lib_fusion.fusion import multidiffusion as md
 
     made = []
     original = md.normalised_weights
@@ -168,7 +168,7 @@ def test_mask_regions(webui):
 def test_regions_write_and_read_their_infotext(webui):
     from modules import infotext_utils
 
-    from lib_fusion.infotext import from_infotext
+    from lib_fusion.arguments.infotext import from_infotext
 
     fusion = regions({"box": LEFT, "prompt": "a cat, sitting", "weight": 1.5}, {"box": RIGHT, "model": "active"}, window=8, circular=True)
     _, p = run(webui, fusion, steps=2, width=128, height=64)

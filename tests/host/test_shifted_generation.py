@@ -13,8 +13,8 @@ import pytest
 import torch
 from modules import processing, script_callbacks, shared
 
-from lib_fusion import infotext
-from lib_fusion.infotext import from_infotext
+from lib_fusion.arguments import infotext
+from lib_fusion.arguments.infotext import from_infotext
 
 CFG, PROMPT, NEGATIVE, WINDOW = 7.0, "a wide valley at dawn", "blurry", 8
 

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib_fusion import presets, schedule_words
-from lib_fusion.args import FIELDS, OUTPUT_FIELDS, FusionArgs
-from lib_fusion.schedule import is_fused
-from lib_fusion.ui_text import HINTS, status_line
+from lib_fusion.arguments.args import FIELDS, OUTPUT_FIELDS, FusionArgs
+from lib_fusion.arguments.schedule import is_fused
+from lib_fusion.ui import presets, schedule_words
+from lib_fusion.ui.ui_text import HINTS, status_line
 
 W = schedule_words
 

@@ -1,7 +1,7 @@
 import pytest
 
-from lib_fusion.args import FIELDS, FusionArgs, FusionArgumentError
-from lib_fusion.infotext import from_infotext, paste_value, to_infotext
+from lib_fusion.arguments.args import FIELDS, FusionArgs, FusionArgumentError
+from lib_fusion.arguments.infotext import from_infotext, paste_value, to_infotext
 
 
 def test_defaults_reproduce_the_official_code():
@@ -206,7 +206,7 @@ def test_pasting_never_raises_and_keeps_the_other_values(key, value):
 
 
 def test_a_paste_reads_the_infotext_once(monkeypatch):
-    from lib_fusion import infotext
+    from lib_fusion.arguments import infotext
 
     calls = []
     original = infotext.from_infotext

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_fusion import guidance, snb
+from lib_fusion.fusion import guidance, snb
 
 
 def tensors(n, seed):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib_fusion.masks import MAX_SIDE, MaskError, canonical, decode_mask, encode_mask
+from lib_fusion.arguments.masks import MAX_SIDE, MaskError, canonical, decode_mask, encode_mask
 
 
 def png(image: Image.Image) -> str:

@@ -6,8 +6,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_fusion.args import FusionArgs
-from lib_fusion.model_table import HEADERS, json_from_table, load_list, table_from_json, table_value
+from lib_fusion.arguments.args import FusionArgs
+from lib_fusion.ui.model_table import HEADERS, json_from_table, load_list, table_from_json, table_value
 
 entries = st.lists(
     st.fixed_dictionaries(

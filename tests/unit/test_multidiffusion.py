@@ -3,9 +3,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_fusion import multidiffusion as md
-from lib_fusion.denoise import Conditioning, Model, StepInput, guided
-from lib_fusion.regions import Bootstrap, Region, coverage, pick_table, regions_step, seed_noise
+from lib_fusion.fusion import multidiffusion as md
+from lib_fusion.fusion.denoise import Conditioning, Model, StepInput, guided
+from lib_fusion.fusion.regions import Bootstrap, Region, coverage, pick_table, regions_step, seed_noise
 
 
 def views_per_pixel(views, height, width):

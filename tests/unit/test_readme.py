@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from lib_fusion.args import FusionArgs
+from lib_fusion.arguments.args import FusionArgs
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

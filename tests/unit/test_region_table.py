@@ -1,6 +1,6 @@
-from lib_fusion import region_table
-from lib_fusion.args import FusionArgs
-from lib_fusion.region_table import add_mask, json_from_table, table_from_json
+from lib_fusion.arguments.args import FusionArgs
+from lib_fusion.ui import region_table
+from lib_fusion.ui.region_table import add_mask, json_from_table, table_from_json
 
 TEXT = '[{"box":[0.0,0.0,0.5,1.0],"prompt":"a cat"},{"mask":"MASK","model":"active","weight":2.0},{"box":[0.5,0.0,0.5,1.0]}]'
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib_fusion.schedule import StepKind, format_fusion_selection, is_fused, parse_fusion_selection, step_kind
+from lib_fusion.arguments.schedule import StepKind, format_fusion_selection, is_fused, parse_fusion_selection, step_kind
 
 
 def test_parse_official_examples():

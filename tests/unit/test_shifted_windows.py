@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_fusion import multidiffusion as md
-from lib_fusion import shifted_windows as sw
+from lib_fusion.fusion import multidiffusion as md
+from lib_fusion.fusion import shifted_windows as sw
 from tests.unit.test_multidiffusion import views_per_pixel
 
 

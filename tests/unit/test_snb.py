@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_fusion import snb
+from lib_fusion.fusion import snb
 
 
 def official_blend(uncond_a, cond_a, cond_b, uncond_b, s, kg, ke):

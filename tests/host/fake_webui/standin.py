@@ -128,7 +128,7 @@ class WebUI:
         del xyz_grid.axis_options[1:]  # a fresh plot: only its own axes
         scripts.scripts_data[:] = [scripts.ScriptClassData(xyz_grid.Script, "scripts/xyz_grid.py", "", xyz_grid)]
         self.script = load_script_module().ModelFusionScript()
-        from lib_fusion.args import FIELDS
+        from lib_fusion.arguments.args import FIELDS
 
         # One position per accordion component, as the WebUI slices p.script_args for the script.
         self.script.args_from, self.script.args_to = 0, len(FIELDS)
@@ -161,7 +161,7 @@ class WebUI:
 
     def fusion_unet(self) -> torch.nn.Module:
         """The cached fusion checkpoint's UNet module (Forge keeps it in a UNet patcher)."""
-        from lib_fusion.models import CACHE
+        from lib_fusion.engine.models import CACHE
 
         unet = CACHE.value.unet
         return unet.model.diffusion_model if self.forge_family else unet

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 
-from lib_fusion.multidiffusion import View
+from lib_fusion.fusion.multidiffusion import View
 
 
 def offsets(seed: int, step_index: int, window: int) -> tuple[int, int]:
@@ -42,7 +42,7 @@ def _clamped(size: int, window: int, offset: int) -> list[tuple[int, int]]:
 
 def _wrapped(size: int, window: int, offset: int) -> list[tuple[int, int]]:
     """Grid cells from ``offset`` all the way round; a cell past the edge continues at 0
-    (``right`` may exceed ``size``, as :func:`lib_fusion.multidiffusion.crop` wraps)."""
+    (``right`` may exceed ``size``, as :func:`lib_fusion.fusion.multidiffusion.crop` wraps)."""
     if size <= window:
         return [(0, size)]
     return [(start % size, start % size + window) for start in range(offset, offset + size, window)]

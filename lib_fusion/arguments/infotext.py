@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lib_fusion.args import FIELDS, INTEGER_FIELDS, TITLE, FusionArgs, models_json, regions_json
-from lib_fusion.echo import cut, shown
-from lib_fusion.methods import USED_BY
+from lib_fusion.arguments.args import FIELDS, INTEGER_FIELDS, TITLE, FusionArgs, models_json, regions_json
+from lib_fusion.arguments.echo import cut, shown
+from lib_fusion.arguments.methods import USED_BY
 
 KEYS: dict[str, str] = {
     "method": "Fusion",

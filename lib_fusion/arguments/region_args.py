@@ -12,8 +12,8 @@ try:
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictStr, root_validator, validator
 
-from lib_fusion import masks
-from lib_fusion.echo import shown
+from lib_fusion.arguments import masks
+from lib_fusion.arguments.echo import shown
 
 MAX_WEIGHT = 100.0
 
@@ -24,7 +24,7 @@ MAX_MODEL_NAME = 300
 """Longest checkpoint reference a region takes (titles are file names and a hash)."""
 
 MIN_FACTOR = 1e-6
-"""Smallest region weight (and kg/ke, in :mod:`lib_fusion.schedule`): far below any useful
+"""Smallest region weight (and kg/ke, in :mod:`lib_fusion.arguments.schedule`): far below any useful
 value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
 
 

@@ -1,7 +1,7 @@
 """What a generation's run is made of: the host's view of one denoiser call (:class:`HostStep`),
 one sampling pass as the host adapter prepared it (:class:`SamplingPass`, :class:`RegionSource`),
 the models' roles and the counters tests and benchmarks read (:class:`Stats`). Plain data, no
-WebUI imports; :mod:`lib_fusion.run` acts on it."""
+WebUI imports; :mod:`lib_fusion.engine.run` acts on it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Callable
 
 import torch
 
-from lib_fusion.denoise import Conditioning, CondsList, ModelFn
-from lib_fusion.region_pass import RegionLayout
-from lib_fusion.snb import MaskMemory
+from lib_fusion.engine.region_pass import RegionLayout
+from lib_fusion.fusion.denoise import Conditioning, CondsList, ModelFn
+from lib_fusion.fusion.snb import MaskMemory
 
 ConditioningFn = Callable[["HostStep"], Conditioning]
 Role = tuple[str, ModelFn, ConditioningFn]

@@ -17,7 +17,7 @@ computes for the chosen sampler, scheduler and step count.
 
 from __future__ import annotations
 
-from lib_fusion.schedule import T_MAX, is_fused
+from lib_fusion.arguments.schedule import T_MAX, is_fused
 
 FIRST, LAST, ALL, NONE = "the first", "the last", "all", "none"
 CHOICES = (FIRST, LAST, ALL, NONE)

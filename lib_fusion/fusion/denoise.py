@@ -4,7 +4,7 @@ The host hands over, per step, the batch's latents, sigmas and image conditionin
 per model, a callable and its conditioning. This module never sees the WebUI: it builds
 the model's rows, applies classifier-free guidance exactly as the WebUI's
 ``CFGDenoiser.combine_denoised`` does (``AND`` sub-prompts with weights), blends with
-:mod:`lib_fusion.snb` and spreads the result over the host's row layout.
+:mod:`lib_fusion.fusion.snb` and spreads the result over the host's row layout.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Callable, Literal
 
 import torch
 
-from lib_fusion import snb
-from lib_fusion.conds import Cond, cat_conds, pick, row_count, take_rows, token_width
-from lib_fusion.guidance import base_uncond, combine, cross_model_guidance, difference_map
+from lib_fusion.fusion import snb
+from lib_fusion.fusion.conds import Cond, cat_conds, pick, row_count, take_rows, token_width
+from lib_fusion.fusion.guidance import base_uncond, combine, cross_model_guidance, difference_map
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Cond, torch.Tensor], torch.Tensor]
 """(x rows, sigma rows, text cond rows, image cond rows) -> model output rows."""
@@ -175,7 +175,7 @@ def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOption
 
 
 def snb_many_step(models: list[Model], step: StepInput, options: SnbOptions, factors: list[float]) -> snb.FusedMany:
-    """A fused step of three or more models (:func:`lib_fusion.snb.fuse_many`): each model
+    """A fused step of three or more models (:func:`lib_fusion.fusion.snb.fuse_many`): each model
     guided with CFG; A's response against its uncond, every other model's as B's is in
     :func:`snb_step` (``solo``: against A's uncond, the official quirk applied to each)."""
     unconds, guideds = zip(*(guided(model, step) for model in models))
@@ -186,7 +186,7 @@ def snb_many_step(models: list[Model], step: StepInput, options: SnbOptions, fac
 
 
 def guidance_step(model_a: Model, model_b: Model, step: StepInput, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-model guidance (:func:`lib_fusion.guidance.cross_model_guidance`): A on all its
+    """Cross-model guidance (:func:`lib_fusion.fusion.guidance.cross_model_guidance`): A on all its
     rows, B on its cond rows only. Returns the prediction and ``|D_A(c) - D_B(c)|`` (previews)."""
     cond_a, uncond_a = rows(model_a, step)
     cond_b, _ = rows(model_b, step, uncond=False)
@@ -198,7 +198,7 @@ def guidance_step(model_a: Model, model_b: Model, step: StepInput, weight: float
 
 def base_uncond_step(model_a: Model, model_b: Model, step: StepInput) -> torch.Tensor:
     """B's unconditional prediction under A's conditional ones
-    (:func:`lib_fusion.guidance.base_uncond`): A on its cond rows only, B on its uncond rows only."""
+    (:func:`lib_fusion.fusion.guidance.base_uncond`): A on its cond rows only, B on its uncond rows only."""
     cond_a, _ = rows(model_a, step, uncond=False)
     _, uncond_b = rows(model_b, step, cond=False)
     return base_uncond(uncond_b, cond_a, model_a.conditioning.conds_list, step.cfg_scale)

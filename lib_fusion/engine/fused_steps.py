@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 
-from lib_fusion.args import TITLE, FusionArgs
-from lib_fusion.methods import TWO_MODEL_METHODS, one_model_throughout
-from lib_fusion.passes import FUSED, Stats
-from lib_fusion.schedule import StepKind, format_fusion_selection, is_fused
+from lib_fusion.arguments.args import TITLE, FusionArgs
+from lib_fusion.arguments.methods import TWO_MODEL_METHODS, one_model_throughout
+from lib_fusion.arguments.schedule import StepKind, format_fusion_selection, is_fused
+from lib_fusion.engine.passes import FUSED, Stats
 
 
 def never_fused(args: FusionArgs, stats: Stats) -> str | None:

@@ -13,11 +13,11 @@ from typing import Sequence
 
 import torch
 
-from lib_fusion import multidiffusion as md
-from lib_fusion import shifted_windows as sw
-from lib_fusion.args import TITLE, FusionArgs, FusionArgumentError
-from lib_fusion.denoise import StepInput, image_input
-from lib_fusion.regions import Bootstrap, Coverage, Region, StepResult, coverage, regions_step
+from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
+from lib_fusion.fusion import multidiffusion as md
+from lib_fusion.fusion import shifted_windows as sw
+from lib_fusion.fusion.denoise import StepInput, image_input
+from lib_fusion.fusion.regions import Bootstrap, Coverage, Region, StepResult, coverage, regions_step
 
 
 @dataclass
@@ -38,7 +38,7 @@ class RegionLayout:
     """The masks on the sampling device, moved at the pass's first step."""
     noise: torch.Tensor | None = None
     picks: torch.Tensor | None = None
-    """Bootstrapping's colour table on the device (:func:`lib_fusion.regions.pick_table`)."""
+    """Bootstrapping's colour table on the device (:func:`lib_fusion.fusion.regions.pick_table`)."""
     coverage: Coverage | None = None
     """Overlapping views: the passes and fusion weights on the sampling device, made at the pass's first step."""
 

@@ -14,22 +14,10 @@ from typing import Any, Callable
 
 import torch
 
-from lib_fusion.args import FusionArgs
-from lib_fusion.conds import pick
-from lib_fusion.denoise import (
-    CondsList,
-    Model,
-    SnbOptions,
-    StepInput,
-    base_uncond_step,
-    guidance_step,
-    guided,
-    snb_many_step,
-    snb_step,
-    spread_to_rows,
-)
-from lib_fusion.methods import METHOD_NAMES
-from lib_fusion.passes import (
+from lib_fusion.arguments.args import FusionArgs
+from lib_fusion.arguments.methods import METHOD_NAMES
+from lib_fusion.arguments.schedule import StepKind, step_kind
+from lib_fusion.engine.passes import (
     ACTIVE,
     ALONE_A,
     ALONE_B,
@@ -42,11 +30,23 @@ from lib_fusion.passes import (
     Stats,
     alone_variant,
 )
-from lib_fusion.region_pass import RegionLayout, layout_step, make_layout
-from lib_fusion.regions import Bootstrap, Region, pick_table, seed_noise
-from lib_fusion.schedule import StepKind, step_kind
-from lib_fusion.snb import MaskMemory
-from lib_fusion.traces import Thinned, Trace
+from lib_fusion.engine.region_pass import RegionLayout, layout_step, make_layout
+from lib_fusion.engine.traces import Thinned, Trace
+from lib_fusion.fusion.conds import pick
+from lib_fusion.fusion.denoise import (
+    CondsList,
+    Model,
+    SnbOptions,
+    StepInput,
+    base_uncond_step,
+    guidance_step,
+    guided,
+    snb_many_step,
+    snb_step,
+    spread_to_rows,
+)
+from lib_fusion.fusion.regions import Bootstrap, Region, pick_table, seed_noise
+from lib_fusion.fusion.snb import MaskMemory
 
 
 @dataclass

@@ -9,11 +9,11 @@ from typing import Any
 
 import gradio as gr
 
-from lib_fusion import region_table
-from lib_fusion.args import MAX_VIEW_BATCH, FusionArgs
-from lib_fusion.masks import MaskError, canonical
-from lib_fusion.ui_models import rows_of
-from lib_fusion.ui_text import HINTS
+from lib_fusion.arguments.args import MAX_VIEW_BATCH, FusionArgs
+from lib_fusion.arguments.masks import MaskError, canonical
+from lib_fusion.ui import region_table
+from lib_fusion.ui.ui_models import rows_of
+from lib_fusion.ui.ui_text import HINTS
 
 
 def region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The Model Fusion accordion (gradio 3.41 on AUTOMATIC1111 1.10, 4.x on Forge: the same components).
 
-Components are returned in :data:`lib_fusion.args.FIELDS` order so positional API
+Components are returned in :data:`lib_fusion.arguments.args.FIELDS` order so positional API
 arguments and UI values line up. The top row is Enable, method and checkpoint; the
-schedule is said in words ("fuse the first 40 % of the denoising", :mod:`lib_fusion.schedule_words`)
-and presets fill several fields at once (:mod:`lib_fusion.presets`). Neither is a script
+schedule is said in words ("fuse the first 40 % of the denoising", :mod:`lib_fusion.ui.schedule_words`)
+and presets fill several fields at once (:mod:`lib_fusion.ui.presets`). Neither is a script
 argument: they edit ``fusion_selection`` and ``mode``, which stay the one truth (infotext,
 API, X/Y/Z) and sit with the other expert options in the closed Options accordion.
 """
@@ -16,14 +16,15 @@ from typing import Any
 
 import gradio as gr
 
-from lib_fusion import host, presets, schedule_words
-from lib_fusion.args import FIELDS, MAX_GUIDANCE, OUTPUT_FIELDS, TITLE, FusionArgs
-from lib_fusion.infotext import KEYS, paste_value
-from lib_fusion.methods import TWO_MODEL_METHODS, USED_BY
-from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
-from lib_fusion.ui_models import models_controls
-from lib_fusion.ui_regions import region_controls
-from lib_fusion.ui_text import HINTS, status_line
+from lib_fusion import host
+from lib_fusion.arguments.args import FIELDS, MAX_GUIDANCE, OUTPUT_FIELDS, TITLE, FusionArgs
+from lib_fusion.arguments.infotext import KEYS, paste_value
+from lib_fusion.arguments.methods import TWO_MODEL_METHODS, USED_BY
+from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
+from lib_fusion.ui import presets, schedule_words
+from lib_fusion.ui.ui_models import models_controls
+from lib_fusion.ui.ui_regions import region_controls
+from lib_fusion.ui.ui_text import HINTS, status_line
 
 METHODS = tuple(USED_BY)
 PRESET_FIELDS = ("method", "model", "fusion_selection", "mode", "solo")

@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from lib_fusion import model_table
-from lib_fusion.args import FusionArgs, models_json
-from lib_fusion.ui_text import HINTS
+from lib_fusion.arguments.args import FusionArgs, models_json
+from lib_fusion.ui import model_table
+from lib_fusion.ui.ui_text import HINTS
 
 
 def models_controls(defaults: FusionArgs, elem_id: Callable[[str], str]) -> Any:

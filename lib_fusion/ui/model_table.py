@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib_fusion.region_table import blank, dump_list, load_list, number
+from lib_fusion.ui.region_table import blank, dump_list, load_list, number
 
 HEADERS = ["checkpoint", "prompt", "negative prompt", "k", "from", "to"]
 DATATYPES = ["str", "str", "str", "number", "number", "number"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from lib_fusion.args import FIELDS, TITLE, FusionArgumentError
-from lib_fusion.schedule import format_fusion_selection, parse_fusion_selection
+from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgumentError
+from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
 
 OVERRIDES = "model_fusion_overrides"
 """Attribute of the processing object holding this cell's values, by field name."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from lib_fusion.echo import shown
+from lib_fusion.arguments.echo import shown
 
 _MISSING = object()
 

@@ -1,7 +1,7 @@
 """One Region MultiDiffusion step: every (view, region) pass, batched per model, then fused.
 
 Plain torch over the batch the host hands over (one row per image); the maths lives in
-:mod:`lib_fusion.multidiffusion`, classifier-free guidance in :func:`lib_fusion.denoise.guided`.
+:mod:`lib_fusion.fusion.multidiffusion`, classifier-free guidance in :func:`lib_fusion.fusion.denoise.guided`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from lib_fusion import multidiffusion as md
-from lib_fusion.conds import cat_conds, row_count, token_width
-from lib_fusion.denoise import Conditioning, Model, StepInput, guided
+from lib_fusion.fusion import multidiffusion as md
+from lib_fusion.fusion.conds import cat_conds, row_count, token_width
+from lib_fusion.fusion.denoise import Conditioning, Model, StepInput, guided
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""The wings and their rule, read from the code's own imports (so the rule cannot rot):
+
+    fusion <- engine <- host <- ui, and the top (api, cli) and the script;
+    arguments reachable from all, importing none of them; no import circle anywhere;
+    only host/ (and the script) imports the WebUI (``modules``, Forge's ``backend``);
+    the maths (fusion/) imports torch and the standard library only.
+
+docs/architecture.md says the same in words.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "lib_fusion"
+MAY_IMPORT = {
+    "fusion": {"fusion"},
+    "arguments": {"arguments"},
+    "engine": {"engine", "fusion", "arguments"},
+    "host": {"host", "engine", "fusion", "arguments"},
+    "ui": {"ui", "host", "engine", "fusion", "arguments"},
+    "top": {"top", "ui", "host", "engine", "fusion", "arguments"},
+}
+"""Which wings a module of each wing may import (``top``: lib_fusion's own modules, api and cli)."""
+WEBUI = {"modules", "backend"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def wing(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in MAY_IMPORT) else "top"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module the file imports, ``from package import name`` counted as ``package.name``
+    when that names a module of ours."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                if candidate in MODULES:
+                    found.add(candidate)
+    return found
+
+
+FILES = sorted(PACKAGE.rglob("*.py"))
+MODULES = {module_name(path): path for path in FILES}
+GRAPH = {name: {other for other in imports_of(path) if other in MODULES and other != name} for name, path in MODULES.items()}
+
+
+def test_each_wing_imports_only_what_its_rule_allows():
+    wrong = [
+        f"{name} ({wing(name)}) imports {other} ({wing(other)})"
+        for name, others in GRAPH.items()
+        for other in others
+        if wing(other) not in MAY_IMPORT[wing(name)] and other != "lib_fusion"
+    ]
+    assert not wrong, "\n".join(wrong)
+    assert {wing(name) for name in MODULES} == set(MAY_IMPORT), "every wing holds modules"
+
+
+def test_no_import_circle():
+    done, active, circles = set(), [], []
+
+    def visit(name: str) -> None:
+        if name in active:
+            circles.append(" -> ".join(active[active.index(name) :] + [name]))
+            return
+        if name in done:
+            return
+        active.append(name)
+        for other in sorted(GRAPH[name]):
+            if other.startswith(name + ".") or name == "lib_fusion":
+                continue  # a package's __init__ re-exporting its own modules is no circle
+            visit(other)
+        active.pop()
+        done.add(name)
+
+    for name in sorted(GRAPH):
+        visit(name)
+    assert not circles, "\n".join(circles)
+
+
+def test_only_the_host_wing_imports_the_webui():
+    outside = [
+        f"{name} imports {other}"
+        for name, path in MODULES.items()
+        if wing(name) != "host"
+        for other in imports_of(path)
+        if other.split(".")[0] in WEBUI
+    ]
+    assert not outside, outside
+
+
+def test_the_maths_imports_torch_and_the_standard_library_only():
+    allowed = {"torch", "__future__", *sys.stdlib_module_names}
+    foreign = [
+        f"{name} imports {other}"
+        for name, path in MODULES.items()
+        if wing(name) == "fusion"
+        for other in imports_of(path)
+        if other.split(".")[0] not in allowed and not other.startswith("lib_fusion.fusion")
+    ]
+    assert not foreign, foreign
