@@ -79,8 +79,7 @@ class FusionArgs(BaseModel):
     window: StrictInt = Field(
         0,
         description="Regions method: view size in latent pixels; 0 = the model's native size (64 SD1/SD2, 128 SDXL).",
-        minimum=0,
-        maximum=1024,
+        anyOf=[{"type": "integer", "enum": [0]}, {"type": "integer", "minimum": 8, "maximum": 1024}],  # as the validator decides
     )
     stride: Any = Field(
         8,

@@ -83,3 +83,35 @@ def test_models_reports_the_loaded_fusion_checkpoint_and_its_load_time(webui):
     assert loaded["load_seconds"] > 0
     route(webui, "POST", "unload")()
     assert models()["loaded"] is None
+
+
+@pytest.mark.parametrize(
+    "field, values",
+    [
+        ("window", [-1, 0, 1, 7, 8, 9, 1024, 1025]),
+        ("mode", [-1, 0, 2, 3]),
+        ("view_batch_size", [0, 1, 64, 65]),
+        ("stride", [0, 1, 1024, 1025, "auto", "fast"]),
+        ("mask_freeze", [-1, 0, 10000, 10001]),
+    ],
+)
+def test_the_schema_and_the_validator_agree_on_the_edges_of_every_integer_bound(webui, field, values):
+    """The schema route promises to refuse exactly what a generation refuses."""
+    from lib_fusion.arguments.args import FusionArgs
+
+    schema = route(webui, "GET", "schema")()
+    for value in values:
+        fields = {"enabled": True, "model": "expert", "method": "regions" if field in ("window", "stride", "view_batch_size") else "snb"}
+        fields[field] = value
+        try:
+            FusionArgs.parse(fields)
+            accepted = True
+        except ValueError:
+            accepted = False
+        try:
+            jsonschema.validate({field: value}, schema)
+            valid = True
+        except jsonschema.ValidationError:
+            valid = False
+        assert valid == accepted, (field, value, "schema", valid, "validator", accepted)
+
