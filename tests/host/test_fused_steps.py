@@ -71,3 +71,19 @@ def test_the_img2img_tabs_schedule_label_counts_the_steps_the_strength_leaves(we
     assert len(predicted) == len(seen) and max(abs(a - b) for a, b in zip(predicted, seen)) <= 1.0
     line = schedule_words.describe(600, 2, predicted, sampler, strength)
     assert ("a generation would be refused" in line) == (max(seen) <= 600)
+
+
+@pytest.mark.parametrize("mask", ["hard", "mean"])
+def test_a_byte_copy_of_the_active_checkpoint_with_the_same_prompts_gives_the_plain_image(webui, mask):
+    """Two identical models fused on every step: their saliencies tie everywhere (hard: A wins
+    every tie; mean: the mean of two equal predictions), so the image is the plain one, bit for
+    bit, on every host (plain prompts: no AND sub-prompts, whose weights Forge averages its own way)."""
+    from modules import sd_models
+
+    (webui.models / "twin.safetensors").write_bytes((webui.models / "general.safetensors").read_bytes())
+    sd_models.list_models()
+    plain = webui.latents(None, extension=False, steps=4, batch_size=2)
+    p = webui.processing({"enabled": True, "model": "twin", "fusion_selection": "0,1,1", "mask": mask}, steps=4, batch_size=2)
+    fused = torch.stack(processing.process_images(p).latents)
+    assert p.model_fusion_run.stats.fused_steps == 4 and p.model_fusion_run.stats.fusion_runs == 4
+    assert torch.equal(fused, plain)

@@ -71,7 +71,7 @@ def test_image_i_of_a_fused_batch_equals_its_seed_alone(sampler, kind, method):
     fields = {"sampler_name": sampler[0], "scheduler": sampler[1], "prompt": PROMPT, "seed": 30}
     route = "txt2img"
     if kind == "hires":
-        fields.update(enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.6, **forge_hires())
+        fields.update(enable_hr=True, hr_scale=1.5, hr_upscaler=hires_upscaler(), denoising_strength=0.6, **forge_hires())
     if kind == "img2img":
         init = generate(**{**fields, "seed": 1}).json()["images"][0]
         fields.update(init_images=[init], denoising_strength=0.8)
@@ -87,6 +87,13 @@ def test_image_i_of_a_fused_batch_equals_its_seed_alone(sampler, kind, method):
         # mask can pick the other model for one latent pixel, which changes its 8x8 block of
         # the image and no other: at most 1 % of the blocks may differ by more.
         assert flipped_blocks(image, alone) <= 0.01, f"image {i} depends on the batch around it"
+
+
+def hires_upscaler() -> str:
+    """The WebUI's first latent upscaler ("Latent" on AUTOMATIC1111 and Forge); Forge Neo has
+    none, and its image upscaler "None" resizes."""
+    modes = requests.get(f"{URL}/sdapi/v1/latent-upscale-modes", timeout=60).json()
+    return modes[0]["name"] if modes else "None"
 
 
 def forge_hires() -> dict:
