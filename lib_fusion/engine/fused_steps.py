@@ -60,15 +60,15 @@ def window_missed(args: FusionArgs, seen: list[float], planned: bool = False) ->
     )
     advice = suggested_v1(args, seen)
     if advice is not None:
-        new_v1, count = advice
-        text += f'; fusion_selection "{format_fusion_selection(new_v1, kg, ke)}" fuses {count} of these steps'
+        new_v1, fused = advice
+        text += f'; fusion_selection "{format_fusion_selection(new_v1, kg, ke)}" fuses {fused} of these steps'
     return text + (" (or raise the denoising strength)" if args.mode == 2 else "")
 
 
 def suggested_v1(args: FusionArgs, seen: list[float]) -> tuple[float, int] | None:
     """A v1 that fuses about the share of these steps the user's window meant of the whole
     denoising (mode 2: the first ``(1000 - v1) / 1000``; mode 1: the last ``v1 / 1000``), and
-    how many it fuses; None for mode 0."""
+    how many it fuses; None for mode 0, or when no v1 fuses any of these steps."""
     v1 = args.selection[0]
     if args.mode not in (1, 2):
         return None

@@ -22,7 +22,7 @@ SDXL_TEXT_ENCODER_PREFIX = "conditioner."
 
 
 def _sd_models() -> Any:
-    return host_module("modules.sd_models", "to list and find checkpoints")
+    return host_module("modules.sd_models", "to list, find and read checkpoints")
 
 
 def checkpoint_titles() -> list[str]:
@@ -150,7 +150,7 @@ def active_config() -> Any:
     from omegaconf import OmegaConf
 
     config = OmegaConf.load(shared.sd_model.used_config)
-    host_module("modules.sd_models", "to read the active model's config").repair_config(config)
+    _sd_models().repair_config(config)
     return config
 
 

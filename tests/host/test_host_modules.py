@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.code_imports import imported_modules
+
 ROOT = Path(__file__).resolve().parents[2]
 CORE = {"modules.shared", "modules.scripts", "modules.script_callbacks"}
 """What every WebUI that runs scripts has: imported at the top of the script and the host package."""
@@ -30,13 +32,8 @@ def _sources() -> list[Path]:
 
 def _imported(node: ast.AST) -> list[str]:
     """The host modules an import statement names (``from modules import a, b`` names both)."""
-    if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names if alias.name.split(".")[0] in HOST_PACKAGES]
-    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in HOST_PACKAGES:
-        if node.module in HOST_PACKAGES:
-            return [f"{node.module}.{alias.name}" for alias in node.names]
-        return [node.module]
-    return []
+    named = imported_modules(node, lambda name: name.rpartition(".")[0] in HOST_PACKAGES)
+    return [name for name in named if name.split(".")[0] in HOST_PACKAGES and name not in HOST_PACKAGES]
 
 
 def named_host_modules() -> set[str]:
@@ -74,6 +71,8 @@ CHECK = r"""
 import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 from pathlib import Path
+
+from tests.code_imports import imported_modules
 import tempfile
 import torch
 from modules import script_callbacks, shared

@@ -12,6 +12,8 @@ import ast
 import sys
 from pathlib import Path
 
+from tests.code_imports import imported_modules
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "lib_fusion"
 MAY_IMPORT = {
@@ -39,17 +41,7 @@ def wing(name: str) -> str:
 def imports_of(path: Path) -> set[str]:
     """Every module the file imports, ``from package import name`` counted as ``package.name``
     when that names a module of ours."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            for alias in node.names:
-                candidate = f"{node.module}.{alias.name}"
-                if candidate in MODULES:
-                    found.add(candidate)
-    return found
+    return {name for node in ast.walk(ast.parse(path.read_text(), str(path))) for name in imported_modules(node, MODULES.__contains__)}
 
 
 FILES = sorted(PACKAGE.rglob("*.py"))
