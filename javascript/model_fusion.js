@@ -80,9 +80,12 @@ const modelFusionEditor = (() => {
         let selected = -1;
         let drag = null;
 
+        function imageSize() {
+            return [Number(widthInput && widthInput.value) || 512, Number(heightInput && heightInput.value) || 512];
+        }
+
         function size() {
-            const width = Number(widthInput && widthInput.value) || 512;
-            const height = Number(heightInput && heightInput.value) || 512;
+            const [width, height] = imageSize();
             const cssWidth = Math.min(host.clientWidth || 512, 512);
             return [cssWidth, Math.round((cssWidth * height) / width)];
         }
@@ -112,6 +115,17 @@ const modelFusionEditor = (() => {
             context.clearRect(0, 0, w, h);
             context.fillStyle = "rgba(128, 128, 128, 0.15)";
             context.fillRect(0, 0, w, h);
+            // The image's outline and size: the canvas is the image, at its aspect ratio.
+            context.setLineDash([6, 4]);
+            context.strokeStyle = "rgba(128, 128, 128, 0.9)";
+            context.lineWidth = 2;
+            context.strokeRect(1, 1, w - 2, h - 2);
+            context.setLineDash([]);
+            const [imageWidth, imageHeight] = imageSize();
+            const sizeText = `${imageWidth} × ${imageHeight}`;
+            context.font = "12px sans-serif";
+            context.fillStyle = "rgba(128, 128, 128, 0.9)";
+            context.fillText(sizeText, w - context.measureText(sizeText).width - 6, h - 6);
             regions.forEach((region, i) => {
                 const model = region.model === "active" ? "active" : "fusion";
                 context.fillStyle = COLOURS[model];
@@ -206,8 +220,31 @@ const modelFusionEditor = (() => {
         draw();
     }
 
+    // The accordion's status and checkpoint lists are built with the page: its hidden sync
+    // button brings them up to date once the page has loaded, and whenever a generation ends
+    // (the WebUI then rewrites the tab's infotext).
+    function followGenerations(tab) {
+        const app = gradioApp();
+        const sync = () => {
+            const button = app.querySelector(`#script_${tab}_model_fusion_sync`);
+            if (button) button.click();
+        };
+        const info = app.querySelector(`#html_info_${tab}`);
+        if (!info || info.dataset.modelFusion) return;
+        info.dataset.modelFusion = "1";
+        let pending = null;
+        new MutationObserver(() => {
+            clearTimeout(pending);
+            pending = setTimeout(sync, 300);
+        }).observe(info, {childList: true, subtree: true, characterData: true});
+        sync();
+    }
+
     if (typeof onUiLoaded === "function") {
-        onUiLoaded(() => ["txt2img", "img2img"].forEach(attach));
+        onUiLoaded(() => ["txt2img", "img2img"].forEach((tab) => {
+            attach(tab);
+            followGenerations(tab);
+        }));
     }
     return {clampBox, hitTest, dragBox, boxFromPoints, parseRegions};
 })();

@@ -228,6 +228,13 @@ CASES = [
         ["models[0].model: fusion checkpoint 'other-sdxl", "not of the active checkpoint's family"],
     ),
     ("models: a repeat", snb(models=[{"model": "expert.safetensors"}]), {}, None, ["models[0].model", "listed twice (also as model)"]),
+    (
+        "models: a repeat, model empty",
+        {"enabled": True, "models": [{"model": "expert"}, {"model": "artist"}, {"model": "expert.safetensors"}]},
+        {},
+        allow_two_checkpoints,
+        ["models[2].model", "listed twice (also as models[0])"],
+    ),
     ("models: the active one", snb(models=[{"model": "general"}]), {}, None, ["models[0].model", "is the active checkpoint, model A"]),
     ("models: none", {"enabled": True, "models": []}, {}, None, ["model: choose a fusion checkpoint"]),
     ("models: a hundred", snb(models=[{"model": "artist"}] * 100), {}, None, ["100 checkpoints; at most 7"]),

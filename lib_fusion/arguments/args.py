@@ -11,9 +11,20 @@ import math
 from typing import Any, List, Literal, Sequence
 
 try:
-    from pydantic.v1 import BaseModel, Extra, Field, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
+    from pydantic.v1 import (
+        BaseModel,
+        Extra,
+        Field,
+        PrivateAttr,
+        StrictBool,
+        StrictInt,
+        StrictStr,
+        ValidationError,
+        root_validator,
+        validator,
+    )
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
-    from pydantic import BaseModel, Extra, Field, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
+    from pydantic import BaseModel, Extra, Field, PrivateAttr, StrictBool, StrictInt, StrictStr, ValidationError, root_validator, validator
 
 from lib_fusion.arguments.argument_messages import describe
 from lib_fusion.arguments.echo import cut, shown
@@ -147,9 +158,23 @@ class FusionArgs(BaseModel):
         maxLength=MAX_MODEL_NAME,
     )
 
+    _first_from_models: bool = PrivateAttr(False)
+    """``model`` was empty and ``models[0]`` moved there (:meth:`_first_of_the_models`)."""
+
     class Config:
         extra = Extra.forbid
         allow_mutation = False
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._first_from_models = bool(self.model) and not str(data.get("model") or "").strip()
+
+    def fusion_checkpoint_place(self, index: int | None = None) -> str:
+        """Where the user wrote fusion checkpoint ``index`` of :attr:`models` (None: the first,
+        :attr:`model`): its position as written, before the list's first entry moved to ``model``."""
+        if index is None:
+            return "models[0]" if self._first_from_models else "model"
+        return f"models[{index + self._first_from_models}]"
 
     @validator("background")
     def _valid_background(cls, value: str) -> str:

@@ -49,5 +49,24 @@ def one_model_throughout(method: str, mode: int, solo: str, guidance_weight: flo
     return None
 
 
+def inert_at_cfg_scale(method: str, mask: str, scale: float) -> str | None:
+    """Why a sampling pass at this CFG scale leaves the method nothing to act on, or None.
+    SNB's saliency is each model's CFG response ``s (c - u)`` (MagicFusion, equation 3): at
+    ``s = 0`` every map is flat and A wins every tie (``soft``: one half everywhere, no
+    saliency either). Base uncond swaps CFG's negative branch, and ``u + 1 (c - u)`` is ``c``
+    whoever's ``u`` it is."""
+    if method == "snb" and mask != "mean" and scale == 0:
+        return (
+            "SNB picks each pixel by the checkpoints' CFG responses, which are zero at CFG scale 0, so model A would win "
+            "every pixel; raise the CFG scale, or choose mask 'mean' to average the two predictions"
+        )
+    if method == "base_uncond" and scale == 1:
+        return (
+            "base uncond replaces the negative branch of CFG, and at CFG scale 1 CFG has none: the image would be "
+            "model A's positive prediction alone; raise the CFG scale, or choose another method"
+        )
+    return None
+
+
 ACTIVE_ALONE, FUSION_ALONE = "active", "fusion"
 """Which checkpoint runs every step of a generation that fuses none (:func:`one_model_throughout`)."""

@@ -34,8 +34,9 @@ def never_fused(args: FusionArgs, stats: Stats) -> str | None:
         return window_missed(args, seen)
     for index, entry in enumerate(args.models):
         if stats.more_runs[entry.model] == 0:
+            place = args.fusion_checkpoint_place(index)
             return (
-                f"{TITLE}: models[{index}].model {entry.model!r} joined no fused step: its window {entry.window} holds none of "
+                f"{TITLE}: {place}.model {entry.model!r} joined no fused step: its window {entry.window} holds none of "
                 f"the fused steps (t = {max(fused):.0f} down to {min(fused):.0f}), so the image would not be fused by it and "
                 "was not kept; widen its window or leave it out"
             )
@@ -76,7 +77,10 @@ def suggested_v1(args: FusionArgs, seen: list[float]) -> tuple[float, int] | Non
     count = max(1, round(share * len(seen)))
     if args.mode == 2:  # fuse while t > v1: just below the count-th highest step
         new_v1 = max(0.0, math.floor(sorted(seen, reverse=True)[count - 1]) - 1.0)
-    else:  # fuse when t <= v1: at the count-th lowest step (v1 = 0 fuses nothing: at least 1)
-        new_v1 = min(1000.0, max(1.0, float(math.ceil(sorted(seen)[count - 1]))))
+    else:  # fuse when t <= v1: at the count-th lowest step
+        ordered = sorted(seen)
+        new_v1 = min(1000.0, float(math.ceil(ordered[count - 1])))
+        if new_v1 <= 0.0:  # v1 = 0 puts every step above it (is_above): one just above t = 0 fuses that step alone
+            new_v1 = ordered[count] / 2 if count < len(ordered) else 0.5
     fused = sum(is_fused(t, new_v1, args.mode) for t in seen)
     return (new_v1, fused) if fused else None

@@ -13,6 +13,7 @@ import torch
 
 from lib_fusion.engine.region_pass import RegionLayout
 from lib_fusion.fusion.denoise import Conditioning, CondsList, ModelFn
+from lib_fusion.fusion.guidance import CfgRule
 from lib_fusion.fusion.snb import MaskMemory
 
 ConditioningFn = Callable[["HostStep"], Conditioning]
@@ -66,6 +67,8 @@ class SamplingPass:
     sigma_to_t: Callable[[torch.Tensor], float]
     units: str
     max_rows: int | None
+    cfg_rule: CfgRule = "sum"
+    """How the host combines ``AND`` sub-prompts in its CFG (Forge: ``weighted_mean``)."""
     regions: RegionSource | None = None
     more_roles: list[Role] = field(default_factory=list)
     """SNB's further fusion checkpoints (``args.models``, in order): name, callable, conditioning."""

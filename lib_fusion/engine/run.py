@@ -359,6 +359,7 @@ def _inputs(step: HostStep, sampling_pass: SamplingPass) -> StepInput:
         cfg_scale=step.cfg_scale,
         units=sampling_pass.units,
         max_rows=sampling_pass.max_rows,
+        cfg_rule=sampling_pass.cfg_rule,
     )
 
 

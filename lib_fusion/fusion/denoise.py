@@ -16,7 +16,7 @@ import torch
 
 from lib_fusion.fusion import snb
 from lib_fusion.fusion.conds import Cond, cat_conds, pick, row_count, take_rows, token_width
-from lib_fusion.fusion.guidance import base_uncond, combine, cross_model_guidance, difference_map
+from lib_fusion.fusion.guidance import CfgRule, base_uncond, combine, cross_model_guidance, difference_map
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Cond, torch.Tensor], torch.Tensor]
 """(x rows, sigma rows, text cond rows, image cond rows) -> model output rows."""
@@ -85,6 +85,8 @@ class StepInput:
     """What the model callables return: eps (timestep samplers) or denoised x0 (k-diffusion)."""
     max_rows: int | None = None
     """Rows per model call (None: all in one call, the WebUI's ``batch_cond_uncond``)."""
+    cfg_rule: CfgRule = "sum"
+    """The host's CFG combine (:data:`lib_fusion.fusion.guidance.CfgRule`)."""
 
 
 def image_input(step: StepInput, image: int) -> StepInput:
@@ -110,7 +112,7 @@ def guided(model: Model, step: StepInput) -> tuple[torch.Tensor, torch.Tensor]:
     ``u_i + sum_j (c_ij - u_i) * (w_ij * s)``.
     """
     cond_rows, uncond_out = rows(model, step)
-    return uncond_out, combine(uncond_out, cond_rows, model.conditioning.conds_list, step.cfg_scale)
+    return uncond_out, combine(uncond_out, cond_rows, model.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
 
 
 def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -190,9 +192,9 @@ def guidance_step(model_a: Model, model_b: Model, step: StepInput, weight: float
     rows, B on its cond rows only. Returns the prediction and ``|D_A(c) - D_B(c)|`` (previews)."""
     cond_a, uncond_a = rows(model_a, step)
     cond_b, _ = rows(model_b, step, uncond=False)
-    guided_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, step.cfg_scale)
-    positive_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, 1.0)
-    positive_b = combine(uncond_a, cond_b, model_b.conditioning.conds_list, 1.0)
+    guided_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
+    positive_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, 1.0, step.cfg_rule)
+    positive_b = combine(uncond_a, cond_b, model_b.conditioning.conds_list, 1.0, step.cfg_rule)
     return cross_model_guidance(guided_a, positive_a, positive_b, weight), difference_map(positive_a, positive_b)
 
 
@@ -201,7 +203,7 @@ def base_uncond_step(model_a: Model, model_b: Model, step: StepInput) -> torch.T
     (:func:`lib_fusion.fusion.guidance.base_uncond`): A on its cond rows only, B on its uncond rows only."""
     cond_a, _ = rows(model_a, step, uncond=False)
     _, uncond_b = rows(model_b, step, cond=False)
-    return base_uncond(uncond_b, cond_a, model_a.conditioning.conds_list, step.cfg_scale)
+    return base_uncond(uncond_b, cond_a, model_a.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
 
 
 def response_of_b(

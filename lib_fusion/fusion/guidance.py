@@ -8,19 +8,34 @@ image i has an unconditional prediction ``u_i`` and one conditional row ``c_ij``
 
 Every rule is affine in the predictions, so it holds alike for eps (timestep samplers) and
 for denoised x0 (k-diffusion samplers, ``x0 = x - sigma eps`` at one x and sigma).
+
+Forge computes the same combine in another order (:data:`CfgRule`); each host's rule is
+followed operation for operation, so that a rule which reduces to plain CFG gives the host's
+plain image bit for bit.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 
 CondsList = list[list[tuple[int, float]]]
+CfgRule = Literal["sum", "weighted_mean"]
+"""How the host combines ``AND`` sub-prompts. ``sum``: AUTOMATIC1111's ``combine_denoised``,
+each sub-prompt's difference added to the uncond. ``weighted_mean``: Forge's
+``sampling_function``, the sub-prompts averaged by weight, the difference scaled by CFG and
+by the weights' sum, and CFG 1 served by the cond alone. Equal in exact arithmetic (but at
+CFG 1 with weights not summing to 1, where Forge's shortcut drops ``u (1 - sum w)``)."""
 
 
-def combine(uncond: torch.Tensor, cond_rows: torch.Tensor, conds_list: CondsList, scale: float) -> torch.Tensor:
-    """``u_i + sum_j (c_ij - u_i) (w_ij s)``: the WebUI's CFG combine, operation for operation
+def combine(uncond: torch.Tensor, cond_rows: torch.Tensor, conds_list: CondsList, scale: float, rule: CfgRule = "sum") -> torch.Tensor:
+    """``u_i + sum_j (c_ij - u_i) (w_ij s)``: the host's CFG combine, operation for operation
     (so a rule that reduces to it reduces to the plain image bit for bit). ``cond_rows`` are in
     the order of ``conds_list``: image after image, sub-prompt after sub-prompt."""
+    if rule == "weighted_mean":
+        return _forge_combine(uncond, cond_rows, conds_list, scale)
     if all(len(conds) == 1 for conds in conds_list) and len({conds[0][1] for conds in conds_list}) == 1:
         # One sub-prompt per image, one weight (the usual prompt): one operation over the batch.
         return uncond + (cond_rows[: len(conds_list)] - uncond) * (conds_list[0][0][1] * scale)
@@ -29,6 +44,40 @@ def combine(uncond: torch.Tensor, cond_rows: torch.Tensor, conds_list: CondsList
         for image, row, length in spans:
             result[image : image + length] += (cond_rows[row : row + length] - uncond[image : image + length]) * (weight * scale)
     return result
+
+
+def _forge_combine(uncond: torch.Tensor, cond_rows: torch.Tensor, conds_list: CondsList, scale: float) -> torch.Tensor:
+    """Forge's combine: images that share their sub-prompts' weights (the usual batch of one
+    prompt) as one batch, as Forge runs them; others image by image."""
+    weights = [tuple(weight for _, weight in conds) for conds in conds_list]
+    if len(set(weights)) == 1:
+        return _weighted_mean(uncond, cond_rows.unflatten(0, (len(conds_list), len(weights[0]))), weights[0], scale)
+    parts, start = [], 0
+    for image, image_weights in enumerate(weights):
+        sub_prompts = cond_rows[start : start + len(image_weights)].unsqueeze(0)
+        parts.append(_weighted_mean(uncond[image : image + 1], sub_prompts, image_weights, scale))
+        start += len(image_weights)
+    return torch.cat(parts)
+
+
+def _weighted_mean(uncond: torch.Tensor, sub_prompts: torch.Tensor, weights: tuple[float, ...], scale: float) -> torch.Tensor:
+    """Forge's ``calc_cond_uncond_batch`` and ``sampling_function_inner`` on (images,
+    sub-prompts, ...) rows: ``c = sum_j w_j c_j / (1e-37 + sum_j w_j)``, accumulated from the
+    last sub-prompt to the first (Forge pops its batch in that order), then
+    ``u + (c - u) s [* sum w]``; at CFG 1 (Forge runs no uncond) ``c s [* sum w]``."""
+    one = torch.ones((), dtype=uncond.dtype, device=uncond.device)
+    total, summed = one * 1e-37, torch.zeros_like(uncond)
+    for position in reversed(range(len(weights))):
+        mult = one * weights[position]
+        summed += sub_prompts[:, position] * mult
+        total += mult
+    positive = summed / total
+    without_uncond = math.isclose(scale, 1.0)
+    difference = (positive if without_uncond else positive - uncond) * scale
+    strength = sum(weights)
+    if not math.isclose(strength, 1.0):
+        difference = difference * strength
+    return difference if without_uncond else uncond + difference
 
 
 def _terms(conds_list: CondsList) -> dict[tuple[int, float], list[tuple[int, int, int]]]:
@@ -62,7 +111,9 @@ def cross_model_guidance(guided_a: torch.Tensor, positive_a: torch.Tensor, posit
     return guided_a + (positive_a - positive_b) * (weight - 1.0)
 
 
-def base_uncond(uncond_b: torch.Tensor, cond_rows_a: torch.Tensor, conds_list_a: CondsList, scale: float) -> torch.Tensor:
+def base_uncond(
+    uncond_b: torch.Tensor, cond_rows_a: torch.Tensor, conds_list_a: CondsList, scale: float, rule: CfgRule = "sum"
+) -> torch.Tensor:
     """The negative branch from model B, the positive from model A ("Unconditional Priors
     Matter", 2025)::
 
@@ -71,7 +122,7 @@ def base_uncond(uncond_b: torch.Tensor, cond_rows_a: torch.Tensor, conds_list_a:
     that is the WebUI's combine with B's unconditional prediction in place of A's. A's own
     uncond row is not needed. With B = A it is plain CFG.
     """
-    return combine(uncond_b, cond_rows_a, conds_list_a, scale)
+    return combine(uncond_b, cond_rows_a, conds_list_a, scale, rule)
 
 
 def difference_map(positive_a: torch.Tensor, positive_b: torch.Tensor) -> torch.Tensor:

@@ -233,7 +233,11 @@ def fuse_many(
         weights = torch.softmax(torch.stack(logs), dim=0)
     else:
         raise ValueError(f"mask must be 'hard', 'soft' or 'mean', got {rule!r}")
-    prediction = sum(weight.to(eps.dtype) * eps for weight, eps in zip(weights, guided))
+    # sum_m w_m x_m written as x_0 + sum_{m>0} w_m (x_m - x_0) (the weights sum to 1): models
+    # that agree add exact zeros, so copies of A give A's prediction bit for bit.
+    prediction = guided[0]
+    for weight, eps in zip(weights[1:], guided[1:]):
+        prediction = prediction + weight.to(eps.dtype) * (eps - guided[0])
     return FusedMany(prediction, weights.argmax(dim=0), weights)
 
 

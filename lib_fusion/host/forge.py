@@ -139,6 +139,7 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
         sigma_to_t=lambda s: float(predictor.timestep(s)[0]),
         units="x0",
         max_rows=None,
+        cfg_rule="weighted_mean",
         regions=regions,
         more_roles=more_roles,
         region_fns=region_fns,

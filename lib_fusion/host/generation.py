@@ -13,7 +13,7 @@ from lib_fusion.arguments import masks
 from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.arguments.echo import shown
 from lib_fusion.arguments.infotext import KEYS, STRIDE_USED, to_infotext
-from lib_fusion.arguments.methods import ACTIVE_ALONE, TWO_MODEL_METHODS, fusion_prompts_read, one_model_throughout
+from lib_fusion.arguments.methods import ACTIVE_ALONE, TWO_MODEL_METHODS, fusion_prompts_read, inert_at_cfg_scale, one_model_throughout
 from lib_fusion.arguments.region_args import KEYWORDS
 from lib_fusion.engine.fused_steps import window_missed
 from lib_fusion.engine.region_pass import make_layout, windows_of
@@ -39,6 +39,7 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
     run.preview_steps = preview_steps()
     try:
         _check_host(p, args)
+        _check_the_cfg_scale_lets_the_method_act(p, args)
         _check_img2img_reaches_the_window(p, args)
         if args.needs_fusion_checkpoint:
             run.model_info = resolve_checkpoint(args.model)
@@ -174,10 +175,10 @@ def _with_more_models(run: FusionRun, args: FusionArgs) -> FusionArgs:
     """SNB's further fusion checkpoints resolved through the WebUI's list (``run.more_infos``,
     their titles in the arguments); unknown ones, the active one and repeats fail naming the
     position."""
-    seen = {run.model_info.filename: "model"}
+    seen = {run.model_info.filename: args.fusion_checkpoint_place()}
     models = []
     for index, entry in enumerate(args.models):
-        place = f"models[{index}].model"
+        place = f"{args.fusion_checkpoint_place(index)}.model"
         info = resolve_at(entry.model, place)
         if is_active_checkpoint(info):
             raise FusionArgumentError(f"{TITLE}: {place}: {info.title!r} is the active checkpoint, model A already; list other checkpoints")
@@ -232,6 +233,18 @@ def _check_img2img_reaches_the_window(p: Any, args: FusionArgs) -> None:
     planned = step_timesteps(p.sampler_name, getattr(p, "scheduler", None), p.steps, p.denoising_strength)
     if planned and max(planned) + 1.0 < args.selection[0]:
         raise FusionArgumentError(window_missed(args, planned, planned=True))
+
+
+def _check_the_cfg_scale_lets_the_method_act(p: Any, args: FusionArgs) -> None:
+    """Refuse a method that no sampling pass's CFG scale lets act
+    (:func:`~lib_fusion.arguments.methods.inert_at_cfg_scale`). Forge's hires pass samples at
+    a CFG scale of its own (``hr_cfg``); AUTOMATIC1111's at the first pass's."""
+    scales = [float(p.cfg_scale)]
+    if getattr(p, "enable_hr", False) and hasattr(p, "hr_cfg"):
+        scales.append(float(p.hr_cfg))
+    reasons = [inert_at_cfg_scale(args.method, args.mask, scale) for scale in scales]
+    if all(reasons):
+        raise FusionArgumentError(f"{TITLE}: {reasons[0]}")
 
 
 def _check_host(p: Any, args: FusionArgs) -> None:

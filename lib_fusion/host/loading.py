@@ -81,7 +81,7 @@ def load_generation_models(run: FusionRun, family: Family, capacity: int) -> Non
         try:
             more[index] = family.load_checkpoint(info, run, capacity)
         except FusionModelError as error:
-            raise error.at(f"models[{index}].model") from None
+            raise error.at(f"{run.args.fusion_checkpoint_place(index)}.model") from None
     run.more_models = [more[index] for index in range(len(run.more_infos))]
     if run.model_info is not None:
         run.fusion_model = family.load_checkpoint(run.model_info, run, capacity)

@@ -31,8 +31,14 @@ def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any, strengt
             schedule_steps, kept = img2img_steps(count, float(strength))
         sampler = host_module("modules.sd_samplers").create_sampler(sampler_name, shared.sd_model)
         p = SimpleNamespace(
-            scheduler=scheduler or "Automatic", hr_scheduler=None, is_hr_pass=False, sampler_noise_scheduler_override=None,
-            extra_generation_params={}, denoising_strength=strength, steps=count, sd_model=shared.sd_model,
+            scheduler=scheduler or "Automatic",
+            hr_scheduler=None,
+            is_hr_pass=False,
+            sampler_noise_scheduler_override=None,
+            extra_generation_params={},
+            denoising_strength=strength,
+            steps=count,
+            sd_model=shared.sd_model,
         )  # fmt: skip (sd_model: Neo picks its Automatic schedule by the model's kind)
         with torch.no_grad():
             if hasattr(sampler, "get_sigmas"):

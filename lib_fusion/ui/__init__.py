@@ -1,2 +1,1 @@
-"""The accordion (gradio only): its controls, tables, words and presets. Reaches the WebUI through ``host``.
-"""
+"""The accordion (gradio only): its controls, tables, words and presets. Reaches the WebUI through ``host``."""

@@ -23,7 +23,7 @@ from lib_fusion.arguments.methods import TWO_MODEL_METHODS, USED_BY
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
 from lib_fusion.ui import presets, schedule_words
 from lib_fusion.ui.ui_models import models_controls
-from lib_fusion.ui.ui_regions import region_controls
+from lib_fusion.ui.ui_regions import background_choices, region_controls
 from lib_fusion.ui.ui_text import HINTS, status_line
 
 METHODS = tuple(USED_BY)
@@ -63,11 +63,14 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"), tooltip=HINTS["refresh"])
             unload = gr.Button(value="\u23cf", elem_classes=["tool"], elem_id=elem_id("unload"), tooltip=HINTS["unload"])
         status = gr.HTML(_status(left_out), elem_id=elem_id("status"))
+        # Clicked by javascript/model_fusion.js when a generation ends (and hidden by style.css):
+        # the status and the checkpoint lists then say what is held and listed now.
+        sync = gr.Button(value="sync", elem_id=elem_id("sync"), elem_classes=["model-fusion-hidden"])
         controls = {"enabled": enabled, "model": model, "method": method}
         with gr.Group(visible=defaults.method in TWO_MODEL_METHODS) as two_model_group:
-            two_model, guidance_row, friendly = _two_model_controls(defaults, elem_id, sampling or {})
+            two_model, guidance_row, friendly = _two_model_controls(defaults, elem_id, sampling or {}, model.value)
         with gr.Group(visible=defaults.method == "regions") as regions_group:
-            controls.update(region_controls(defaults, elem_id))
+            controls.update(region_controls(defaults, elem_id, offered))
         with gr.Row():
             compare = gr.Checkbox(
                 label="Compare: also A alone, B alone and a grid (two more samplings)", value=defaults.compare,
@@ -82,7 +85,10 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
 
     _wire_schedule(controls, friendly, sampling or {})
     _wire_presets(controls, friendly["preset"], friendly["preset_note"])
-    refresh.click(fn=lambda: _checkpoint_choices(), inputs=[], outputs=[model, status])
+    lists = [model, controls["background"], status]
+    refresh.click(fn=lambda *held: _checkpoint_choices(True, *held), inputs=lists[:2], outputs=lists)
+    sync.click(fn=lambda *held: _checkpoint_choices(False, *held), inputs=lists[:2], outputs=lists)
+    model.focus(fn=lambda *held: _checkpoint_choices(False, *held)[:2], inputs=lists[:2], outputs=lists[:2])
     unload.click(fn=_unload, inputs=[], outputs=[status])
     for control in (enabled, model, method):  # the status follows what the last generation loaded
         control.change(fn=lambda: _status(), inputs=[], outputs=[status])
@@ -100,10 +106,13 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
 
 
-def _two_model_controls(defaults: FusionArgs, elem_id: Any, sampling: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+def _two_model_controls(
+    defaults: FusionArgs, elem_id: Any, sampling: dict[str, Any], model: str
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """The preset, the fusion checkpoint's prompts, the schedule in words with kg and ke, and
     guidance's weight (SNB, guidance, base uncond). Returns the fields, the guidance row (its
-    visibility follows the method) and the controls that are not fields."""
+    visibility follows the method) and the controls that are not fields. ``model``: the
+    fusion checkpoint shown, which the schedule's line names as A or B."""
     v1, kg, ke = defaults.selection
     choice, share = schedule_words.words_of(v1, defaults.mode)
     preset_name = presets.matching(defaults.dict(), host.active_title())
@@ -130,7 +139,7 @@ def _two_model_controls(defaults: FusionArgs, elem_id: Any, sampling: dict[str, 
         kg_number = gr.Number(label="kg (A)", value=kg, step=0.1, scale=1, min_width=70, elem_id=elem_id("kg"), tooltip=HINTS["kg"])
         ke_number = gr.Number(label="ke (B)", value=ke, step=0.1, scale=1, min_width=70, elem_id=elem_id("ke"), tooltip=HINTS["ke"])
     tab = [getattr(sampling.get(key), "value", None) for key in TAB_KEYS if key in sampling]
-    first_label = _schedule_label((defaults.fusion_selection, defaults.mode, *tab), len(tab))
+    first_label = _schedule_label((defaults.fusion_selection, defaults.mode, defaults.solo, model, *tab), len(tab))
     schedule_note = gr.Markdown(first_label, elem_classes=["model-fusion-help"], elem_id=elem_id("schedule_note"))
     with gr.Row(visible=defaults.method == "guidance") as guidance_row:
         guidance_weight = gr.Slider(
@@ -195,7 +204,7 @@ def _wire_schedule(controls: dict[str, Any], friendly: dict[str, Any], sampling:
     for control in (fusion_selection, mode):
         control.change(fn=_words_from_numbers, inputs=[fusion_selection, mode, *words], outputs=words)
     tab_inputs = [sampling[key] for key in TAB_KEYS if key in sampling]
-    label_inputs = [fusion_selection, mode, *tab_inputs]
+    label_inputs = [fusion_selection, mode, controls["solo"], controls["model"], *tab_inputs]
     for control in label_inputs:
         control.change(
             fn=lambda *values: _schedule_label(values, len(tab_inputs)), inputs=label_inputs, outputs=[friendly["schedule_note"]]
@@ -279,18 +288,20 @@ TAB_KEYS = ("sampler", "scheduler", "steps", "strength")
 
 
 def _schedule_label(values: tuple[Any, ...], tab_inputs: int) -> str:
-    selection, mode, *tab = values
+    """Which checkpoints are A and B, then the schedule in words and the steps it fuses."""
+    selection, mode, solo, model, *tab = values
+    roles = schedule_words.roles(solo, host.active_title(), model or "")
     try:
         v1, _, _ = parse_fusion_selection(selection)
         mode_number = int(mode)
     except (TypeError, ValueError):
-        return "The schedule in Options does not parse; see fusion_selection."
+        return f"{roles} The schedule in Options does not parse; see fusion_selection."
     timesteps, sampler, strength = None, "", None
     if tab_inputs >= 3:
         sampler, scheduler, steps, *strength_given = tab
         strength = _number(strength_given[0]) if strength_given else None
         timesteps = host.step_timesteps(sampler, scheduler, steps, strength)
-    return schedule_words.describe(v1, mode_number, timesteps, sampler or "", strength)
+    return f"{roles} {schedule_words.describe(v1, mode_number, timesteps, sampler or '', strength)}"
 
 
 def _number(value: Any) -> float | None:
@@ -300,10 +311,16 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _checkpoint_choices() -> tuple[Any, str]:
-    host.refresh_checkpoints()
+def _checkpoint_choices(rescan: bool, model: str, background: str) -> tuple[Any, Any, str]:
+    """The fusion and background dropdowns' choices as the WebUI lists checkpoints now (after
+    a rescan of the folder when ``rescan``: the refresh button), and the status line. A list
+    that did not change is left alone (an open dropdown stays open)."""
+    if rescan:
+        host.refresh_checkpoints()
     offered, left_out = host.fusable_titles()
-    return gr.update(choices=offered), _status(left_out)
+    model_update = gr.update(choices=offered, value=model)
+    background_update = gr.update(choices=background_choices(offered), value=background)
+    return model_update, background_update, _status(left_out)
 
 
 def _status(left_out: list[tuple[str, str]] | None = None) -> str:

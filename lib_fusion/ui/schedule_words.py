@@ -59,6 +59,14 @@ def shows(choice: str, share: float, v1: float, mode: int) -> bool:
     return words_of(v1, mode) == (choice, round(float(share), 1))
 
 
+def roles(solo: str, active: str, fusion: str) -> str:
+    """Which checkpoint is model A (alone outside the fused part, kg) and which is B (ke)."""
+    active_text = f"the active checkpoint ({active})" if active else "the active checkpoint"
+    fusion_text = fusion or "the fusion checkpoint (none chosen)"
+    a, b = (fusion_text, active_text) if solo == "fusion" else (active_text, fusion_text)
+    return f"A = {a}, B = {b}."
+
+
 def describe(v1: float, mode: int, timesteps: list[float] | None, sampler: str = "", strength: float | None = None) -> str:
     """One line: the timestep range the window means and, when the step timesteps of the
     chosen sampler are known, which of its steps fuse. ``strength``: img2img's denoising

@@ -16,9 +16,10 @@ from lib_fusion.ui.ui_models import rows_of
 from lib_fusion.ui.ui_text import HINTS
 
 
-def region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
-    """The region editor (canvas, table, mask upload) around one JSON value, and the panorama
-    settings. ``javascript/model_fusion.js`` draws the canvas and writes the JSON."""
+def region_controls(defaults: FusionArgs, elem_id: Any, offered: list[str]) -> dict[str, Any]:
+    """The region editor (canvas, table, mask upload) around one JSON value, the panorama
+    settings and the background's checkpoint (``offered``: the fusion dropdown's choices).
+    ``javascript/model_fusion.js`` draws the canvas and writes the JSON."""
     gr.HTML(
         f'<div id="{elem_id("canvas")}" class="model-fusion-canvas"></div>'
         "<p class='model-fusion-help'>Drag on the canvas to add a box, drag a box to move it, its corner to resize; "
@@ -72,9 +73,11 @@ def region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
             label="360° wrap (seamless panorama)", value=defaults.circular, elem_id=elem_id("circular"), tooltip=HINTS["circular"]
         )
 
-    background = gr.Textbox(
-        label="Background checkpoint (the main prompt): active, fusion or a checkpoint's title", value=defaults.background,
-        elem_id=elem_id("background"), tooltip=HINTS["background"],
+    # A list like every other checkpoint choice; a pasted name outside it (a hash, a file not
+    # listed yet) is kept as written, and the generation resolves or refuses it.
+    background = gr.Dropdown(
+        label="Background checkpoint (the main prompt)", choices=background_choices(offered), value=defaults.background,
+        allow_custom_value=True, elem_id=elem_id("background"), tooltip=HINTS["background"],
     )  # fmt: skip
     table.change(fn=_json_from_table, inputs=[table, regions], outputs=[regions])
     regions.change(fn=_table_from_json, inputs=[regions, table], outputs=[table])
@@ -89,6 +92,11 @@ def region_controls(defaults: FusionArgs, elem_id: Any) -> dict[str, Any]:
         "windows": windows,
         "background": background,
     }
+
+
+def background_choices(offered: list[str]) -> list[str]:
+    """The background's choices: the two roles, then the checkpoints the fusion dropdown offers."""
+    return ["active", "fusion", *offered]
 
 
 def _json_from_table(rows: Any, current: str) -> Any:

@@ -54,20 +54,19 @@ HINTS: dict[str, str] = {
 """Hover hint of each control, by field name (or control name for those that are not fields)."""
 
 
+def _held_entry(entry: dict[str, Any]) -> str:
+    parts = " + ".join(entry.get("parts") or ["unet"])
+    return f"{html.escape(str(entry['title']))} ({parts}, {(entry.get('bytes') or 0) / 2**30:.2f} GiB)"
+
+
 def status_line(loaded: dict[str, Any] | None, left_out: list[tuple[str, str]]) -> str:
-    """HTML of one line: which fusion checkpoint is in memory and how much, and how many
-    checkpoints the dropdown leaves out (why, on hover)."""
+    """HTML of one line: every fusion checkpoint held in memory (the most recently used first)
+    with its parts and size, and how many checkpoints the dropdown leaves out (why, on hover)."""
     if loaded:
-        size = loaded.get("bytes") or 0
-        parts = " + ".join(loaded.get("parts") or ["unet"])
-        text = f"Loaded: {html.escape(str(loaded['title']))} ({parts}, {size / 2**30:.2f} GiB)"
-        others = (loaded.get("held") or [])[:-1]
-        if others:
-            total = sum(entry.get("bytes") or 0 for entry in others)
-            names = "&#10;".join(html.escape(str(entry["title"]), quote=True) for entry in others)
-            text += f' <span title="{names}">+ {len(others)} more ({total / 2**30:.2f} GiB)</span>'
+        held = loaded.get("held") or [loaded]
+        text = "Held in memory: " + ", ".join(map(_held_entry, reversed(held)))
     else:
-        text = "No fusion checkpoint loaded; it loads with the first fused generation."
+        text = "No fusion checkpoint held; one loads with the first fused generation."
     if left_out:
         why = "&#10;".join(html.escape(f"{title}: {reason}", quote=True) for title, reason in left_out)
         plural = "s" if len(left_out) > 1 else ""

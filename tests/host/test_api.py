@@ -114,4 +114,3 @@ def test_the_schema_and_the_validator_agree_on_the_edges_of_every_integer_bound(
         except jsonschema.ValidationError:
             valid = False
         assert valid == accepted, (field, value, "schema", valid, "validator", accepted)
-

@@ -73,17 +73,93 @@ def test_the_img2img_tabs_schedule_label_counts_the_steps_the_strength_leaves(we
     assert ("a generation would be refused" in line) == (max(seen) <= 600)
 
 
-@pytest.mark.parametrize("mask", ["hard", "mean"])
-def test_a_byte_copy_of_the_active_checkpoint_with_the_same_prompts_gives_the_plain_image(webui, mask):
-    """Two identical models fused on every step: their saliencies tie everywhere (hard: A wins
-    every tie; mean: the mean of two equal predictions), so the image is the plain one, bit for
-    bit, on every host (plain prompts: no AND sub-prompts, whose weights Forge averages its own way)."""
+TWIN_METHODS = [
+    {"mask": "hard"},
+    {"mask": "soft"},
+    {"mask": "mean"},
+    {"method": "guidance", "guidance_weight": 2.5},
+    {"method": "base_uncond"},
+]
+PROMPTS = ["a lion with a crown", "a lion :0.7 AND a crown :0.6", "a lion AND a crown AND gold :0.3"]
+
+
+def twins(webui, *names):
     from modules import sd_models
 
-    (webui.models / "twin.safetensors").write_bytes((webui.models / "general.safetensors").read_bytes())
+    for name in names:
+        (webui.models / f"{name}.safetensors").write_bytes((webui.models / "general.safetensors").read_bytes())
     sd_models.list_models()
-    plain = webui.latents(None, extension=False, steps=4, batch_size=2)
-    p = webui.processing({"enabled": True, "model": "twin", "fusion_selection": "0,1,1", "mask": mask}, steps=4, batch_size=2)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+@pytest.mark.parametrize("method", TWIN_METHODS, ids=lambda method: "-".join(map(str, method.values())))
+def test_a_byte_copy_of_the_active_checkpoint_with_the_same_prompts_gives_the_plain_image(webui, method, prompt):
+    """Two identical models fused on every step give the plain image, bit for bit, on every
+    host and with ``AND`` sub-prompts and their weights: SNB's saliencies tie everywhere (hard:
+    A wins every tie; soft and mean: B's share of a zero difference), guidance pushes by a zero
+    difference, base uncond's B's uncond is A's. The fusion redoes the host's CFG: AUTOMATIC1111
+    sums the sub-prompts' differences, Forge averages them by weight first."""
+    twins(webui, "twin")
+    plain = webui.latents(None, extension=False, steps=4, batch_size=2, prompt=prompt)
+    p = webui.processing({"enabled": True, "model": "twin", "fusion_selection": "0,1,1", **method}, steps=4, batch_size=2, prompt=prompt)
     fused = torch.stack(processing.process_images(p).latents)
     assert p.model_fusion_run.stats.fused_steps == 4 and p.model_fusion_run.stats.fusion_runs == 4
     assert torch.equal(fused, plain)
+
+
+@pytest.mark.parametrize("mask", ["hard", "soft", "mean"])
+def test_three_byte_copies_of_the_active_checkpoint_give_the_plain_image(webui, mask, monkeypatch):
+    """SNB over three models weighs each by a third (mean) or its share (soft): written as A
+    plus each other model's weighted difference from A, copies add exact zeros."""
+    from modules import shared
+
+    monkeypatch.setattr(shared.opts, "model_fusion_max_models", 2, raising=False)
+    twins(webui, "twin", "triplet")
+    prompt = PROMPTS[1]
+    plain = webui.latents(None, extension=False, steps=4, prompt=prompt)
+    fusion = {"enabled": True, "model": "twin", "models": [{"model": "triplet"}], "fusion_selection": "0,1,1", "mask": mask}
+    p = webui.processing(fusion, steps=4, prompt=prompt)
+    fused = torch.stack(processing.process_images(p).latents)
+    assert list(p.model_fusion_run.stats.more_runs.values()) == [4]
+    assert torch.equal(fused, plain)
+
+
+def test_on_forge_at_cfg_1_a_byte_copy_gives_the_plain_image(forge_webui):
+    """Forge serves CFG 1 by the cond alone (no uncond run): the fused copy does the same,
+    while its saliency is still measured against the uncond it runs itself."""
+    twins(forge_webui, "twin")
+    for prompt in PROMPTS:
+        plain = forge_webui.latents(None, extension=False, steps=4, cfg_scale=1.0, prompt=prompt)
+        fused = forge_webui.latents({"enabled": True, "model": "twin", "fusion_selection": "0,1,1"}, steps=4, cfg_scale=1.0, prompt=prompt)
+        assert torch.equal(fused, plain)
+
+
+@pytest.mark.parametrize(
+    ("method", "scale", "refusal"),
+    [
+        ({"mask": "hard"}, 0.0, "SNB picks each pixel by the checkpoints' CFG responses, which are zero at CFG scale 0"),
+        ({"mask": "soft"}, 0.0, "SNB picks each pixel by the checkpoints' CFG responses, which are zero at CFG scale 0"),
+        ({"method": "base_uncond"}, 1.0, "base uncond replaces the negative branch of CFG, and at CFG scale 1 CFG has none"),
+    ],
+)
+def test_a_cfg_scale_that_leaves_the_method_nothing_to_act_on_is_refused_before_anything_loads(webui, method, scale, refusal):
+    from lib_fusion.engine.models import CACHE
+
+    loads = CACHE.loads
+    p = webui.processing({**FUSION, **method}, steps=4, cfg_scale=scale)
+    with pytest.raises(ValueError, match=f"^Model Fusion: {re.escape(refusal)}"):
+        processing.process_images(p)
+    assert CACHE.loads == loads and p.model_fusion_run.stats.timesteps == []
+
+
+def test_the_cfg_scales_that_leave_a_method_something_to_act_on_fuse(webui):
+    """SNB's mean mask at CFG 0 averages the two unconds; base uncond at CFG 1 on Forge with a
+    hires pass at a CFG of its own fuses there."""
+    plain = webui.latents(None, extension=False, steps=4, cfg_scale=0.0)
+    p = webui.processing({**FUSION, "mask": "mean", "fusion_selection": "0,1,1"}, steps=4, cfg_scale=0.0)
+    assert not torch.equal(torch.stack(processing.process_images(p).latents), plain)
+    if webui.forge_family:
+        p = webui.processing({**FUSION, "method": "base_uncond", "fusion_selection": "0,1,1"}, steps=4, cfg_scale=1.0,
+                             enable_hr=True, hr_scale=1.5, hr_cfg=5.0, denoising_strength=0.6)  # fmt: skip
+        processing.process_images(p)
+        assert p.model_fusion_run.stats.fused_steps > 4

@@ -76,10 +76,14 @@ def test_every_control_has_a_hover_hint_and_the_status_line_says_what_is_loaded(
             assert field in HINTS, field
     for control in ("preset", "fuse", "share", "kg", "ke", "refresh", "unload", "table"):
         assert control in HINTS
-    line = status_line({"title": "expert.safetensors [9f56]", "parts": ["unet"], "bytes": 3 * 2**30}, [("xl.safetensors", "SDXL <UNet>")])
-    assert "Loaded: expert.safetensors [9f56] (unet, 3.00 GiB)" in line
+    expert = {"title": "expert.safetensors [9f56]", "parts": ["unet"], "bytes": 3 * 2**30}
+    line = status_line({**expert, "held": [expert]}, [("xl.safetensors", "SDXL <UNet>")])
+    assert "Held in memory: expert.safetensors [9f56] (unet, 3.00 GiB)" in line
     assert 'title="xl.safetensors: SDXL &lt;UNet&gt;"' in line and "1 checkpoint of another family not listed" in line
-    assert "No fusion checkpoint loaded" in status_line(None, [])
+    third = {"title": "third.safetensors", "parts": ["unet", "text_encoder"], "bytes": 2**30}
+    line = status_line({**expert, "held": [third, expert]}, [])  # least recently used first: the newest is named first
+    assert "Held in memory: expert.safetensors [9f56] (unet, 3.00 GiB), third.safetensors (unet + text_encoder, 1.00 GiB)" in line
+    assert "No fusion checkpoint held" in status_line(None, [])
 
 
 def test_the_words_on_screen_are_kept_while_they_mean_the_numbers():
@@ -92,3 +96,13 @@ def test_the_words_on_screen_are_kept_while_they_mean_the_numbers():
     # A pasted v1 with a decimal the slider cannot show is still what the words show.
     assert W.shows(W.FIRST, 39.5, 605.3, 2) and not W.shows(W.FIRST, 39.0, 605.3, 2)
     assert not W.shows(W.FIRST, 40, 600.0, 1)  # another mode: rewritten
+
+
+def test_the_schedule_line_says_which_checkpoint_is_a_and_which_is_b():
+    assert W.roles("active", "general.safetensors", "expert.safetensors") == (
+        "A = the active checkpoint (general.safetensors), B = expert.safetensors."
+    )
+    assert W.roles("fusion", "general.safetensors", "expert.safetensors") == (
+        "A = expert.safetensors, B = the active checkpoint (general.safetensors)."
+    )
+    assert W.roles("active", "", "") == "A = the active checkpoint, B = the fusion checkpoint (none chosen)."

@@ -97,3 +97,34 @@ def test_the_soft_mask_stays_finite_where_both_softmaxes_underflow():
     sal_a, sal_b = snb.saliency(ra), snb.saliency(rb)
     la, lb = snb.spatial_softmax(sal_a, 1.0), snb.spatial_softmax(sal_b, 1.3)
     assert torch.allclose(snb.saliency_mask(sal_a, sal_b, 1.0, 1.3, "soft"), lb / (la + lb), atol=1e-6)  # the same share
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(st.floats(0.1, 2), min_size=1, max_size=3), min_size=1, max_size=3),
+    st.sampled_from([0.0, 1.0, 3.0, 7.5]),
+    st.integers(0, 1000),
+)
+def test_forges_weighted_mean_is_the_same_cfg_as_automatic1111s_sum(weights, scale, seed):
+    """Forge averages the ``AND`` sub-prompts by weight and scales the difference by their sum;
+    AUTOMATIC1111 adds each weighted difference: the same ``u + s sum_j w_j (c_j - u)``, but at
+    CFG 1, where Forge runs no uncond and its shortcut gives ``sum_j w_j c_j``."""
+    g = torch.Generator().manual_seed(seed)
+    rows = sum(len(image) for image in weights)
+    uncond, cond_rows = torch.randn(len(weights), 4, 5, 5, generator=g), torch.randn(rows, 4, 5, 5, generator=g)
+    conds_list, row = [], 0
+    for image in weights:
+        conds_list.append([(row + j, weight) for j, weight in enumerate(image)])
+        row += len(image)
+    forge = guidance.combine(uncond, cond_rows, conds_list, scale, "weighted_mean")
+    expected = []
+    for i, conds in enumerate(conds_list):
+        if scale == 1.0:
+            expected.append(sum(weight * cond_rows[r] for r, weight in conds))
+        else:
+            expected.append(uncond[i] + scale * sum(weight * (cond_rows[r] - uncond[i]) for r, weight in conds))
+    expected = torch.stack(expected)
+    assert torch.allclose(forge, expected, rtol=1e-5, atol=1e-4 * (1 + float(expected.abs().max())))
+    if scale != 1.0:
+        automatic = guidance.combine(uncond, cond_rows, conds_list, scale)
+        assert torch.allclose(forge, automatic, rtol=1e-5, atol=1e-4 * (1 + float(expected.abs().max())))

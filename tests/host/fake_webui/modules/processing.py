@@ -1,5 +1,6 @@
 """process_images with the host's hook order and sampling passes (txt2img + hires, img2img)."""
 
+import flavour
 import numpy as np
 import torch
 from PIL import Image
@@ -102,8 +103,9 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def __init__(self, enable_hr=False, hr_scale=2.0, hr_second_pass_steps=0, hr_cfg=1.0, **kwargs):
         super().__init__(**kwargs)
         self.enable_hr, self.hr_scale, self.hr_second_pass_steps = enable_hr, hr_scale, hr_second_pass_steps
-        self.hr_cfg = hr_cfg
-        """Forge's hires CFG scale (its API's default 1: no negative prompt in the hires pass)."""
+        if flavour.HOST != "a1111":  # AUTOMATIC1111's hires pass samples at the first pass's CFG scale
+            self.hr_cfg = hr_cfg
+            """Forge's hires CFG scale (its API's default 1: no negative prompt in the hires pass)."""
 
     def init(self):
         pass

@@ -1,7 +1,6 @@
 """Forge's engines in outline (``backend/diffusion_engine``): the parts in ``forge_objects``,
 its two shallow copies, the prompt encoder and the VAE the WebUI calls."""
 
-
 import tiny_sd
 import torch
 
