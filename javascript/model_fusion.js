@@ -221,7 +221,7 @@ const modelFusionEditor = (() => {
     }
 
     // The accordion's status and checkpoint lists are built with the page: its hidden sync
-    // button brings them up to date once the page has loaded, and whenever a generation ends
+    // button brings them up to date whenever the accordion is opened and a generation ends
     // (the WebUI then rewrites the tab's infotext).
     function followGenerations(tab) {
         const app = gradioApp();
@@ -237,7 +237,8 @@ const modelFusionEditor = (() => {
             clearTimeout(pending);
             pending = setTimeout(sync, 300);
         }).observe(info, {childList: true, subtree: true, characterData: true});
-        sync();
+        const header = app.querySelector(`#model_fusion_${tab} .label-wrap`);
+        if (header) header.addEventListener("click", () => setTimeout(sync, 100));
     }
 
     if (typeof onUiLoaded === "function") {

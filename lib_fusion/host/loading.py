@@ -5,6 +5,9 @@ wrappers that let the WebUI's denoisers and prompt parser drive its UNet and tex
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
@@ -358,5 +361,19 @@ def needs_fusion_text_encoder(args: FusionArgs) -> bool:
 def unload() -> bool:
     """Free the cached fusion model (UI button, API route)."""
     freed = CACHE.unload()
-    host_module("modules.devices").torch_gc()
+    give_back_memory()
     return freed
+
+
+def give_back_memory() -> None:
+    """After checkpoints were freed: the device's cache emptied (the WebUI's ``torch_gc``) and
+    the C heap trimmed. glibc keeps large freed blocks in its arenas (its mmap threshold rises
+    after big frees), so without a trim the process's RSS stayed up to one fp32 UNet above its
+    level on a real AUTOMATIC1111 though no tensor was left (docs/troubleshooting.md)."""
+    host_module("modules.devices").torch_gc()
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # a C library without malloc_trim (musl): nothing to hand back
+        pass

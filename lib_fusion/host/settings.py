@@ -11,7 +11,7 @@ from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.engine.models import CACHE, FusionModelError
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.host.checkpoints import resolve_checkpoint
-from lib_fusion.host.loading import unload
+from lib_fusion.host.loading import give_back_memory, unload
 
 KEEP_LOADED = "model_fusion_keep_loaded"
 
@@ -48,7 +48,7 @@ def add_settings() -> None:
         1,
         "Checkpoints besides the active one kept in memory for fusion (1-8; least recently used freed first; a generation "
         "needing more is refused). In fp16 an SD1.5 UNet takes about 1.7 GB, an SDXL UNet 5.1 GB",
-        onchange=lambda: CACHE.shrink(max_models()),  # a lowered budget frees memory now, not at the next fusion
+        onchange=_shrink_cache,
         minimum=1,
         maximum=8,
         precision=0,
@@ -96,6 +96,12 @@ def _bounded_setting(key: str, default: int, low: int, high: int) -> int:
     except (TypeError, ValueError):
         return default
     return default if math.isnan(value) else int(max(low, min(high, value)))
+
+
+def _shrink_cache() -> None:
+    """A lowered budget frees memory now, not at the next fusion."""
+    CACHE.shrink(max_models())
+    give_back_memory()
 
 
 def release(run: FusionRun) -> None:
