@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from typing import Any, List, Literal, Sequence
 
 try:
@@ -28,7 +29,7 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
 
 from lib_fusion.arguments.argument_messages import describe
 from lib_fusion.arguments.echo import cut, shown
-from lib_fusion.arguments.methods import USED_BY
+from lib_fusion.arguments.fields import BOUNDS, INTEGER_FIELDS, METHODS, OUTPUT_FIELDS, USED_BY
 from lib_fusion.arguments.model_args import MAX_FUSION_MODELS, FusionModelArgs
 from lib_fusion.arguments.region_args import MAX_MODEL_NAME, RegionArgs, checkpoint_name, number
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
@@ -37,9 +38,6 @@ from lib_fusion.arguments.screening import json_list, screen
 TITLE = "Model Fusion"
 MAX_REGIONS = 16
 """Each region adds a model pass per view and step; more than this is refused up front."""
-MAX_VIEW_BATCH = 64
-MAX_GUIDANCE = 20.0
-MAX_STEPS = 10_000
 
 
 class FusionArgumentError(ValueError):
@@ -51,7 +49,7 @@ class FusionArgs(BaseModel):
 
     enabled: StrictBool = Field(False, description="Fuse this generation.")
     model: StrictStr = Field("", description="Fusion checkpoint: a title, name or hash the WebUI's checkpoint lookup resolves.")
-    method: Literal["snb", "regions", "guidance", "base_uncond"] = Field(
+    method: Literal[METHODS] = Field(  # type: ignore[valid-type] (a tuple of strings: Literal[...] of each)
         "snb",
         description="snb: saliency-aware noise blending (MagicFusion); regions: Region MultiDiffusion; guidance: guide A "
         "away from B (autoguidance); base_uncond: B's unconditional prediction under A's conditional one.",
@@ -64,7 +62,7 @@ class FusionArgs(BaseModel):
         description="The paper's ``v1,kg,ke``: window edge (DDPM timestep), A's and B's saliency factors.",
         pattern=r"^[^,]+,[^,]+,[^,]+$",
     )
-    mode: StrictInt = Field(2, description="0: A alone throughout; 1: fuse when t <= v1; 2: fuse while t > v1.", enum=[0, 1, 2])
+    mode: StrictInt = Field(2, description="0: A alone throughout; 1: fuse when t <= v1; 2: fuse while t > v1.", **BOUNDS["mode"].schema())
     saliency_uncond: Literal["solo", "own"] = Field("solo", description="B's guidance response against A's uncond (official) or its own.")
     text_encoder: Literal["solo", "own"] = Field(
         "solo", description="Both prompts through A's text encoder (official) or each model through its own."
@@ -83,26 +81,23 @@ class FusionArgs(BaseModel):
     bootstrapping: Any = Field(
         0.4,
         description="Regions method: fraction of the steps whose foreground passes are bootstrapped (official 20/50).",
-        type="number",
-        minimum=0,
-        maximum=1,
+        **BOUNDS["bootstrapping"].schema(),
     )
     window: StrictInt = Field(
         0,
         description="Regions method: view size in latent pixels; 0 = the model's native size (64 SD1/SD2, 128 SDXL).",
-        anyOf=[{"type": "integer", "enum": [0]}, {"type": "integer", "minimum": 8, "maximum": 1024}],  # as the validator decides
+        **BOUNDS["window"].schema(),
     )
     stride: Any = Field(
         8,
-        anyOf=[{"type": "integer", "minimum": 1, "maximum": 1024}, {"enum": ["auto"]}],
+        **BOUNDS["stride"].schema(),
         description="Regions method, overlapping windows: latent pixels between neighbouring views of a large canvas (1 to the "
         "window); auto: the largest that keeps every seam inside a second view (the infotext says which).",
     )
     view_batch_size: StrictInt = Field(
         4,
         description="Regions method: (view, region) passes per UNet call; changes speed and memory, never the image.",
-        minimum=1,
-        maximum=MAX_VIEW_BATCH,
+        **BOUNDS["view_batch_size"].schema(),
     )
     circular: StrictBool = Field(
         False, description="Regions method: wrap views round the left/right edge (seam-free 360-degree panoramas)."
@@ -120,19 +115,15 @@ class FusionArgs(BaseModel):
     guidance_weight: Any = Field(
         1.5,
         description="Guidance method: w in D_A(u) + s (D_A(c) - D_A(u)) + (w - 1) (D_A(c) - D_B(c)); 1 = plain CFG.",
-        type="number",
-        minimum=0,
-        maximum=MAX_GUIDANCE,
+        **BOUNDS["guidance_weight"].schema(),
     )
     mask_ema: Any = Field(
         0.0,
         description="SNB: decay of a moving average of the saliency maps over the steps (0 = off, the official per-step mask).",
-        type="number",
-        minimum=0,
-        exclusiveMaximum=1,
+        **BOUNDS["mask_ema"].schema(),
     )
     mask_freeze: StrictInt = Field(
-        0, description="SNB: keep the mask fixed after this many fused steps (0 = never).", minimum=0, maximum=MAX_STEPS
+        0, description="SNB: keep the mask fixed after this many fused steps (0 = never).", **BOUNDS["mask_freeze"].schema()
     )
     per_channel: StrictBool = Field(
         False, description="SNB: saliency, softmax and mask per latent channel (Face-diffuser) instead of their channel mean."
@@ -184,35 +175,17 @@ class FusionArgs(BaseModel):
     def _models_json(cls, value: Any) -> Any:
         return json_list(value, MAX_FUSION_MODELS, "checkpoints", "each adds two model passes per fused step")
 
-    @validator("guidance_weight", pre=True, always=True)
-    def _valid_guidance_weight(cls, value: Any) -> float:
-        weight = number(value)
-        if not 0 <= weight <= MAX_GUIDANCE:
-            raise ValueError(f"{shown(value)}: must be from 0 to {MAX_GUIDANCE:g} (1 = plain CFG)")
-        return weight
+    @validator("bootstrapping", "guidance_weight", "mask_ema", pre=True, always=True)
+    def _bounded_number(cls, value: Any, field: Any) -> float:
+        return BOUNDS[field.name].check(number(value), value)
 
-    @validator("mask_ema", pre=True, always=True)
-    def _valid_mask_ema(cls, value: Any) -> float:
-        decay = number(value)
-        if not 0 <= decay < 1:
-            raise ValueError(f"{shown(value)}: a decay from 0 (off) to below 1")
-        return decay
-
-    @validator("mask_freeze")
-    def _valid_mask_freeze(cls, value: int) -> int:
-        if not 0 <= value <= MAX_STEPS:
-            raise ValueError(f"{shown(value)}: a number of fused steps from 0 (never) to {MAX_STEPS}")
-        return value
+    @validator("mode", "window", "view_batch_size", "mask_freeze")
+    def _bounded_integer(cls, value: int, field: Any) -> int:
+        return BOUNDS[field.name].check(value)
 
     @validator("fusion_selection")
     def _valid_selection(cls, value: str) -> str:
         return format_fusion_selection(*parse_fusion_selection(value))
-
-    @validator("mode")
-    def _valid_mode(cls, value: int) -> int:
-        if value not in (0, 1, 2):
-            raise ValueError("must be 0 (no fusion), 1 (fuse when t <= v1) or 2 (fuse while t > v1)")
-        return value
 
     @validator("model")
     def _strip_model(cls, value: str) -> str:
@@ -222,34 +195,16 @@ class FusionArgs(BaseModel):
     def _regions_json(cls, value: Any) -> Any:
         return json_list(value, MAX_REGIONS, "regions", "each adds a model pass per view and step")
 
-    @validator("bootstrapping", pre=True, always=True)
-    def _valid_bootstrapping(cls, value: Any) -> float:
-        fraction = number(value)
-        if not 0 <= fraction <= 1:
-            raise ValueError(f"{shown(value)}: must be a fraction of the steps from 0 to 1")
-        return fraction
-
-    @validator("window")
-    def _valid_window(cls, value: int) -> int:
-        if value != 0 and not 8 <= value <= 1024:
-            raise ValueError(f"{shown(value)}: 0 (the model's native size) or 8 to 1024 latent pixels")
-        return value
-
     @validator("stride", pre=True, always=True)
     def _valid_stride(cls, value: Any, values: dict) -> int | str:
         if value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{shown(value)}: a whole number of latent pixels or auto")
-        window = values.get("window") or 1024
-        if not 1 <= value <= window:
-            raise ValueError(f"{shown(value)}: from 1 to the window size ({window} latent pixels)")
-        return value
-
-    @validator("view_batch_size")
-    def _valid_view_batch(cls, value: int) -> int:
-        if not 1 <= value <= MAX_VIEW_BATCH:
-            raise ValueError(f"{shown(value)}: from 1 to {MAX_VIEW_BATCH}")
+        bound = BOUNDS["stride"]
+        window = values.get("window") or bound.high
+        if not bound.low <= value <= window:
+            raise ValueError(f"{shown(value)}: from {bound.low:g} to the window size ({window:g} latent pixels)")
         return value
 
     @root_validator(skip_on_failure=True)
@@ -379,13 +334,22 @@ def _needs_fusion_checkpoint(values: dict) -> bool:
 
 FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)
 """Field order of the UI components and of positional API arguments."""
-OUTPUT_FIELDS = ("compare", "preview")
-"""What to return besides the image: not generation parameters, so not in the infotext."""
 REGION_FIELDS: tuple[str, ...] = tuple(RegionArgs.__fields__)
 MODEL_FIELDS: tuple[str, ...] = tuple(FusionModelArgs.__fields__)
+FLAG_FIELDS: tuple[str, ...] = tuple(name for name, field in FusionArgs.__fields__.items() if field.outer_type_ is StrictBool)
+"""The on/off fields (a checkbox; ``True`` / ``False`` in the infotext)."""
 
 
-INTEGER_FIELDS = ("mode", "window", "stride", "view_batch_size", "mask_freeze")
+def choices_of(name: str) -> list[str]:
+    """The values a field of fixed choices takes, as text (for radios and axes): its
+    ``Literal`` type's, or a range of at most three whole numbers (``mode``); else none."""
+    literal = typing.get_args(FusionArgs.__fields__[name].outer_type_)
+    if literal:
+        return [str(choice) for choice in literal]
+    bound = BOUNDS.get(name)
+    if bound is not None and bound.integer and not bound.also and bound.high - bound.low <= 2:
+        return [str(value) for value in range(int(bound.low), int(bound.high) + 1)]
+    return []
 
 
 def _from_ui(name: str, value: Any) -> Any:

@@ -9,37 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lib_fusion.arguments.args import FIELDS, INTEGER_FIELDS, TITLE, FusionArgs, models_json, regions_json
+from lib_fusion.arguments.args import FIELDS, FLAG_FIELDS, TITLE, FusionArgs, models_json, regions_json
 from lib_fusion.arguments.echo import cut, shown
-from lib_fusion.arguments.methods import USED_BY
-
-KEYS: dict[str, str] = {
-    "method": "Fusion",
-    "model": "Fusion model",
-    "prompt": "Fusion prompt",
-    "negative_prompt": "Fusion negative prompt",
-    "solo": "Fusion solo",
-    "fusion_selection": "Fusion selection",
-    "mode": "Fusion mode",
-    "saliency_uncond": "Fusion saliency uncond",
-    "text_encoder": "Fusion text encoder",
-    "blur": "Fusion blur",
-    "mask": "Fusion mask",
-    "regions": "Fusion regions",
-    "bootstrapping": "Fusion bootstrapping",
-    "window": "Fusion window",
-    "stride": "Fusion stride",
-    "view_batch_size": "Fusion view batch",
-    "circular": "Fusion circular",
-    "windows": "Fusion windows",
-    "guidance_weight": "Fusion guidance weight",
-    "mask_ema": "Fusion mask EMA",
-    "mask_freeze": "Fusion mask freeze",
-    "per_channel": "Fusion per channel",
-    "models": "Fusion models",
-    "background": "Fusion background",
-}
-"""Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
+from lib_fusion.arguments.fields import BOUNDS, INFOTEXT_KEYS, USED_BY
 
 STRIDE_USED = "Fusion stride used"
 """Written after sampling when the stride was ``auto``: the stride of each pass (first, hires);
@@ -64,7 +36,7 @@ def to_infotext(args: FusionArgs, model_title: str | None = None) -> dict[str, A
     if not args.needs_fusion_checkpoint:
         used = tuple(field for field in used if field != "model")
     written = {field: values[field] for field in used if field in ALWAYS_WRITTEN or values[field] != defaults[field]}
-    return {KEYS[field]: _protected(value) if field in TEXT_FIELDS else value for field, value in written.items()}
+    return {INFOTEXT_KEYS[field]: _protected(value) if field in TEXT_FIELDS else value for field, value in written.items()}
 
 
 TEXT_FIELDS = ("model", "prompt", "negative_prompt", "background")
@@ -100,10 +72,10 @@ def from_infotext(params: dict[str, Any]) -> FusionArgs:
     the rest is kept; if the fusion as a whole still does not validate, fusion is off. Never
     raises: the WebUI's paste calls this without a guard, once per field."""
     try:
-        if KEYS["method"] not in params:
+        if INFOTEXT_KEYS["method"] not in params:
             return FusionArgs()
         data: dict[str, Any] = {"enabled": True}
-        for field, key in KEYS.items():
+        for field, key in INFOTEXT_KEYS.items():
             value = _value(params, key)
             if value is None:
                 continue
@@ -122,16 +94,17 @@ def from_infotext(params: dict[str, Any]) -> FusionArgs:
 
 def _typed(field: str, value: Any) -> Any:
     """Infotext values are text; give each field the type the argument model expects."""
-    if field == "stride" and value == "auto":
-        return value
-    if field in INTEGER_FIELDS:
+    bound = BOUNDS.get(field)
+    if bound is not None:
+        if value in bound.also:  # a word the bound allows (stride: auto)
+            return value
         number = float(value)
+        if not bound.integer:
+            return number
         if not number.is_integer():
             raise ValueError(f"{shown(value)} is not a whole number")
         return int(number)
-    if field in ("bootstrapping", "guidance_weight", "mask_ema"):
-        return float(value)
-    if field in ("circular", "per_channel"):
+    if field in FLAG_FIELDS:
         if str(value).lower() not in ("true", "false"):
             raise ValueError(f"{shown(value)} is not True or False")
         return str(value).lower() == "true"

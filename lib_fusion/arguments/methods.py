@@ -1,24 +1,10 @@
-"""The fusion methods and what each reads: the argument fields, and which of the fusion
-checkpoint's prompts reach a model."""
+"""The fusion methods' rules over the arguments: which of the fusion checkpoint's prompts
+reach a model, which settings leave one model alone throughout or the method nothing to act
+on. (Which fields each method reads: :data:`lib_fusion.arguments.fields.USED_BY`.)"""
 
 from __future__ import annotations
 
-USED_BY: dict[str, tuple[str, ...]] = {
-    "snb": (
-        "model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "saliency_uncond", "text_encoder", "blur", "mask",
-        "mask_ema", "mask_freeze", "per_channel", "models",
-    ),
-    "regions": (
-        "model", "text_encoder", "regions", "bootstrapping", "window", "stride", "view_batch_size", "circular", "windows", "models",
-        "background",
-    ),
-    "guidance": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "guidance_weight", "models"),
-    "base_uncond": ("model", "prompt", "negative_prompt", "solo", "fusion_selection", "mode", "text_encoder", "models"),
-}  # fmt: skip
-"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs).
-``models`` is read by all, so that a list sent with a method other than SNB is refused, not ignored."""
-TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
-"""Methods that run model A alone outside the window and both models inside it."""
+from lib_fusion.arguments.fields import TWO_MODEL_METHODS
 
 
 def fusion_prompts_read(method: str, solo: str) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgumentError
+from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgumentError, choices_of
+from lib_fusion.arguments.fields import TABLE, Bound
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
 
 OVERRIDES = "model_fusion_overrides"
@@ -18,33 +19,52 @@ OVERRIDES = "model_fusion_overrides"
 SELECTION_PARTS = ("v1", "kg", "ke")
 
 
-def _stride(value: str) -> int | str:
-    """An axis value of the stride: a whole number of latent pixels, or ``auto``."""
-    text = str(value).strip()
-    return "auto" if text.lower() == "auto" else int(text)
+Axis = tuple[str, Callable[[str], Any], str, Callable[[], list[str]] | None]
+"""(label, value type, field or part of a field, choices)."""
+
+PART_AXES: dict[str, list[Axis]] = {
+    "model": [  # SNB's further fusion checkpoints, beside the first: the list's entries' checkpoints
+        ("[Fusion] Checkpoint 2", str, "models.0", None),
+        ("[Fusion] Checkpoint 3", str, "models.1", None),
+    ],
+    "fusion_selection": [
+        ("[Fusion] v1 (timestep)", float, "v1", None),
+        ("[Fusion] kg", float, "kg", None),
+        ("[Fusion] ke", float, "ke", None),
+    ],
+}
+"""Axes over a part of a field, placed after the field's own axis (if any)."""
 
 
-AXES: list[tuple[str, Callable[[str], Any], str, Callable[[], list[str]] | None]] = [
-    # (label, value type, field or part of fusion_selection, choices)
-    ("[Fusion] Checkpoint", str, "model", None),  # choices: the WebUI's checkpoints, filled in by register()
-    ("[Fusion] Checkpoint 2", str, "models.0", None),  # SNB's further fusion checkpoints: the entry's model
-    ("[Fusion] Checkpoint 3", str, "models.1", None),
-    ("[Fusion] Method", str, "method", lambda: ["snb", "regions", "guidance", "base_uncond"]),
-    ("[Fusion] v1 (timestep)", float, "v1", None),
-    ("[Fusion] kg", float, "kg", None),
-    ("[Fusion] ke", float, "ke", None),
-    ("[Fusion] Mode", int, "mode", lambda: ["0", "1", "2"]),
-    ("[Fusion] Solo model", str, "solo", lambda: ["active", "fusion"]),
-    ("[Fusion] Prompt", str, "prompt", None),
-    ("[Fusion] Mask", str, "mask", lambda: ["hard", "soft", "mean"]),
-    ("[Fusion] Bootstrapping", float, "bootstrapping", None),
-    ("[Fusion] Window", int, "window", None),
-    ("[Fusion] Stride", _stride, "stride", None),
-    ("[Fusion] Windows", str, "windows", lambda: ["overlap", "shifted"]),
-    ("[Fusion] View batch size", int, "view_batch_size", None),
-    ("[Fusion] Guidance weight", float, "guidance_weight", None),
-    ("[Fusion] Mask EMA", float, "mask_ema", None),
+def _value_type(bound: Bound | None) -> Callable[[str], Any]:
+    """How an axis reads a cell's text: as the bound's numbers (and its words, ``auto``)."""
+    if bound is None:
+        return str
+    number = int if bound.integer else float
+    words = [word for word in bound.also if isinstance(word, str)]
+    if not words:
+        return number
+
+    def number_or_word(value: str) -> Any:
+        text = str(value).strip()
+        return text.lower() if text.lower() in words else number(text)
+
+    return number_or_word
+
+
+def _choices(name: str) -> Callable[[], list[str]] | None:
+    """A field of fixed choices offers them (:func:`~lib_fusion.arguments.args.choices_of`)."""
+    choices = choices_of(name)
+    return (lambda: list(choices)) if choices else None
+
+
+AXES: list[Axis] = [
+    axis
+    for name in FIELDS
+    for axis in ([(TABLE[name].axis, _value_type(TABLE[name].bound), name, _choices(name))] if TABLE[name].axis else [])
+    + PART_AXES.get(name, [])
 ]
+"""Every X/Y/Z axis, in the fields' order: each field's own (the table's ``axis``), then its parts'."""
 
 
 def register(xyz_grid: Any, checkpoint_titles: Callable[[], list[str]]) -> None:

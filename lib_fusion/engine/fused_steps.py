@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 
 from lib_fusion.arguments.args import TITLE, FusionArgs
-from lib_fusion.arguments.methods import TWO_MODEL_METHODS, one_model_throughout
+from lib_fusion.arguments.fields import TWO_MODEL_METHODS
+from lib_fusion.arguments.methods import one_model_throughout
 from lib_fusion.arguments.schedule import StepKind, format_fusion_selection, is_fused
 from lib_fusion.engine.passes import FUSED, Stats
 

@@ -12,8 +12,9 @@ from modules import shared
 from lib_fusion.arguments import masks
 from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.arguments.echo import shown
-from lib_fusion.arguments.infotext import KEYS, STRIDE_USED, to_infotext
-from lib_fusion.arguments.methods import ACTIVE_ALONE, TWO_MODEL_METHODS, fusion_prompts_read, inert_at_cfg_scale, one_model_throughout
+from lib_fusion.arguments.fields import INFOTEXT_KEYS, TWO_MODEL_METHODS
+from lib_fusion.arguments.infotext import STRIDE_USED, to_infotext
+from lib_fusion.arguments.methods import ACTIVE_ALONE, fusion_prompts_read, inert_at_cfg_scale, one_model_throughout
 from lib_fusion.arguments.region_args import KEYWORDS
 from lib_fusion.engine.fused_steps import window_missed
 from lib_fusion.engine.region_pass import make_layout, windows_of
@@ -26,7 +27,7 @@ from lib_fusion.host.sampling import strip_networks, unwrap_sample, wrap_sample
 from lib_fusion.host.schedules import step_timesteps
 from lib_fusion.host.settings import max_models, preview_steps, release
 
-INFOTEXT_KEYS = frozenset({*KEYS.values(), STRIDE_USED})
+WRITTEN_KEYS = frozenset({*INFOTEXT_KEYS.values(), STRIDE_USED})
 
 
 def start(p: Any, args: FusionArgs) -> FusionRun | None:
@@ -73,7 +74,7 @@ def begin_pass(p: Any) -> None:
 def _write_infotext(p: Any, entries: dict[str, Any]) -> None:
     """This generation's fusion keys in a dict of p's own: the X/Y/Z plot's cells share one
     dict through their shallow copies, and a cell must not inherit another cell's fusion."""
-    kept = {key: value for key, value in p.extra_generation_params.items() if key not in INFOTEXT_KEYS}
+    kept = {key: value for key, value in p.extra_generation_params.items() if key not in WRITTEN_KEYS}
     p.extra_generation_params = {**kept, **entries}
 
 

@@ -19,8 +19,8 @@ import torch
 from modules import script_callbacks, shared
 
 from lib_fusion.arguments.args import TITLE, FusionArgumentError
+from lib_fusion.arguments.fields import TWO_MODEL_METHODS
 from lib_fusion.arguments.infotext import strides_used
-from lib_fusion.arguments.methods import TWO_MODEL_METHODS
 from lib_fusion.engine.fused_steps import never_fused
 from lib_fusion.engine.passes import ACTIVE, FUSED, FUSION, HostStep
 from lib_fusion.engine.run import FusionRun

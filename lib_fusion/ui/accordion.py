@@ -17,16 +17,15 @@ from typing import Any
 import gradio as gr
 
 from lib_fusion import host
-from lib_fusion.arguments.args import FIELDS, MAX_GUIDANCE, OUTPUT_FIELDS, TITLE, FusionArgs
-from lib_fusion.arguments.infotext import KEYS, paste_value
-from lib_fusion.arguments.methods import TWO_MODEL_METHODS, USED_BY
+from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgs, choices_of
+from lib_fusion.arguments.fields import INFOTEXT_KEYS, MAX_GUIDANCE, METHODS, OUTPUT_FIELDS, TWO_MODEL_METHODS
+from lib_fusion.arguments.infotext import paste_value
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
 from lib_fusion.ui import presets, schedule_words
 from lib_fusion.ui.ui_models import models_controls
 from lib_fusion.ui.ui_regions import background_choices, region_controls
 from lib_fusion.ui.ui_text import HINTS, status_line
 
-METHODS = tuple(USED_BY)
 PRESET_FIELDS = ("method", "model", "fusion_selection", "mode", "solo")
 
 
@@ -103,7 +102,7 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     components = [controls[field] for field in FIELDS]
     # Compare and preview are output options: pasting an infotext leaves them as they are.
     infotext_fields = [(component, _paster(field)) for component, field in zip(components, FIELDS) if field not in OUTPUT_FIELDS]
-    return Controls(components, infotext_fields, [KEYS[field] for field in FIELDS if field in KEYS])
+    return Controls(components, infotext_fields, [INFOTEXT_KEYS[field] for field in FIELDS if field in INFOTEXT_KEYS])
 
 
 def _two_model_controls(
@@ -157,23 +156,24 @@ def _two_model_controls(
 def _expert_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any], Any]:
     """The closed Options: text encoder, model A, the paper's numbers, SNB's mask options."""
 
-    def radio(field: str, label: str, choices: list[str], value: Any) -> Any:
-        return gr.Radio(label=label, choices=choices, value=value, elem_id=elem_id(field), tooltip=HINTS[field])
+    def radio(field: str, label: str) -> Any:
+        value = getattr(defaults, field)
+        return gr.Radio(label=label, choices=choices_of(field), value=str(value), elem_id=elem_id(field), tooltip=HINTS[field])
 
     with gr.Row():
-        text_encoder = radio("text_encoder", "Text encoder of the fusion prompts", ["solo", "own"], defaults.text_encoder)
-        solo = radio("solo", "Model A (alone outside the fused part)", ["active", "fusion"], defaults.solo)
+        text_encoder = radio("text_encoder", "Text encoder of the fusion prompts")
+        solo = radio("solo", "Model A (alone outside the fused part)")
     with gr.Row():
         fusion_selection = gr.Textbox(
             label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection"),
             tooltip=HINTS["fusion_selection"],
         )  # fmt: skip
-        mode = radio("mode", "Mode (0 off · 1 fuse when t ≤ v1 · 2 fuse while t > v1)", ["0", "1", "2"], str(defaults.mode))
+        mode = radio("mode", "Mode (0 off · 1 fuse when t ≤ v1 · 2 fuse while t > v1)")
     with gr.Group(visible=defaults.method == "snb") as snb_options:
         with gr.Row():
-            saliency_uncond = radio("saliency_uncond", "B's saliency against", ["solo", "own"], defaults.saliency_uncond)
-            blur = radio("blur", "Saliency blur", ["box", "gaussian", "gaussian3"], defaults.blur)
-            mask = radio("mask", "Mask", ["hard", "soft", "mean"], defaults.mask)
+            saliency_uncond = radio("saliency_uncond", "B's saliency against")
+            blur = radio("blur", "Saliency blur")
+            mask = radio("mask", "Mask")
         with gr.Row():
             mask_ema = gr.Slider(
                 label="Steadier mask (moving average, 0 = off)", minimum=0, maximum=0.95, step=0.05, value=defaults.mask_ema,

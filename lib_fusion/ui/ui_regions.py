@@ -9,7 +9,8 @@ from typing import Any
 
 import gradio as gr
 
-from lib_fusion.arguments.args import MAX_VIEW_BATCH, FusionArgs
+from lib_fusion.arguments.args import FusionArgs, choices_of
+from lib_fusion.arguments.fields import MAX_VIEW_BATCH
 from lib_fusion.arguments.masks import MaskError, canonical
 from lib_fusion.ui import region_table
 from lib_fusion.ui.ui_models import rows_of
@@ -50,7 +51,7 @@ def region_controls(defaults: FusionArgs, elem_id: Any, offered: list[str]) -> d
         regions = gr.Textbox(value="[]", label="regions", lines=2, elem_id=elem_id("regions"), tooltip=HINTS["regions"])
     with gr.Row():
         windows = gr.Radio(
-            label="Windows", choices=["overlap", "shifted"], value=defaults.windows, elem_id=elem_id("windows"), tooltip=HINTS["windows"]
+            label="Windows", choices=choices_of("windows"), value=defaults.windows, elem_id=elem_id("windows"), tooltip=HINTS["windows"]
         )
         stride = gr.Dropdown(
             label="Stride (overlap)", choices=["auto", "4", "8", "16", "32"], value=str(defaults.stride), allow_custom_value=True,

@@ -6,25 +6,25 @@ import pytest
 import xyz_grid
 from modules import processing
 
-LABELS = [
+LABELS = [  # the fields' order, each field's parts after it (lib_fusion.arguments.xyz.AXES)
     "[Fusion] Checkpoint",
     "[Fusion] Checkpoint 2",
     "[Fusion] Checkpoint 3",
     "[Fusion] Method",
+    "[Fusion] Prompt",
+    "[Fusion] Solo model",
     "[Fusion] v1 (timestep)",
     "[Fusion] kg",
     "[Fusion] ke",
     "[Fusion] Mode",
-    "[Fusion] Solo model",
-    "[Fusion] Prompt",
     "[Fusion] Mask",
     "[Fusion] Bootstrapping",
     "[Fusion] Window",
     "[Fusion] Stride",
-    "[Fusion] Windows",
     "[Fusion] View batch size",
     "[Fusion] Guidance weight",
     "[Fusion] Mask EMA",
+    "[Fusion] Windows",
 ]
 
 

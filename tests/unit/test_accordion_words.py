@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib_fusion.arguments.args import FIELDS, OUTPUT_FIELDS, FusionArgs
+from lib_fusion.arguments.args import FIELDS, FusionArgs
+from lib_fusion.arguments.fields import OUTPUT_FIELDS
 from lib_fusion.arguments.schedule import is_fused
 from lib_fusion.ui import presets, schedule_words
 from lib_fusion.ui.ui_text import HINTS, status_line
