@@ -29,7 +29,8 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
 
 from lib_fusion.arguments.argument_messages import describe
 from lib_fusion.arguments.echo import cut, shown
-from lib_fusion.arguments.fields import BOUNDS, INTEGER_FIELDS, METHODS, OUTPUT_FIELDS, USED_BY
+from lib_fusion.arguments.fields import BOUNDS, INTEGER_FIELDS, METHOD_NAMES, OUTPUT_FIELDS, USED_BY
+from lib_fusion.arguments.methods import METHODS, method_of
 from lib_fusion.arguments.model_args import MAX_FUSION_MODELS, FusionModelArgs
 from lib_fusion.arguments.region_args import MAX_MODEL_NAME, RegionArgs, checkpoint_name, number
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
@@ -49,7 +50,7 @@ class FusionArgs(BaseModel):
 
     enabled: StrictBool = Field(False, description="Fuse this generation.")
     model: StrictStr = Field("", description="Fusion checkpoint: a title, name or hash the WebUI's checkpoint lookup resolves.")
-    method: Literal[METHODS] = Field(  # type: ignore[valid-type] (a tuple of strings: Literal[...] of each)
+    method: Literal[METHOD_NAMES] = Field(  # type: ignore[valid-type] (a tuple of strings: Literal[...] of each)
         "snb",
         description="snb: saliency-aware noise blending (MagicFusion); regions: Region MultiDiffusion; guidance: guide A "
         "away from B (autoguidance); base_uncond: B's unconditional prediction under A's conditional one.",
@@ -230,14 +231,14 @@ class FusionArgs(BaseModel):
 
     @root_validator(skip_on_failure=True)
     def _model_when_needed(cls, values: dict) -> dict:
-        if values.get("enabled") and not values.get("model") and _needs_fusion_checkpoint(values):
-            why = " (compare runs every region on it)" if values.get("method") == "regions" and values.get("compare") else ""
+        if values.get("enabled") and not values.get("model") and METHODS[values["method"]].needs_fusion_checkpoint(values):
+            why = " (compare runs every region on it)" if METHODS[values["method"]].lays_out_regions and values.get("compare") else ""
             raise ValueError(f"model: choose a fusion checkpoint{why} (a title, name or hash from the WebUI's checkpoint list)")
         return values
 
     @property
     def needs_fusion_checkpoint(self) -> bool:
-        return _needs_fusion_checkpoint(self.__dict__)
+        return method_of(self).needs_fusion_checkpoint(self.__dict__)
 
     @property
     def selection(self) -> tuple[float, float, float]:
@@ -309,7 +310,6 @@ def script_data(args: Sequence[Any]) -> dict[str, Any]:
 
 
 SEVERAL_REFUSED = {
-    "method": ("snb", "several fusion checkpoints fuse by SNB only (Regions names a checkpoint per region)"),
     "solo": ("active", "with several fusion checkpoints model A is the active checkpoint (solo='active')"),
     "mask_ema": (0.0, "the steadier mask is for two models; leave it at 0 with several fusion checkpoints"),
     "mask_freeze": (0, "the frozen mask is for two models; leave it at 0 with several fusion checkpoints"),
@@ -318,18 +318,11 @@ SEVERAL_REFUSED = {
 
 
 def _check_several(values: dict) -> None:
+    if not METHODS[values["method"]].fuses_several:
+        raise ValueError("models: several fusion checkpoints fuse by SNB only (Regions names a checkpoint per region)")
     for field, (allowed, why) in SEVERAL_REFUSED.items():
         if values.get(field, allowed) != allowed:
             raise ValueError(f"models: {why}")
-
-
-def _needs_fusion_checkpoint(values: dict) -> bool:
-    """SNB always runs a second checkpoint; Regions when a region asks for it or the
-    comparison shows the fusion checkpoint everywhere."""
-    if values.get("method") == "regions":
-        regions = values.get("regions") or ()
-        return bool(values.get("compare")) or values.get("background") == "fusion" or any(region.model == "fusion" for region in regions)
-    return True
 
 
 FIELDS: tuple[str, ...] = tuple(FusionArgs.__fields__)

@@ -16,7 +16,8 @@ from typing import Any
 
 from lib_fusion.arguments.echo import shown
 
-METHODS = ("snb", "regions", "guidance", "base_uncond")
+METHOD_NAMES = ("snb", "regions", "guidance", "base_uncond")
+"""Every method by name (their objects: :data:`lib_fusion.arguments.methods.METHODS`)."""
 TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
 """Methods that run model A alone outside the window and both models inside it."""
 
@@ -86,7 +87,7 @@ class FieldSpec:
 TABLE: dict[str, FieldSpec] = {
     "enabled": FieldSpec((), hint="Fuse this generation with a second checkpoint. Off: the WebUI's own generation, bit for bit."),
     "model": FieldSpec(
-        METHODS,
+        METHOD_NAMES,
         "Fusion model",
         "[Fusion] Checkpoint",
         "The second checkpoint. Only checkpoints of the active one's family are listed (SD1 with SD1, SDXL with SDXL).",
@@ -132,7 +133,7 @@ TABLE: dict[str, FieldSpec] = {
         hint="solo: B's response measured against A's negative prediction (the official code); own: against its own.",
     ),
     "text_encoder": FieldSpec(
-        METHODS,
+        METHOD_NAMES,
         "Fusion text encoder",
         hint="solo: both prompts through model A's text encoder (the paper); own: each checkpoint reads its prompt with its own "
         "text encoder (for fine-tunes that retrained it).",
@@ -215,7 +216,7 @@ TABLE: dict[str, FieldSpec] = {
         "(SpotDiffusion), about five times less work on a panorama.",
     ),
     "models": FieldSpec(
-        METHODS,  # read by all, so that a list sent with a method other than SNB is refused, not ignored
+        METHOD_NAMES,  # read by all, so that a list sent with a method other than SNB is refused, not ignored
         "Fusion models",
         hint="SNB over more checkpoints: each entry is fused per pixel with model A and the fusion checkpoint by the same rule "
         "(the largest softmax(k S) wins). k: its saliency factor (empty = ke); window: the part of the denoising it joins.",
@@ -230,7 +231,9 @@ TABLE: dict[str, FieldSpec] = {
 
 OUTPUT_FIELDS = ("compare", "preview")
 """What to return besides the image: not generation parameters, so not in the infotext."""
-USED_BY: dict[str, tuple[str, ...]] = {method: tuple(name for name, spec in TABLE.items() if method in spec.read_by) for method in METHODS}
+USED_BY: dict[str, tuple[str, ...]] = {
+    method: tuple(name for name, spec in TABLE.items() if method in spec.read_by) for method in METHOD_NAMES
+}
 """The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
 INFOTEXT_KEYS: dict[str, str] = {name: spec.infotext for name, spec in TABLE.items() if spec.infotext}
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""

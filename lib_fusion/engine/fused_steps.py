@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 
 from lib_fusion.arguments.args import TITLE, FusionArgs
-from lib_fusion.arguments.fields import TWO_MODEL_METHODS
-from lib_fusion.arguments.methods import one_model_throughout
+from lib_fusion.arguments.methods import method_of
 from lib_fusion.arguments.schedule import StepKind, format_fusion_selection, is_fused
 from lib_fusion.engine.passes import FUSED, Stats
 
@@ -25,7 +24,8 @@ def never_fused(args: FusionArgs, stats: Stats) -> str | None:
     Nor is a schedule that fuses nothing by its own definition (mode 0, guidance at w = 1):
     with A the active checkpoint the host never calls the run, and with A the fusion
     checkpoint it is that checkpoint alone on purpose (``solo``)."""
-    if args.method not in TWO_MODEL_METHODS or one_model_throughout(args.method, args.mode, args.solo, args.guidance_weight):
+    method = method_of(args)
+    if not method.two_model or method.alone_throughout(args):
         return None
     seen = [t for t, variant in zip(stats.timesteps, stats.variants) if variant == FUSED]
     if not seen:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from lib_fusion.arguments.methods import METHOD_NAMES
+from lib_fusion.arguments.methods import method_of
 from lib_fusion.engine import pictures
 from lib_fusion.engine.passes import ALONE_A, ALONE_B, FUSED, alone_variant
 from lib_fusion.engine.run import FusionRun
@@ -41,11 +41,11 @@ class Titles:
 
 def variant_labels(run: FusionRun, titles: Titles) -> dict[str, str]:
     """What the fused image and each comparison variant are called."""
-    if run.args.method == "regions":
+    if method_of(run.args).lays_out_regions:
         return {FUSED: "Regions", ALONE_A: f"active everywhere: {titles.active}", ALONE_B: f"fusion everywhere: {titles.fusion}"}
     title_a, title_b = _roles(run, titles)
     more = {alone_variant(index): f"{alone_variant(index)}: {entry.model}" for index, entry in enumerate(run.args.models)}
-    return {FUSED: METHOD_NAMES[run.args.method], ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}", **more}
+    return {FUSED: method_of(run.args).label, ALONE_A: f"A alone: {title_a}", ALONE_B: f"B alone: {title_b}", **more}
 
 
 def _roles(run: FusionRun, titles: Titles) -> tuple[str, str]:
@@ -93,7 +93,7 @@ def snb_previews(run: FusionRun, titles: Titles, batch_size: int, count: int, fo
     the finished image."""
     title_a, title_b = _roles(run, titles)
     soft = run.args.mask != "hard"
-    if run.args.method == "guidance":
+    if method_of(run.args).preview == "difference":
         columns, label = [f"|D_A(c) - D_B(c)|: {title_a} vs {title_b}"], "guidance preview"
     elif run.args.models:
         names = ["blue A", "orange B", *OTHER_COLOUR_NAMES]

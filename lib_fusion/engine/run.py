@@ -15,8 +15,9 @@ from typing import Any, Callable
 import torch
 
 from lib_fusion.arguments.args import FusionArgs
-from lib_fusion.arguments.methods import METHOD_NAMES
+from lib_fusion.arguments.methods import Method, method_of
 from lib_fusion.arguments.schedule import StepKind, step_kind
+from lib_fusion.engine.method_steps import StepContext, fused_step
 from lib_fusion.engine.passes import (
     ACTIVE,
     ALONE_A,
@@ -33,18 +34,7 @@ from lib_fusion.engine.passes import (
 from lib_fusion.engine.region_pass import RegionLayout, layout_step, make_layout
 from lib_fusion.engine.traces import Thinned, Trace
 from lib_fusion.fusion.conds import pick
-from lib_fusion.fusion.denoise import (
-    CondsList,
-    Model,
-    SnbOptions,
-    StepInput,
-    base_uncond_step,
-    guidance_step,
-    guided,
-    snb_many_step,
-    snb_step,
-    spread_to_rows,
-)
+from lib_fusion.fusion.denoise import CondsList, Model, SnbOptions, StepInput, guided, spread_to_rows
 from lib_fusion.fusion.regions import Bootstrap, Region, pick_table, seed_noise
 from lib_fusion.fusion.snb import MaskMemory
 
@@ -102,6 +92,11 @@ class FusionRun:
         """Per comparison variant and image index: that model's image alone."""
 
     @property
+    def method(self) -> Method:
+        """The method object of the arguments the run holds."""
+        return method_of(self.args)
+
+    @property
     def strides_used(self) -> list[int]:
         """The stride each Regions pass laid out when it was ``auto`` (the infotext says which)."""
         if self.args.stride != "auto" or self.args.windows != "overlap":
@@ -138,7 +133,7 @@ class FusionRun:
         self._pass = sampling_pass
         self._step = None
         self.passes.append(sampling_pass)
-        if self.args.method == "snb" and (self.args.mask_ema > 0 or self.args.mask_freeze > 0):
+        if self.args.mask_ema > 0 or self.args.mask_freeze > 0:  # read by SNB only (the others keep the defaults)
             sampling_pass.mask_memory = MaskMemory(self.args.mask_ema, self.args.mask_freeze)
 
     def begin_step(self, step: HostStep) -> None:
@@ -189,7 +184,7 @@ class FusionRun:
 
     # -- the step ---------------------------------------------------------------------
     def _plan(self, current: _StepRows, sampling_pass: SamplingPass) -> None:
-        if self.args.method == "regions":
+        if self.method.lays_out_regions:
             self._plan_regions(current, sampling_pass)
         else:
             self._plan_two_models(current, sampling_pass)
@@ -202,8 +197,8 @@ class FusionRun:
         sigma = step.sigma_in[-batch:]
         t = float(sampling_pass.sigma_to_t(sigma[:1]))
         kind = step_kind(t, self.v1, self.args.mode) if self.variant == FUSED else StepKind.SOLO
-        if self.args.method == "guidance" and self.args.guidance_weight == 1.0:
-            kind = StepKind.SOLO  # w = 1 is plain CFG: B is not needed
+        if self.method.plain_at_every_step(self.args):
+            kind = StepKind.SOLO  # e.g. guidance at w = 1, plain CFG: B is not needed
         self.stats.kinds.append(kind.value)
         self.stats.timesteps.append(t)
         self.stats.variants.append(self.variant)
@@ -215,7 +210,7 @@ class FusionRun:
         joined = [(entry, role) for entry, role in zip(self.args.models, sampling_pass.more_roles) if entry.joins(t)]
         if kind is StepKind.FUSED:
             how_many = f" ({2 + len(joined)} models)" if joined else ""
-            sampling_pass.progress(f"{METHOD_NAMES[self.args.method]}{how_many} t={t:.0f}")
+            sampling_pass.progress(f"{self.method.label}{how_many} t={t:.0f}")
         else:
             phase = f"compare: {self.variant}" if self.variant != FUSED else "solo"
             sampling_pass.progress(f"{phase}: {solo[0]} t={t:.0f}")
@@ -235,22 +230,11 @@ class FusionRun:
             self.stats.fused_steps += 1
             self._count_runs(active_runs=1, fusion_runs=1)
             model_a, model_b = _model(role_a, step), _model(role_b, step)
-            if self.args.method == "guidance":
-                prediction, difference = guidance_step(model_a, model_b, inputs, self.args.guidance_weight)
-                maps: tuple[torch.Tensor | None, ...] = (difference, None, None)
-            elif self.args.method == "base_uncond":
-                prediction, maps = base_uncond_step(model_a, model_b, inputs), (None, None, None)
-            elif joined:
-                factors = [self.kg, self.ke, *(self.ke if entry.k is None else entry.k for entry, _ in joined)]
-                models = [model_a, model_b, *(_model(role, step) for _, role in joined)]
-                fused_many = snb_many_step(models, inputs, self.options, factors)
-                prediction, maps = fused_many.prediction, (fused_many.choice, None, None)  # the preview shows who won where
-                self.stats.more_runs.update(name for _, (name, _, _) in joined)
-            else:
-                fused = snb_step(model_a, model_b, inputs, self.options, sampling_pass.mask_memory)
-                prediction, maps = fused.prediction, (fused.saliency_a, fused.saliency_b, fused.mask)
-                if self.args.models:  # a step no further checkpoint joins: who won where, as on the others
-                    maps = (fused.mask, None, None)
+            joined_models = [(entry, _model(role, step)) for entry, role in joined]
+            context = StepContext(self.args, self.options, self.kg, self.ke, joined_models, sampling_pass.mask_memory)
+            fused = fused_step(self.method, model_a, model_b, inputs, context)
+            prediction, maps = fused.prediction, fused.maps
+            self.stats.more_runs.update(name for _, (name, _, _) in joined)
             if self.args.preview and maps[0] is not None:
                 self._trace(step, t, maps)
         current.prediction = prediction

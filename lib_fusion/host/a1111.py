@@ -20,7 +20,7 @@ from lib_fusion.engine.run import FusionRun
 from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import loading
 from lib_fusion.host.checkpoints import native_window
-from lib_fusion.host.loading import EncoderModel, FusionModel, UNetModel, needs_fusion_text_encoder
+from lib_fusion.host.loading import EncoderModel, FusionModel, UNetModel
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
 
 PER_IMAGE_STEPS = False
@@ -28,7 +28,7 @@ PER_IMAGE_STEPS = False
 
 
 def load_checkpoint(info: Any, run: FusionRun, capacity: int) -> FusionModel:
-    return loading.load_fusion_model(info, needs_fusion_text_encoder(run.args), capacity)
+    return loading.load_fusion_model(info, run.method.needs_fusion_text_encoder(run.args), capacity)
 
 
 def sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextManager[None]:
@@ -79,7 +79,7 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
         for model, conditioning in zip(run.more_models, conditionings.more)
     ]
     regions = None
-    if run.args.method == "regions":
+    if run.method.lays_out_regions:
         regions = RegionSource(
             conditionings=conditionings.regions,
             background=conditionings.background,

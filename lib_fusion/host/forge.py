@@ -121,7 +121,7 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
     more_roles = [(model.title, _model_fn(model.unet), conditioning) for model, conditioning in zip(run.more_models, conditionings.more)]
     predictor = active_model.predictor
     regions = None
-    if run.args.method == "regions":
+    if run.method.lays_out_regions:
         regions = RegionSource(
             conditionings=conditionings.regions,
             background=conditionings.background,

@@ -12,9 +12,9 @@ from modules import shared
 from lib_fusion.arguments import masks
 from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.arguments.echo import shown
-from lib_fusion.arguments.fields import INFOTEXT_KEYS, TWO_MODEL_METHODS
+from lib_fusion.arguments.fields import INFOTEXT_KEYS
 from lib_fusion.arguments.infotext import STRIDE_USED, to_infotext
-from lib_fusion.arguments.methods import ACTIVE_ALONE, fusion_prompts_read, inert_at_cfg_scale, one_model_throughout
+from lib_fusion.arguments.methods import ACTIVE_ALONE, method_of
 from lib_fusion.arguments.region_args import KEYWORDS
 from lib_fusion.engine.fused_steps import window_missed
 from lib_fusion.engine.region_pass import make_layout, windows_of
@@ -47,7 +47,7 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
             _check_not_a_copy_of_the_active(p, args, run.model_info)
         if args.models:
             args = run.args = _with_more_models(run, args)
-        if args.method == "regions":
+        if method_of(args).lays_out_regions:
             run.region_images = _region_images(p, args)
             _check_the_background_shows(p, args, run.region_images)
             args = run.args = _with_canonical_masks(args, run.region_images)
@@ -219,7 +219,7 @@ def _with_canonical_masks(args: FusionArgs, images: list[torch.Tensor | None]) -
 def _active_alone(args: FusionArgs) -> bool:
     """Settings under which every step is the active checkpoint's own call (mode 0, or
     guidance at w = 1, with A the active checkpoint): the generation is the host's own."""
-    return one_model_throughout(args.method, args.mode, args.solo, args.guidance_weight) == ACTIVE_ALONE
+    return method_of(args).alone_throughout(args) == ACTIVE_ALONE
 
 
 def _check_img2img_reaches_the_window(p: Any, args: FusionArgs) -> None:
@@ -229,7 +229,7 @@ def _check_img2img_reaches_the_window(p: Any, args: FusionArgs) -> None:
     UNet sees the nearest whole one); whatever this cannot foresee, the check after the first
     batch (:func:`.sampling.check_every_checkpoint_fused`) refuses."""
     processing = host_module("modules.processing")
-    if args.method not in TWO_MODEL_METHODS or args.mode != 2 or not isinstance(p, processing.StableDiffusionProcessingImg2Img):
+    if not method_of(args).two_model or args.mode != 2 or not isinstance(p, processing.StableDiffusionProcessingImg2Img):
         return
     planned = step_timesteps(p.sampler_name, getattr(p, "scheduler", None), p.steps, p.denoising_strength)
     if planned and max(planned) + 1.0 < args.selection[0]:
@@ -238,12 +238,12 @@ def _check_img2img_reaches_the_window(p: Any, args: FusionArgs) -> None:
 
 def _check_the_cfg_scale_lets_the_method_act(p: Any, args: FusionArgs) -> None:
     """Refuse a method that no sampling pass's CFG scale lets act
-    (:func:`~lib_fusion.arguments.methods.inert_at_cfg_scale`). Forge's hires pass samples at
+    (:meth:`~lib_fusion.arguments.methods.Method.inert_at_cfg_scale`). Forge's hires pass samples at
     a CFG scale of its own (``hr_cfg``); AUTOMATIC1111's at the first pass's."""
     scales = [float(p.cfg_scale)]
     if getattr(p, "enable_hr", False) and hasattr(p, "hr_cfg"):
         scales.append(float(p.hr_cfg))
-    reasons = [inert_at_cfg_scale(args.method, args.mask, scale) for scale in scales]
+    reasons = [method_of(args).inert_at_cfg_scale(args, scale) for scale in scales]
     if all(reasons):
         raise FusionArgumentError(f"{TITLE}: {reasons[0]}")
 
@@ -269,13 +269,13 @@ def _check_not_a_copy_of_the_active(p: Any, args: FusionArgs, info: Any) -> None
     """A two-model method run on the active checkpoint with itself and the same prompts gives
     the plain image: refuse it rather than label an unfused image as fused. With a prompt of
     its own it is prompt fusion (SNB), guidance away from that prompt, or another negative."""
-    if args.method not in TWO_MODEL_METHODS or not is_active_checkpoint(info):
+    if not method_of(args).two_model or not is_active_checkpoint(info):
         return
     prompts, negatives = (
         list(getattr(p, "all_prompts", None) or [p.prompt]),
         list(getattr(p, "all_negative_prompts", None) or [p.negative_prompt]),
     )
-    read = fusion_prompts_read(args.method, args.solo)
+    read = method_of(args).prompts_read(args.solo)
 
     def as_read(prompt: str) -> str:  # as the models read it: <lora:…> tags act on neither here, and the
         return " ".join(strip_networks(prompt).split())  # tokenizer splits on whitespace, so spaces do not count

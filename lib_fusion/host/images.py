@@ -40,13 +40,15 @@ def add_outputs(p: Any, processed: Any, run: FusionRun) -> None:
     extra: list[outputs.Output] = []
     if run.args.compare:
         extra += outputs.comparison(run, titles, p.all_seeds, _font)
-    if run.args.preview and run.args.method == "regions":
+    if run.args.preview and run.method.preview == "layout":
         extra += outputs.region_previews(run, titles, _font)
     elif run.args.preview:
         previews = outputs.snb_previews(run, titles, p.batch_size, preview_steps(), _font)
         if run.results and not previews:
             why = (
-                "base_uncond makes no per-pixel choice to show" if run.args.method == "base_uncond" else "the schedule ran one model alone"
+                f"{run.method.label} makes no per-pixel choice to show"
+                if run.method.preview == "none"
+                else "the schedule ran one model alone"
             )
             processed.comments = f"{processed.comments or ''}\n{TITLE}: no fused step to preview ({why})".strip()
         extra += previews

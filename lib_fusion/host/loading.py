@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from modules import shared
 
-from lib_fusion.arguments.args import TITLE, FusionArgs
+from lib_fusion.arguments.args import TITLE
 from lib_fusion.arguments.echo import shown
 from lib_fusion.engine.models import CACHE, CacheKey, FusionModelError
 from lib_fusion.engine.run import FusionRun
@@ -350,12 +350,6 @@ class UNetModel:
         if self.conditioning_key == "crossattn-adm":
             return self.unet(x, t, context=context, y=cond["c_adm"])
         return self.unet(x, t, context=context)
-
-
-def needs_fusion_text_encoder(args: FusionArgs) -> bool:
-    if args.method == "regions":
-        return args.text_encoder == "own"
-    return args.text_encoder == "own" or args.solo == "fusion"
 
 
 def unload() -> bool:

@@ -19,8 +19,8 @@ import torch
 from modules import script_callbacks, shared
 
 from lib_fusion.arguments.args import TITLE, FusionArgumentError
-from lib_fusion.arguments.fields import TWO_MODEL_METHODS
 from lib_fusion.arguments.infotext import strides_used
+from lib_fusion.arguments.methods import method_of
 from lib_fusion.engine.fused_steps import never_fused
 from lib_fusion.engine.passes import ACTIVE, FUSED, FUSION, HostStep
 from lib_fusion.engine.run import FusionRun
@@ -198,7 +198,8 @@ def pass_conditionings(
     main_prompts = list(p.hr_prompts if hires else p.prompts)
     main_negatives = list(p.hr_negative_prompts if hires else p.negative_prompts)
     fusion_encoder = active_encoder if fusion_encoder is None else fusion_encoder
-    solo_active = args.solo == "active" or args.method == "regions"  # Regions: the background is the active model
+    method = method_of(args)
+    solo_active = args.solo == "active" or not method.two_model  # Regions: the background is the active model
     own = args.text_encoder == "own"
     encoder_of_active = active_encoder if (own or solo_active) else fusion_encoder
     encoder_of_fusion = fusion_encoder if (own or not solo_active) else active_encoder
@@ -243,7 +244,7 @@ def pass_conditionings(
     region_encoders = region_encoders or {}
     # The main prompt for the checkpoints regions name: the background may take one.
     background = {title: encoded(own_or_active(encoder), main_prompts, main_negatives) for title, encoder in region_encoders.items()}
-    if args.method == "regions":
+    if method.lays_out_regions:
         for region in args.regions:
             prompts, negatives = prompts_of(region.prompt, region.negative_prompt)
             conditionings = {ACTIVE: encoded(encoder_of_active, prompts, negatives), FUSION: encoded(encoder_of_fusion, prompts, negatives)}
@@ -255,8 +256,7 @@ def pass_conditionings(
         for entry, encoder in zip(args.models, more_encoders or [None] * len(args.models))
     ]
     # Regions: the fusion checkpoint's main conditioning is the main prompt's.
-    two_models = args.method in TWO_MODEL_METHODS
-    fusion_prompts = prompts_of(args.prompt, args.negative_prompt) if two_models else (main_prompts, main_negatives)
+    fusion_prompts = prompts_of(args.prompt, args.negative_prompt) if method.two_model else (main_prompts, main_negatives)
     return PassConditionings(
         active=active,
         fusion=encoded(encoder_of_fusion, *fusion_prompts),

@@ -18,8 +18,9 @@ import gradio as gr
 
 from lib_fusion import host
 from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgs, choices_of
-from lib_fusion.arguments.fields import INFOTEXT_KEYS, MAX_GUIDANCE, METHODS, OUTPUT_FIELDS, TWO_MODEL_METHODS
+from lib_fusion.arguments.fields import INFOTEXT_KEYS, MAX_GUIDANCE, OUTPUT_FIELDS
 from lib_fusion.arguments.infotext import paste_value
+from lib_fusion.arguments.methods import METHODS, Method
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
 from lib_fusion.ui import presets, schedule_words
 from lib_fusion.ui.ui_models import models_controls
@@ -66,9 +67,10 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
         # the status and the checkpoint lists then say what is held and listed now.
         sync = gr.Button(value="sync", elem_id=elem_id("sync"), elem_classes=["model-fusion-hidden"])
         controls = {"enabled": enabled, "model": model, "method": method}
-        with gr.Group(visible=defaults.method in TWO_MODEL_METHODS) as two_model_group:
+        shown = _groups_shown(METHODS[defaults.method])
+        with gr.Group(visible=shown[0]) as two_model_group:
             two_model, guidance_row, friendly = _two_model_controls(defaults, elem_id, sampling or {}, model.value)
-        with gr.Group(visible=defaults.method == "regions") as regions_group:
+        with gr.Group(visible=shown[1]) as regions_group:
             controls.update(region_controls(defaults, elem_id, offered))
         with gr.Row():
             compare = gr.Checkbox(
@@ -92,10 +94,7 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     for control in (enabled, model, method):  # the status follows what the last generation loaded
         control.change(fn=lambda: _status(), inputs=[], outputs=[status])
     method.change(
-        fn=lambda chosen: tuple(
-            gr.update(visible=visible)
-            for visible in (chosen in TWO_MODEL_METHODS, chosen == "regions", chosen == "guidance", chosen == "snb")
-        ),
+        fn=lambda chosen: tuple(gr.update(visible=visible) for visible in _groups_shown(METHODS[chosen])),
         inputs=[method],
         outputs=[two_model_group, regions_group, guidance_row, snb_options],
     )
@@ -103,6 +102,12 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     # Compare and preview are output options: pasting an infotext leaves them as they are.
     infotext_fields = [(component, _paster(field)) for component, field in zip(components, FIELDS) if field not in OUTPUT_FIELDS]
     return Controls(components, infotext_fields, [INFOTEXT_KEYS[field] for field in FIELDS if field in INFOTEXT_KEYS])
+
+
+def _groups_shown(method: Method) -> tuple[bool, bool, bool, bool]:
+    """Which groups of controls a method shows: the two-model controls, the regions, guidance's
+    weight, SNB's mask options (each where the method reads those fields)."""
+    return method.two_model, method.lays_out_regions, method.reads("guidance_weight"), method.reads("mask")
 
 
 def _two_model_controls(
@@ -140,7 +145,7 @@ def _two_model_controls(
     tab = [getattr(sampling.get(key), "value", None) for key in TAB_KEYS if key in sampling]
     first_label = _schedule_label((defaults.fusion_selection, defaults.mode, defaults.solo, model, *tab), len(tab))
     schedule_note = gr.Markdown(first_label, elem_classes=["model-fusion-help"], elem_id=elem_id("schedule_note"))
-    with gr.Row(visible=defaults.method == "guidance") as guidance_row:
+    with gr.Row(visible=METHODS[defaults.method].reads("guidance_weight")) as guidance_row:
         guidance_weight = gr.Slider(
             label="Guidance weight w (1 = plain CFG; above 1 pushes A away from B)", minimum=0, maximum=MAX_GUIDANCE, step=0.05,
             value=defaults.guidance_weight, elem_id=elem_id("guidance_weight"), tooltip=HINTS["guidance_weight"],
@@ -169,7 +174,7 @@ def _expert_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any]
             tooltip=HINTS["fusion_selection"],
         )  # fmt: skip
         mode = radio("mode", "Mode (0 off · 1 fuse when t ≤ v1 · 2 fuse while t > v1)")
-    with gr.Group(visible=defaults.method == "snb") as snb_options:
+    with gr.Group(visible=METHODS[defaults.method].reads("mask")) as snb_options:
         with gr.Row():
             saliency_uncond = radio("saliency_uncond", "B's saliency against")
             blur = radio("blur", "Saliency blur")

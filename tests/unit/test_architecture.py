@@ -103,3 +103,50 @@ def test_the_maths_imports_torch_and_the_standard_library_only():
         if other.split(".")[0] not in allowed and not other.startswith("lib_fusion.fusion")
     ]
     assert not foreign, foreign
+
+
+def _names_of_methods() -> set[str]:
+    from lib_fusion.arguments.fields import METHOD_NAMES
+
+    return set(METHOD_NAMES)
+
+
+def test_nothing_but_the_method_objects_compares_a_method_name_to_a_string():
+    """A method is one object (:mod:`lib_fusion.arguments.methods`): every other module asks it,
+    so no comparison in the code has a method's name on one side and ``method`` on the other."""
+    names, found = _names_of_methods(), []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name in ("methods.py", "fields.py") and path.parent.name == "arguments":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            texts = [ast.unparse(side) for side in sides]
+            constants = {side.value for side in sides if isinstance(side, ast.Constant)}
+            constants |= {
+                item.value
+                for side in sides
+                if isinstance(side, (ast.Tuple, ast.List, ast.Set))
+                for item in side.elts
+                if isinstance(item, ast.Constant)
+            }
+            if constants & names and any("method" in text for text in texts):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+def test_every_method_has_its_object_and_its_answers_match_the_field_table():
+    from lib_fusion.arguments.fields import TWO_MODEL_METHODS
+    from lib_fusion.arguments.methods import METHODS
+    from lib_fusion.engine.method_steps import fused_step
+
+    assert set(METHODS) == _names_of_methods()
+    assert {name for name, method in METHODS.items() if method.two_model} == set(TWO_MODEL_METHODS)
+    for name, method in METHODS.items():
+        assert method.name == name and method.label
+        assert method.two_model != method.lays_out_regions
+        assert method.reads("models")  # every method reads it, so that a list sent with one other than SNB is refused
+        if method.two_model:  # its fused step is registered on its class
+            assert fused_step.dispatch(type(method)) is not fused_step.dispatch(object)
+    assert [name for name, method in METHODS.items() if method.fuses_several] == ["snb"]

@@ -16,7 +16,7 @@ SCHEMA = FusionArgs.schema()
 
 def reader(field: str) -> str:
     """A method that reads the field (so that a generation validates it)."""
-    return next(method for method in fields.METHODS if field in USED_BY[method])
+    return next(method for method in fields.METHOD_NAMES if field in USED_BY[method])
 
 
 def edges(bound: fields.Bound) -> list:
@@ -60,7 +60,7 @@ def test_every_field_has_one_row_and_its_derived_tables_agree():
     assert set(fields.INFOTEXT_KEYS) == {name for name in FIELDS if name not in ("enabled", *fields.OUTPUT_FIELDS)}
     assert len(set(fields.INFOTEXT_KEYS.values())) == len(fields.INFOTEXT_KEYS)
     assert all(TABLE[name].hint for name in FIELDS)
-    assert all(set(spec.read_by) <= set(fields.METHODS) for spec in TABLE.values())
+    assert all(set(spec.read_by) <= set(fields.METHOD_NAMES) for spec in TABLE.values())
     assert {axis[2] for axis in xyz.AXES if axis[2] in FIELDS} == {name for name, spec in TABLE.items() if spec.axis}
     for name in ("method", "solo", "mask", "blur", "windows", "text_encoder", "saliency_uncond"):
         assert choices_of(name) == [str(choice) for choice in SCHEMA["properties"][name]["enum"]], name
