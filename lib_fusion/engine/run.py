@@ -1,10 +1,11 @@
 """One generation with fusion on: per sampling pass and per denoiser call, what to run.
 
-The host adapter (:mod:`lib_fusion.host`) feeds this object from the WebUI's hooks; it holds
-no WebUI imports. Per denoiser call it decides, from the step's DDPM timestep, whether the
-step is solo or fused and runs only those model passes. Solo steps of the active model are
-handed straight to the host's own UNet call, so they are bit-identical to a run without
-the extension.
+The host adapter (:mod:`lib_fusion.host`) makes the generation's plan
+(:class:`~lib_fusion.engine.plan.Plan`) and feeds this object from the WebUI's hooks; the run
+reads the plan, never rewrites it, and holds no WebUI imports or host state. Per denoiser
+call it decides, from the step's DDPM timestep, whether the step is solo or fused and runs
+only those model passes. Solo steps of the active model are handed straight to the host's
+own UNet call, so they are bit-identical to a run without the extension.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lib_fusion.engine.passes import (
     Stats,
     alone_variant,
 )
+from lib_fusion.engine.plan import Plan
 from lib_fusion.engine.region_pass import RegionLayout, layout_step, make_layout
 from lib_fusion.engine.traces import Thinned, Trace
 from lib_fusion.fusion.conds import pick
@@ -54,42 +56,31 @@ class _StepRows:
 class FusionRun:
     """State of one generation; created in ``process``, dropped after ``postprocess``."""
 
-    def __init__(self, args: FusionArgs) -> None:
-        self.args = args
-        self.v1, self.kg, self.ke = args.selection
-        self.options = SnbOptions(self.kg, self.ke, args.saliency_uncond, args.blur, args.mask, args.per_channel)
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        """What the host resolved before the first step; the run reads it and never rewrites it."""
+        self.v1, self.kg, self.ke = plan.args.selection
+        self.options = SnbOptions(self.kg, self.ke, plan.args.saliency_uncond, plan.args.blur, plan.args.mask, plan.args.per_channel)
         self.error: BaseException | None = None
         self.passes: list[SamplingPass] = []
         self.stats = Stats()
         self.variant = FUSED
         self.batch = 0
         """The batch (``p.iteration``) being sampled."""
-        self.preview_steps = 3
-        """Fused steps a preview shows per image (the host's setting)."""
         self._traces: dict[int, Thinned] = {}
         """Per batch: fused SNB steps' maps, a bounded sample of them, kept for the previews."""
-        self.region_images: list[torch.Tensor | None] = []
-        """Per foreground region: its image-sized mask (None for a box); the host decodes them."""
         self._colours: torch.Tensor | None = None
         self._pass: SamplingPass | None = None
         self._step: _StepRows | None = None
-        # Slots the host adapter fills: resolved checkpoint, loaded model, its hook objects.
-        self.model_info: Any = None
-        self.fusion_model: Any = None
-        self.more_infos: list[Any] = []
-        """SNB: the further fusion checkpoints (``args.models``), resolved."""
-        self.more_models: list[Any] = []
-        """Those loaded, in the same order (the host adapter fills it)."""
-        self.region_infos: dict[str, Any] = {}
-        """Regions: the checkpoints regions name besides the active and the fusion one, by title."""
-        self.region_models: dict[str, Any] = {}
-        """Those checkpoints loaded, by title (the host adapter fills it)."""
-        self.patched: list[Any] | None = None
-        self.callback: Callable[[Any], None] | None = None
         self.results: dict[int, Any] = {}
         """Per image (index over the whole generation): the fused image as the host finished it."""
         self.alone: dict[str, dict[int, Any]] = {variant: {} for variant in (ALONE_A, ALONE_B, *self._more_variants)}
         """Per comparison variant and image index: that model's image alone."""
+
+    @property
+    def args(self) -> FusionArgs:
+        """The plan's arguments."""
+        return self.plan.args
 
     @property
     def method(self) -> Method:
@@ -117,9 +108,6 @@ class FusionRun:
         self.passes.clear()
         self._pass = self._step = None
         self._colours = None
-        self.fusion_model = None
-        self.more_models = []
-        self.region_models = {}
         self.results.clear()
         self._traces.clear()
         for images in self.alone.values():
@@ -245,7 +233,7 @@ class FusionRun:
         hires = self._pass is not None and self._pass.hires
         # No copy to the CPU here: one every step would stall a GPU's queue.
         kept = [None if m is None else m.detach().float().mean(dim=1, keepdim=True) for m in maps]
-        keeper = self._traces.setdefault(self.batch, Thinned(self.preview_steps))
+        keeper = self._traces.setdefault(self.batch, Thinned(self.plan.preview_steps))
         keeper.add(Trace(self.batch, hires, step.index, t, *kept))
 
     @property
@@ -322,7 +310,7 @@ class FusionRun:
     def _layout(self, sampling_pass: SamplingPass, size: tuple[int, int]) -> RegionLayout:
         """Masks and windows for this pass's latent size, made once per pass."""
         if sampling_pass.layout is None or sampling_pass.layout.size != size:
-            sampling_pass.layout = make_layout(self.args, self.region_images, size, sampling_pass.regions.native_window)
+            sampling_pass.layout = make_layout(self.args, self.plan.region_images, size, sampling_pass.regions.native_window)
             self.stats.latent_sizes.append(size)
         return sampling_pass.layout
 

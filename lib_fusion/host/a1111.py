@@ -20,7 +20,7 @@ from lib_fusion.engine.run import FusionRun
 from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import loading
 from lib_fusion.host.checkpoints import native_window
-from lib_fusion.host.loading import EncoderModel, FusionModel, UNetModel
+from lib_fusion.host.loading import EncoderModel, FusionModel, Held, UNetModel
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
 
 PER_IMAGE_STEPS = False
@@ -35,30 +35,31 @@ def sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextM
     return loading.sampling_residency(model)
 
 
-def end_sampling(run: FusionRun) -> None:
+def end_sampling(held: Held) -> None:
     """Give the sampler's inner models their own ``forward`` back."""
-    for inner in run.patched or ():
+    for inner in held.patched or ():
         inner.__dict__.pop("forward", None)
 
 
 def begin_pass(p: Any) -> None:
     """``process_before_every_sampling``: hook the sampler of this pass. Errors go to the run."""
-    run = hookable_run(p)
-    if run is None:
+    due = hookable_run(p)
+    if due is None:
         return
+    run, held = due
     try:
         denoiser = p.sampler.model_wrap_cfg
         inner = denoiser.inner_model
         original = inner.forward
-        run.begin_pass(_sampling_pass(p, run, denoiser, inner, original))
+        run.begin_pass(_sampling_pass(p, run, held, denoiser, inner, original))
         inner.forward = functools.partial(run.forward, original)
-        run.patched.append(inner)
+        held.patched.append(inner)
     except Exception as error:
         run.error = error
 
 
-def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: Callable) -> SamplingPass:
-    fusion = run.fusion_model or FusionModel("", None)  # None: no region uses the fusion checkpoint
+def _sampling_pass(p: Any, run: FusionRun, held: Held, denoiser: Any, inner: Any, original: Callable) -> SamplingPass:
+    fusion = held.fusion or FusionModel("", None)  # None: no region uses the fusion checkpoint
     is_kdiffusion = hasattr(inner, "sigma_to_t")
     make_cond = _condition_dict_maker(denoiser)
 
@@ -70,13 +71,13 @@ def _sampling_pass(p: Any, run: FusionRun, denoiser: Any, inner: Any, original: 
 
     fusion_forward = original if fusion.unet is None else _same_wrapper(inner, UNetModel(fusion.unet))
     fusion_encoder = EncoderModel(fusion.text_encoder) if fusion.text_encoder is not None else None
-    region_fns = {title: call(_same_wrapper(inner, UNetModel(model.unet))) for title, model in run.region_models.items()}
-    region_encoders = {title: EncoderModel(m.text_encoder) if m.text_encoder else None for title, m in run.region_models.items()}
-    more_encoders = [EncoderModel(model.text_encoder) if model.text_encoder else None for model in run.more_models]
+    region_fns = {title: call(_same_wrapper(inner, UNetModel(model.unet))) for title, model in held.regions.items()}
+    region_encoders = {title: EncoderModel(m.text_encoder) if m.text_encoder else None for title, m in held.regions.items()}
+    more_encoders = [EncoderModel(model.text_encoder) if model.text_encoder else None for model in held.more]
     conditionings = pass_conditionings(p, run, shared.sd_model, fusion_encoder, region_encoders, more_encoders)
     more_roles = [
         (model.title, call(_same_wrapper(inner, UNetModel(model.unet))), conditioning)
-        for model, conditioning in zip(run.more_models, conditionings.more)
+        for model, conditioning in zip(held.more, conditionings.more)
     ]
     regions = None
     if run.method.lays_out_regions:

@@ -26,7 +26,7 @@ from lib_fusion.engine.run import FusionRun
 from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import forge_loading
 from lib_fusion.host.checkpoints import native_window
-from lib_fusion.host.loading import FusionModel
+from lib_fusion.host.loading import FusionModel, Held
 from lib_fusion.host.probe import host_module
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
 
@@ -44,12 +44,12 @@ def sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
-def end_sampling(run: FusionRun) -> None:
+def end_sampling(held: Held) -> None:
     """Give the model its own UNet patcher back (Forge resets it per batch anyway; this
     leaves nothing of ours on ``shared.sd_model`` between generations), and take the fusion
     UNet and our hooks off our clones: Forge's memory manager keeps the last clone it
     placed, and through it the fusion model and the run would outlive the generation."""
-    for objects, base, clone in reversed(run.patched or ()):
+    for objects, base, clone in reversed(held.patched or ()):
         objects.unet = base
         clone.extra_model_patchers_during_sampling.clear()
         for key in ("conditioning_modifiers", "sampler_post_cfg_function"):  # they hold the run
@@ -60,22 +60,23 @@ def begin_pass(p: Any) -> None:
     """``process_before_every_sampling``: our hooks on a clone of this pass's UNet patcher.
     Forge calls it twice in a hires pass and samples with the second: each call patches the
     fresh patcher Forge has just set, and the run keeps one pass."""
-    run = hookable_run(p)
-    if run is None:
+    due = hookable_run(p)
+    if due is None:
         return
+    run, held = due
     try:
         objects = p.sd_model.forge_objects
         base = objects.unet
         unet = base.clone()
         live: dict[str, Any] = {"options": unet.model_options, "prediction": None}
-        run.begin_pass(_sampling_pass(p, run, unet, live))
+        run.begin_pass(_sampling_pass(p, run, held, unet, live))
         unet.add_conditioning_modifier(_modifier(run, live))
         unet.set_model_sampler_post_cfg_function(_post_cfg(live))
-        for model in (run.fusion_model, *run.more_models, *run.region_models.values()):
+        for model in (held.fusion, *held.more, *held.regions.values()):
             if model is not None and model.unet is not None:
                 unet.add_extra_model_patcher_during_sampling(model.unet)
         objects.unet = unet
-        run.patched.append((objects, base, unet))
+        held.patched.append((objects, base, unet))
     except Exception as error:
         run.error = error
 
@@ -105,8 +106,8 @@ def _post_cfg(live: dict[str, Any]) -> Callable[[dict], torch.Tensor]:
     return post_cfg
 
 
-def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> SamplingPass:
-    fusion = run.fusion_model or FusionModel("", None)
+def _sampling_pass(p: Any, run: FusionRun, held: Held, unet: Any, live: dict[str, Any]) -> SamplingPass:
+    fusion = held.fusion or FusionModel("", None)
     active_model = unet.model
 
     def active_fn(x: torch.Tensor, sigma: torch.Tensor, cond: Cond, image_cond: torch.Tensor) -> torch.Tensor:
@@ -114,11 +115,11 @@ def _sampling_pass(p: Any, run: FusionRun, unet: Any, live: dict[str, Any]) -> S
         return _through_forge(active_model, live["options"], control, x, sigma, cond, image_cond)
 
     fusion_fn = active_fn if fusion.unet is None else _model_fn(fusion.unet)
-    region_fns = {title: _model_fn(model.unet) for title, model in run.region_models.items()}
-    region_encoders = {title: model.text_encoder for title, model in run.region_models.items()}
-    more_encoders = [model.text_encoder for model in run.more_models]
+    region_fns = {title: _model_fn(model.unet) for title, model in held.regions.items()}
+    region_encoders = {title: model.text_encoder for title, model in held.regions.items()}
+    more_encoders = [model.text_encoder for model in held.more]
     conditionings = pass_conditionings(p, run, shared.sd_model, fusion.text_encoder, region_encoders, more_encoders)
-    more_roles = [(model.title, _model_fn(model.unet), conditioning) for model, conditioning in zip(run.more_models, conditionings.more)]
+    more_roles = [(model.title, _model_fn(model.unet), conditioning) for model, conditioning in zip(held.more, conditionings.more)]
     predictor = active_model.predictor
     regions = None
     if run.method.lays_out_regions:

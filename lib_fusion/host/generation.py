@@ -4,6 +4,7 @@ the infotext, wrap ``p.sample``; at the end add the outputs and let go of the mo
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -17,11 +18,13 @@ from lib_fusion.arguments.infotext import STRIDE_USED, to_infotext
 from lib_fusion.arguments.methods import ACTIVE_ALONE, method_of
 from lib_fusion.arguments.region_args import KEYWORDS
 from lib_fusion.engine.fused_steps import window_missed
+from lib_fusion.engine.plan import Plan
 from lib_fusion.engine.region_pass import make_layout, windows_of
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.host import a1111, forge
 from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_at, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
+from lib_fusion.host.loading import HELD_ATTRIBUTE
 from lib_fusion.host.probe import UNSUPPORTED_HOST, host_module, model_loaded, runs_forge, unsupported_host
 from lib_fusion.host.sampling import strip_networks, unwrap_sample, wrap_sample
 from lib_fusion.host.schedules import step_timesteps
@@ -36,29 +39,42 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
     _write_infotext(p, {})
     if not args.enabled or _active_alone(args):
         return None  # plain by definition: nothing loaded, no label
-    run = FusionRun(args)
-    run.preview_steps = preview_steps()
     try:
-        _check_host(p, args)
-        _check_the_cfg_scale_lets_the_method_act(p, args)
-        _check_img2img_reaches_the_window(p, args)
-        if args.needs_fusion_checkpoint:
-            run.model_info = resolve_checkpoint(args.model)
-            _check_not_a_copy_of_the_active(p, args, run.model_info)
-        if args.models:
-            args = run.args = _with_more_models(run, args)
-        if method_of(args).lays_out_regions:
-            run.region_images = _region_images(p, args)
-            _check_the_background_shows(p, args, run.region_images)
-            args = run.args = _with_canonical_masks(args, run.region_images)
-            args = run.args = _with_region_checkpoints(run, args)
-        _check_budget(run)
-        _write_infotext(p, to_infotext(args, run.model_info.title if run.model_info else None))
+        plan = resolve(p, args)
     except Exception as error:  # reported by the p.sample wrapper, where the host does not swallow it
-        run.error = error
+        return start_with_error(p, error, args)
+    _write_infotext(p, to_infotext(plan.args, plan.fusion.title if plan.fusion is not None else None))
+    run = FusionRun(plan)
     setattr(p, RUN_ATTRIBUTE, run)
     wrap_sample(p, run, family())
     return run
+
+
+def resolve(p: Any, args: FusionArgs) -> Plan:
+    """The generation's plan (:class:`~lib_fusion.engine.plan.Plan`), or the refusal of
+    anything that can be refused before sampling: the host, the CFG scale and an img2img
+    that cannot reach the window, each checkpoint through the WebUI's list, the masks against
+    the image, the budget. The arguments are completed here (titles, canonical masks) and
+    not after."""
+    _check_host(p, args)
+    _check_the_cfg_scale_lets_the_method_act(p, args)
+    _check_img2img_reaches_the_window(p, args)
+    fusion = None
+    if args.needs_fusion_checkpoint:
+        fusion = resolve_checkpoint(args.model)
+        _check_not_a_copy_of_the_active(p, args, fusion)
+    more: list[Any] = []
+    if args.models:
+        args, more = _with_more_models(args, fusion)
+    images: list[torch.Tensor | None] = []
+    regions: dict[str, Any] = {}
+    if method_of(args).lays_out_regions:
+        images = _region_images(p, args)
+        _check_the_background_shows(p, args, images)
+        args, regions = _with_region_checkpoints(_with_canonical_masks(args, images), fusion)
+    plan = Plan(args, fusion, tuple(more), MappingProxyType(regions), tuple(images), preview_steps())
+    _check_budget(plan)
+    return plan
 
 
 def family() -> Any:
@@ -78,13 +94,14 @@ def _write_infotext(p: Any, entries: dict[str, Any]) -> None:
     p.extra_generation_params = {**kept, **entries}
 
 
-def start_with_error(p: Any, error: Exception) -> None:
-    """Arguments that did not even parse: fail the generation from ``p.sample``."""
+def start_with_error(p: Any, error: Exception, args: FusionArgs | None = None) -> FusionRun:
+    """Arguments that did not parse, or a plan refused: fail the generation from ``p.sample``."""
     unwrap_sample(p)
-    run = FusionRun(FusionArgs())
+    run = FusionRun(Plan(args or FusionArgs()))
     run.error = error
     setattr(p, RUN_ATTRIBUTE, run)
     wrap_sample(p, run, family())
+    return run
 
 
 def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
@@ -147,11 +164,12 @@ def _check_the_background_shows(p: Any, args: FusionArgs, images: list[torch.Ten
         )
 
 
-def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
+def _with_region_checkpoints(args: FusionArgs, fusion: Any) -> tuple[FusionArgs, dict[str, Any]]:
     """Each region's checkpoint and the background's resolved through the WebUI's list: the
-    active one and the fusion checkpoint become their keywords, any other its title (its
-    model is loaded with the fusion checkpoint's; ``run.region_infos``). A bad name fails
-    naming where it was given."""
+    active one and the fusion checkpoint become their keywords, any other its title. Returns
+    the arguments so written and those other checkpoints by title (loaded with the fusion
+    checkpoint). A bad name fails naming where it was given."""
+    infos: dict[str, Any] = {}
 
     def resolved(name: str, place: str) -> str:
         if name in KEYWORDS:
@@ -159,9 +177,9 @@ def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
         info = resolve_at(name, place)
         if is_active_checkpoint(info):
             return "active"
-        if run.model_info is not None and info.filename == run.model_info.filename:
+        if fusion is not None and info.filename == fusion.filename:
             return "fusion"
-        run.region_infos[info.title] = info
+        infos[info.title] = info
         return info.title
 
     background = resolved(args.background, "background")
@@ -169,14 +187,15 @@ def _with_region_checkpoints(run: FusionRun, args: FusionArgs) -> FusionArgs:
     for index, region in enumerate(args.regions):
         name = resolved(region.model, f"regions[{index}].model")
         regions.append(region if name == region.model else region.copy(update={"model": name}))
-    return args.copy(update={"regions": regions, "background": background})
+    return args.copy(update={"regions": regions, "background": background}), infos
 
 
-def _with_more_models(run: FusionRun, args: FusionArgs) -> FusionArgs:
-    """SNB's further fusion checkpoints resolved through the WebUI's list (``run.more_infos``,
-    their titles in the arguments); unknown ones, the active one and repeats fail naming the
-    position."""
-    seen = {run.model_info.filename: args.fusion_checkpoint_place()}
+def _with_more_models(args: FusionArgs, fusion: Any) -> tuple[FusionArgs, list[Any]]:
+    """SNB's further fusion checkpoints resolved through the WebUI's list: the arguments with
+    their titles, and the checkpoints in order. Unknown ones, the active one and repeats fail
+    naming the position as written."""
+    infos: list[Any] = []
+    seen = {fusion.filename: args.fusion_checkpoint_place()}
     models = []
     for index, entry in enumerate(args.models):
         place = f"{args.fusion_checkpoint_place(index)}.model"
@@ -186,20 +205,15 @@ def _with_more_models(run: FusionRun, args: FusionArgs) -> FusionArgs:
         if info.filename in seen:
             raise FusionArgumentError(f"{TITLE}: {place}: {info.title!r} is listed twice (also as {seen[info.filename]}); list each once")
         seen[info.filename] = place
-        run.more_infos.append(info)
+        infos.append(info)
         models.append(entry if entry.model == info.title else entry.copy(update={"model": info.title}))
-    return args.copy(update={"models": models})
+    return args.copy(update={"models": models}), infos
 
 
-def _check_budget(run: FusionRun) -> None:
+def _check_budget(plan: Plan) -> None:
     """Refuse before sampling a generation that needs more checkpoints besides the active one
     than the Settings keep in memory (each step needs every one of them)."""
-    fusion = run.model_info
-    needed = [
-        *([fusion.title] if fusion is not None and not is_active_checkpoint(fusion) else []),
-        *(info.title for info in run.more_infos),
-        *run.region_infos,
-    ]
+    needed = [info.title for info in plan.checkpoints if not is_active_checkpoint(info)]
     budget = max_models()
     if len(needed) > budget:
         raise FusionArgumentError(
@@ -304,4 +318,4 @@ def finish(p: Any, processed: Any = None) -> None:
         if processed is not None and run.error is None:
             add_outputs(p, processed, run)
     finally:
-        release(run)
+        release(run, getattr(p, HELD_ATTRIBUTE, None))

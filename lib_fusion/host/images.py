@@ -36,7 +36,7 @@ def add_outputs(p: Any, processed: Any, run: FusionRun) -> None:
     images, infotext_utils = host_module("modules.images"), host_module("modules.infotext_utils")
     processing = host_module("modules.processing")
     active = getattr(getattr(shared.sd_model, "sd_checkpoint_info", None), "title", "active checkpoint")
-    titles = outputs.Titles(active, run.model_info.title if run.model_info is not None else active)
+    titles = outputs.Titles(active, run.plan.fusion.title if run.plan.fusion is not None else active)
     extra: list[outputs.Output] = []
     if run.args.compare:
         extra += outputs.comparison(run, titles, p.all_seeds, _font)

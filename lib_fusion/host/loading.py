@@ -8,7 +8,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 import torch
@@ -50,6 +50,29 @@ class FusionModel:
     """Called when the cache drops the model (Forge: tell its memory manager)."""
 
 
+@dataclass
+class Held:
+    """What the host holds for one generation beside the engine's run: the checkpoints loaded
+    for it and the hooks it installed. Kept on ``p`` (:data:`HELD_ATTRIBUTE`), let go at the
+    generation's end (:meth:`release`)."""
+
+    fusion: FusionModel | None = None
+    more: list[FusionModel] = field(default_factory=list)
+    """SNB's further fusion checkpoints, in the order of ``args.models``."""
+    regions: dict[str, FusionModel] = field(default_factory=dict)
+    """The checkpoints regions name besides the active and the fusion one, by title."""
+    patched: list[Any] | None = None
+    """What the sampling hooks changed this batch (None outside ``p.sample``: no hook is due)."""
+    callback: Callable[[Any], None] | None = None
+    """The ``on_cfg_denoiser`` callback of this generation."""
+
+    def release(self) -> None:
+        self.fusion, self.more, self.regions = None, [], {}
+
+
+HELD_ATTRIBUTE = "model_fusion_held"
+
+
 class Family(Protocol):
     """What the ``p.sample`` wrapper needs of a host family's module."""
 
@@ -60,34 +83,35 @@ class Family(Protocol):
 
     def sampling_residency(self, model: FusionModel | None) -> contextlib.AbstractContextManager[None]: ...
 
-    def end_sampling(self, run: FusionRun) -> None: ...
+    def end_sampling(self, held: Held) -> None: ...
 
 
-def load_generation_models(run: FusionRun, family: Family, capacity: int) -> None:
-    """The fusion checkpoint, SNB's further ones and the regions' own, from the cache or loaded; the fusion
-    checkpoint last, so that it is the most recently used (the status line shows it). ``capacity``:
-    the Settings' budget."""
-    region_infos = sorted(run.region_infos.items(), key=lambda item: not CACHE.holds(item[1].filename))
-    more_infos = sorted(enumerate(run.more_infos), key=lambda item: not CACHE.holds(item[1].filename))
-    if run.model_info is not None and CACHE.holds(run.model_info.filename):
-        family.load_checkpoint(run.model_info, run, capacity)  # held: made recent first, so no load evicts it
+def load_generation_models(run: FusionRun, held: Held, family: Family, capacity: int) -> None:
+    """The plan's checkpoints, from the cache or loaded, into ``held``: the fusion checkpoint
+    last, so that it is the most recently used (the status line shows it). ``capacity``: the
+    Settings' budget."""
+    plan = run.plan
+    region_infos = sorted(plan.regions.items(), key=lambda item: not CACHE.holds(item[1].filename))
+    more_infos = sorted(enumerate(plan.more), key=lambda item: not CACHE.holds(item[1].filename))
+    if plan.fusion is not None and CACHE.holds(plan.fusion.filename):
+        family.load_checkpoint(plan.fusion, run, capacity)  # held: made recent first, so no load evicts it
     # Those held come first (each made the most recent), then the missing ones: a load evicts
     # only what this generation does not need (the budget was checked for all of them).
     for title, info in region_infos:
-        places = [f"regions[{index}].model" for index, region in enumerate(run.args.regions) if region.model == title]
+        places = [f"regions[{index}].model" for index, region in enumerate(plan.args.regions) if region.model == title]
         try:
-            run.region_models[title] = family.load_checkpoint(info, run, capacity)
+            held.regions[title] = family.load_checkpoint(info, run, capacity)
         except FusionModelError as error:
-            raise error.at(", ".join(places + (["background"] if run.args.background == title else []))) from None
+            raise error.at(", ".join(places + (["background"] if plan.args.background == title else []))) from None
     more: dict[int, FusionModel] = {}
     for index, info in more_infos:
         try:
             more[index] = family.load_checkpoint(info, run, capacity)
         except FusionModelError as error:
-            raise error.at(f"{run.args.fusion_checkpoint_place(index)}.model") from None
-    run.more_models = [more[index] for index in range(len(run.more_infos))]
-    if run.model_info is not None:
-        run.fusion_model = family.load_checkpoint(run.model_info, run, capacity)
+            raise error.at(f"{plan.args.fusion_checkpoint_place(index)}.model") from None
+    held.more = [more[index] for index in range(len(plan.more))]
+    if plan.fusion is not None:
+        held.fusion = family.load_checkpoint(plan.fusion, run, capacity)
 
 
 def load_fusion_model(info: Any, need_text_encoder: bool, capacity: int = 1) -> FusionModel:

@@ -26,7 +26,7 @@ from lib_fusion.engine.passes import ACTIVE, FUSED, FUSION, HostStep
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.fusion.denoise import Conditioning
 from lib_fusion.host.images import RUN_ATTRIBUTE, finished_images, image_index
-from lib_fusion.host.loading import Family, load_generation_models, unload
+from lib_fusion.host.loading import HELD_ATTRIBUTE, Family, Held, load_generation_models, unload
 from lib_fusion.host.probe import call_with_accepted, host_module
 from lib_fusion.host.settings import max_models, release
 
@@ -35,38 +35,41 @@ ConditioningFn = Callable[[HostStep], Conditioning]
 
 
 def wrap_sample(p: Any, run: FusionRun, family: Family) -> None:
+    """Wrap ``p.sample`` for this generation; what the host holds for it goes on ``p`` too
+    (:class:`~lib_fusion.host.loading.Held`)."""
     original = p.sample
+    held = Held(callback=functools.partial(_on_cfg_denoiser, run, family.PER_IMAGE_STEPS))
 
     @functools.wraps(original)
     def sample(*args: Any, **kwargs: Any) -> Any:
         try:
-            return _sample(run, family, p, original, *args, **kwargs)
+            return _sample(run, held, family, p, original, *args, **kwargs)
         except BaseException:
             # The generation ends here and postprocess will not run: let go of p and the models now.
             unwrap_sample(p)
-            release(run)
+            release(run, held)
             raise
 
     setattr(sample, _WRAPPED_MARK, original)
-    run.callback = functools.partial(_on_cfg_denoiser, run, family.PER_IMAGE_STEPS)
+    setattr(p, HELD_ATTRIBUTE, held)
     p.sample = sample
 
 
-def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: Any, **kwargs: Any) -> Any:
+def _sample(run: FusionRun, held: Held, family: Family, p: Any, original: Callable, *args: Any, **kwargs: Any) -> Any:
     """One ``p.sample`` call (a batch) with the fusion hooks in place, and only then; with
     the comparison, the same batch again with each model alone."""
     if run.error is not None:
         raise run.error
-    titles = [info.title for info in (run.model_info, *run.more_infos, *run.region_infos.values()) if info is not None]
+    titles = [info.title for info in run.plan.checkpoints]
     if titles:  # a load takes seconds: say which checkpoints this generation holds besides the active one
         show_progress(f"checkpoints {', '.join(titles)}")
-    load_generation_models(run, family, max_models())
-    run.patched = []
+    load_generation_models(run, held, family, max_models())
+    held.patched = []
     run.batch = int(getattr(p, "iteration", 0))
     same_noise = noise_replay(p)
-    script_callbacks.on_cfg_denoiser(run.callback, name="model_fusion")
+    script_callbacks.on_cfg_denoiser(held.callback, name="model_fusion")
     try:
-        with family.sampling_residency(run.fusion_model):
+        with family.sampling_residency(held.fusion):
             result = original(*args, **kwargs)
             check_every_pass_fused(run)
             check_every_checkpoint_fused(run)
@@ -76,9 +79,9 @@ def _sample(run: FusionRun, family: Family, p: Any, original: Callable, *args: A
         raise _out_of_memory(error) from error
     finally:
         run.variant = FUSED
-        script_callbacks.remove_callbacks_for_function(run.callback)
-        family.end_sampling(run)
-        run.patched = []
+        script_callbacks.remove_callbacks_for_function(held.callback)
+        family.end_sampling(held)
+        held.patched = []
     if run.error is not None:
         raise run.error
     return result
@@ -104,13 +107,15 @@ def unwrap_sample(p: Any) -> None:
             p.sample = original
 
 
-def hookable_run(p: Any) -> FusionRun | None:
-    """``process_before_every_sampling``: the generation's run when its sampling hook is due
-    (fusion on, no error so far, inside the ``p.sample`` wrapper), else None."""
+def hookable_run(p: Any) -> tuple[FusionRun, Held] | None:
+    """``process_before_every_sampling``: the generation's run and what the host holds for it
+    when its sampling hook is due (fusion on, no error so far, inside the ``p.sample``
+    wrapper), else None."""
     run: FusionRun | None = getattr(p, RUN_ATTRIBUTE, None)
-    if run is None or run.error is not None or run.patched is None:
+    held: Held | None = getattr(p, HELD_ATTRIBUTE, None)
+    if run is None or held is None or run.error is not None or held.patched is None:
         return None
-    return run
+    return run, held
 
 
 def check_every_pass_fused(run: FusionRun) -> None:

@@ -11,7 +11,7 @@ from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.engine.models import CACHE, FusionModelError
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.host.checkpoints import resolve_checkpoint
-from lib_fusion.host.loading import give_back_memory, unload
+from lib_fusion.host.loading import Held, give_back_memory, unload
 
 KEEP_LOADED = "model_fusion_keep_loaded"
 
@@ -104,8 +104,11 @@ def _shrink_cache() -> None:
     give_back_memory()
 
 
-def release(run: FusionRun) -> None:
-    """The run lets go of its models; the cache too unless the settings keep it loaded."""
+def release(run: FusionRun, held: Held | None) -> None:
+    """The run lets go of its tensors and the host of the generation's models; the cache too
+    unless the settings keep them loaded."""
     run.release()
+    if held is not None:
+        held.release()
     if not setting(KEEP_LOADED, True):
         unload()

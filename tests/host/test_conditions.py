@@ -143,7 +143,7 @@ def test_interrupt_leaves_nothing_behind(webui):
         processing.process_images(p)
     finally:
         shared.state.on_step = None
-    assert p.model_fusion_run.patched == []
+    assert p.model_fusion_held.patched == []
     shared.state.reset()
     assert torch.equal(webui.latents(None, extension=False), webui.latents(fusion(enabled=False)))
 

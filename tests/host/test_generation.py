@@ -76,7 +76,7 @@ def test_hooks_are_gone_after_an_exception_inside_a_unet_call(webui, monkeypatch
         processing.process_images(p)
     monkeypatch.undo()
     assert script_callbacks.registered_count() == 0
-    assert p.model_fusion_run.patched == []  # every wrapped inner model was restored
+    assert p.model_fusion_held.patched == []  # every wrapped inner model was restored
     assert torch.equal(webui.latents(None, extension=False), webui.latents(fusion(enabled=False)))
 
 

@@ -104,5 +104,5 @@ def test_the_preview_keeps_a_bounded_sample_of_fused_steps(webui, monkeypatch):
     processing.process_images(p)
     assert p.model_fusion_run.stats.fused_steps == 40
     (kept,) = seen
-    assert 2 <= len(kept) <= 2 * p.model_fusion_run.preview_steps + 1  # not 40 sets of maps
+    assert 2 <= len(kept) <= 2 * p.model_fusion_run.plan.preview_steps + 1  # not 40 sets of maps
     assert kept[0].step == 0 and kept[-1].step == 39  # spread from the first to the last

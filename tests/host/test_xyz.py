@@ -57,7 +57,7 @@ def test_a_checkpoint_axis_fuses_each_cell_with_its_checkpoint_even_when_the_ui_
     webui.build_ui()
     p = webui.processing(snb(enabled=False), steps=4)
     cells = xyz_grid.run(p, "[Fusion] Checkpoint", ["expert", "artist"])
-    titles = [pc.model_fusion_run.model_info.title for pc, _ in cells]
+    titles = [pc.model_fusion_run.plan.fusion.title for pc, _ in cells]
     assert titles == [webui.title("expert"), webui.title("artist")]
     assert [f"Fusion model: {title}" in processed.infotexts[0] for (_, processed), title in zip(cells, titles)] == [True, True]
     assert all(pc.model_fusion_run.stats.fused_steps > 0 for pc, _ in cells)

@@ -1,0 +1,41 @@
+"""One generation's resolved plan: what the host settled before the first step, handed to the
+engine whole and never rewritten (:class:`~lib_fusion.engine.run.FusionRun` only reads it).
+
+The host (:func:`lib_fusion.host.generation.start`) makes it once: the final arguments (each
+checkpoint by the title the WebUI lists, each mask as the 1-bit PNG it was read as), the
+checkpoints resolved, the masks decoded, and every refusal that can come before sampling,
+budget included. What only sampling can tell (a hires pass's steps) is checked after the
+first batch (:mod:`lib_fusion.engine.fused_steps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import torch
+
+from lib_fusion.arguments.args import FusionArgs
+
+
+@dataclass(frozen=True)
+class Plan:
+    args: FusionArgs
+    """The arguments as the generation runs them (immutable, like the plan)."""
+    fusion: Any = None
+    """The fusion checkpoint as the WebUI lists it, or None when no step needs it."""
+    more: tuple[Any, ...] = ()
+    """SNB's further fusion checkpoints (``args.models``), resolved, in order."""
+    regions: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Regions: the checkpoints regions (or the background) name besides the active and the
+    fusion one, by title."""
+    region_images: tuple[torch.Tensor | None, ...] = ()
+    """Per foreground region: its image-sized mask decoded (None for a box)."""
+    preview_steps: int = 3
+    """Fused steps a preview shows per image (the host's setting at the start)."""
+
+    @property
+    def checkpoints(self) -> list[Any]:
+        """Every checkpoint this generation runs besides the active one (fusion, further, regions')."""
+        return [*([self.fusion] if self.fusion is not None else []), *self.more, *self.regions.values()]
