@@ -51,7 +51,7 @@ def in_process(options: argparse.Namespace) -> None:
     from modules import shared
 
     from lib_fusion import host as fusion_host
-    from lib_fusion.engine.models import CACHE
+    from lib_fusion.engine.checkpoint_cache import CACHE
 
     standin = from_options(options)
     repeats = options.repeats

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lib_fusion.arguments.echo import shown
+from lib_fusion.arguments.messages import shown
 
 METHOD_NAMES = ("snb", "regions", "guidance", "base_uncond")
 """Every method by name (their objects: :data:`lib_fusion.arguments.methods.METHODS`)."""

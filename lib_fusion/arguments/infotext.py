@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from lib_fusion.arguments.args import FIELDS, FLAG_FIELDS, TITLE, FusionArgs, models_json, regions_json
-from lib_fusion.arguments.echo import cut, shown
 from lib_fusion.arguments.fields import BOUNDS, INFOTEXT_KEYS, USED_BY
+from lib_fusion.arguments.messages import cut, shown
 
 STRIDE_USED = "Fusion stride used"
 """Written after sampling when the stride was ``auto``: the stride of each pass (first, hires);

@@ -11,7 +11,7 @@ try:
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictStr, validator
 
-from lib_fusion.arguments.echo import shown
+from lib_fusion.arguments.messages import shown
 from lib_fusion.arguments.region_args import MAX_MODEL_NAME, checkpoint_name, number
 from lib_fusion.arguments.schedule import K_MAX, K_MIN
 

@@ -13,7 +13,7 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictStr, root_validator, validator
 
 from lib_fusion.arguments import masks
-from lib_fusion.arguments.echo import shown
+from lib_fusion.arguments.messages import shown
 
 MAX_WEIGHT = 100.0
 

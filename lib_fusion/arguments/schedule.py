@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from enum import Enum
 
-from lib_fusion.arguments.echo import shown
+from lib_fusion.arguments.messages import shown
 
 T_MAX = 1000.0
 """DDPM timesteps run over [0, 1000); v1 beyond that range is meaningless."""

@@ -15,7 +15,7 @@ import math
 from lib_fusion.arguments.args import TITLE, FusionArgs
 from lib_fusion.arguments.methods import method_of
 from lib_fusion.arguments.schedule import StepKind, format_fusion_selection, is_fused
-from lib_fusion.engine.passes import FUSED, Stats
+from lib_fusion.engine.sampling_pass import FUSED, Stats
 
 
 def never_fused(args: FusionArgs, stats: Stats) -> str | None:

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 from lib_fusion.arguments.methods import method_of
 from lib_fusion.engine import pictures
-from lib_fusion.engine.passes import ALONE_A, ALONE_B, FUSED, alone_variant
+from lib_fusion.engine.preview_maps import Trace
 from lib_fusion.engine.run import FusionRun
-from lib_fusion.engine.traces import Trace
+from lib_fusion.engine.sampling_pass import ALONE_A, ALONE_B, FUSED, alone_variant
 
 OTHER_COLOUR_NAMES = ["green", "pink", "yellow", "teal", "purple", "amber", "grey"]
 """The names of :data:`lib_fusion.engine.pictures.OTHER_COLOURS`, for the captions."""
@@ -74,7 +74,7 @@ def comparison(run: FusionRun, titles: Titles, seeds: Sequence[int], font: pictu
 def chosen(traces: Sequence[Trace], count: int) -> list[Trace]:
     """``count`` traces spread evenly over the fused steps, from the first to the last (all
     when there are fewer): for each evenly spaced position the kept trace nearest to it, so a
-    thinned sample (:class:`lib_fusion.engine.traces.Thinned`) shows the steps a full list would."""
+    thinned sample (:class:`lib_fusion.engine.preview_maps.Thinned`) shows the steps a full list would."""
     if len(traces) <= count:
         return list(traces)
     first, last = traces[0].position, traces[-1].position

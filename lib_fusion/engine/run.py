@@ -19,7 +19,10 @@ from lib_fusion.arguments.args import FusionArgs
 from lib_fusion.arguments.methods import Method, method_of
 from lib_fusion.arguments.schedule import StepKind, step_kind
 from lib_fusion.engine.method_steps import StepContext, fused_step
-from lib_fusion.engine.passes import (
+from lib_fusion.engine.plan import Plan
+from lib_fusion.engine.preview_maps import Thinned, Trace
+from lib_fusion.engine.region_pass import RegionLayout, layout_step, make_layout
+from lib_fusion.engine.sampling_pass import (
     ACTIVE,
     ALONE_A,
     ALONE_B,
@@ -32,9 +35,6 @@ from lib_fusion.engine.passes import (
     Stats,
     alone_variant,
 )
-from lib_fusion.engine.plan import Plan
-from lib_fusion.engine.region_pass import RegionLayout, layout_step, make_layout
-from lib_fusion.engine.traces import Thinned, Trace
 from lib_fusion.fusion.conds import pick
 from lib_fusion.fusion.denoise import CondsList, Model, SnbOptions, StepInput, guided, spread_to_rows
 from lib_fusion.fusion.regions import Bootstrap, Region, pick_table, seed_noise

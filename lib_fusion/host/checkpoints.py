@@ -10,8 +10,8 @@ from typing import Any
 from modules import shared
 
 from lib_fusion.arguments.args import TITLE
-from lib_fusion.arguments.echo import cut, shown
-from lib_fusion.engine.models import FusionModelError, Shapes, family_mismatch
+from lib_fusion.arguments.messages import cut, shown
+from lib_fusion.engine.checkpoint_cache import FusionModelError, Shapes, family_mismatch
 from lib_fusion.host.probe import host_module, model_loaded, runs_forge
 
 UNET_PREFIX = "model.diffusion_model."

@@ -21,8 +21,8 @@ from typing import Any, Callable
 import torch
 from modules import shared
 
-from lib_fusion.engine.passes import RegionSource, SamplingPass
 from lib_fusion.engine.run import FusionRun
+from lib_fusion.engine.sampling_pass import RegionSource, SamplingPass
 from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import forge_loading
 from lib_fusion.host.checkpoints import native_window

@@ -11,8 +11,8 @@ from typing import Any, Iterator
 from modules import shared
 
 from lib_fusion.arguments.args import TITLE
-from lib_fusion.arguments.echo import shown
-from lib_fusion.engine.models import CACHE, CacheKey, FusionModelError
+from lib_fusion.arguments.messages import shown
+from lib_fusion.engine.checkpoint_cache import CACHE, CacheKey, FusionModelError
 from lib_fusion.host.checkpoints import check_header, is_active_checkpoint, without_path
 from lib_fusion.host.loading import FusionModel
 from lib_fusion.host.probe import host_module

@@ -12,9 +12,9 @@ from modules import shared
 
 from lib_fusion.arguments import masks
 from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
-from lib_fusion.arguments.echo import shown
 from lib_fusion.arguments.fields import INFOTEXT_KEYS
 from lib_fusion.arguments.infotext import STRIDE_USED, to_infotext
+from lib_fusion.arguments.messages import shown
 from lib_fusion.arguments.methods import ACTIVE_ALONE, method_of
 from lib_fusion.arguments.region_args import KEYWORDS
 from lib_fusion.engine.fused_steps import window_missed

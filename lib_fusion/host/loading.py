@@ -15,8 +15,8 @@ import torch
 from modules import shared
 
 from lib_fusion.arguments.args import TITLE
-from lib_fusion.arguments.echo import shown
-from lib_fusion.engine.models import CACHE, CacheKey, FusionModelError
+from lib_fusion.arguments.messages import shown
+from lib_fusion.engine.checkpoint_cache import CACHE, CacheKey, FusionModelError
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.host.checkpoints import (
     SDXL_TEXT_ENCODER_PREFIX,

@@ -22,8 +22,8 @@ from lib_fusion.arguments.args import TITLE, FusionArgumentError
 from lib_fusion.arguments.infotext import strides_used
 from lib_fusion.arguments.methods import method_of
 from lib_fusion.engine.fused_steps import never_fused
-from lib_fusion.engine.passes import ACTIVE, FUSED, FUSION, HostStep
 from lib_fusion.engine.run import FusionRun
+from lib_fusion.engine.sampling_pass import ACTIVE, FUSED, FUSION, HostStep
 from lib_fusion.fusion.denoise import Conditioning
 from lib_fusion.host.images import RUN_ATTRIBUTE, finished_images, image_index
 from lib_fusion.host.loading import HELD_ATTRIBUTE, Family, Held, load_generation_models, unload

@@ -8,7 +8,7 @@ from typing import Any
 from modules import shared
 
 from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
-from lib_fusion.engine.models import CACHE, FusionModelError
+from lib_fusion.engine.checkpoint_cache import CACHE, FusionModelError
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.host.checkpoints import resolve_checkpoint
 from lib_fusion.host.loading import Held, give_back_memory, unload

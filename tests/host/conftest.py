@@ -14,7 +14,7 @@ from standin import WebUI  # noqa: E402
 
 
 def _standin(tmp_path, family, host="a1111"):
-    from lib_fusion.engine.models import CACHE
+    from lib_fusion.engine.checkpoint_cache import CACHE
 
     shared.opts = shared.default_opts()
     shared.cmd_opts = shared.default_cmd_opts()

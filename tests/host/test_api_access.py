@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from modules import shared
 
-from lib_fusion.engine.models import CACHE
+from lib_fusion.engine.checkpoint_cache import CACHE
 
 ROUTES = [("GET", "schema"), ("GET", "version"), ("GET", "models"), ("POST", "unload")]
 

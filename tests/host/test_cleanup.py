@@ -8,7 +8,7 @@ import torch
 from modules import processing, script_callbacks, shared
 from standin import weights_hash
 
-from lib_fusion.engine.models import CACHE
+from lib_fusion.engine.checkpoint_cache import CACHE
 
 STEPS = 6
 

@@ -5,7 +5,7 @@ import torch
 from modules import errors, processing, shared
 from standin import weights_hash
 
-from lib_fusion.engine.models import CACHE
+from lib_fusion.engine.checkpoint_cache import CACHE
 
 
 def fusion(**overrides):

@@ -15,7 +15,7 @@ import torch
 from backend import memory_management
 from modules import processing, scripts, shared
 
-from lib_fusion.engine.models import CACHE
+from lib_fusion.engine.checkpoint_cache import CACHE
 
 
 def snb(**overrides):

@@ -20,7 +20,7 @@ def img2img(webui, fusion, strength):
 def test_img2img_below_the_window_is_refused_before_anything_loads_with_a_selection_that_fuses(webui):
     """The steps an img2img will take are known before sampling (the sampler's schedule cut at
     the strength): the refusal comes before any load or step, and its advice fuses."""
-    from lib_fusion.engine.models import CACHE
+    from lib_fusion.engine.checkpoint_cache import CACHE
 
     loads = CACHE.loads
     p = img2img(webui, FUSION, 0.3)
@@ -143,7 +143,7 @@ def test_on_forge_at_cfg_1_a_byte_copy_gives_the_plain_image(forge_webui):
     ],
 )
 def test_a_cfg_scale_that_leaves_the_method_nothing_to_act_on_is_refused_before_anything_loads(webui, method, scale, refusal):
-    from lib_fusion.engine.models import CACHE
+    from lib_fusion.engine.checkpoint_cache import CACHE
 
     loads = CACHE.loads
     p = webui.processing({**FUSION, **method}, steps=4, cfg_scale=scale)

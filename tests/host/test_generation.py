@@ -37,7 +37,7 @@ def test_extension_off_is_bit_identical_to_no_extension(webui, sampler):
 @pytest.mark.parametrize("plain", [{"mode": 0}, {"method": "guidance", "guidance_weight": 1.0}], ids=["mode 0", "guidance w=1"])
 def test_a_schedule_that_is_the_active_model_alone_is_the_hosts_own_generation(webui, sampler, plain):
     """Plain by definition: nothing loaded, no fusion label, the host's own image bit for bit."""
-    from lib_fusion.engine.models import CACHE
+    from lib_fusion.engine.checkpoint_cache import CACHE
 
     without = webui.latents(None, extension=False, sampler_name=sampler)
     loads = CACHE.loads

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from lib_fusion.arguments import masks
 from lib_fusion.arguments.args import FIELDS, FusionArgs
-from lib_fusion.engine.models import CACHE
+from lib_fusion.engine.checkpoint_cache import CACHE
 from tests.bad_input_cases import NESTED, png
 
 HALF_TYPED = {

@@ -13,7 +13,7 @@ from modules.sd_samplers_kdiffusion import CompVisDenoiser
 from safetensors.torch import load_file
 from tiny_sd import TinyUNet
 
-from lib_fusion.engine.models import CACHE
+from lib_fusion.engine.checkpoint_cache import CACHE
 
 CFG = 7.5
 PROMPT_A, PROMPT_B, PROMPT_C, NEGATIVE = "a lion with a crown", "a cartoon lion", "an oil painting of a lion", ""

@@ -66,7 +66,7 @@ def test_many_steps_stay_closer_to_each_regions_model(webui):
 def test_regions_that_cannot_change_a_one_window_canvas_are_refused_before_anything_loads(webui, fields):
     """No region on a canvas one window wide is one checkpoint alone; circular there has no
     window crossing the edge: both refused, nothing loaded, and the next plain image is the same."""
-    from lib_fusion.engine.models import CACHE
+    from lib_fusion.engine.checkpoint_cache import CACHE
 
     plain = webui.latents(None, extension=False, batch_size=2)
     loads = CACHE.loads

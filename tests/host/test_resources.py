@@ -11,7 +11,7 @@ import pytest
 import torch
 from modules import devices, processing, script_callbacks, sd_models, shared
 
-from lib_fusion.engine.models import CACHE
+from lib_fusion.engine.checkpoint_cache import CACHE
 
 DEVICE = torch.device("cpu", 0)
 """Stands for the GPU: a device the tests can tell apart from ``devices.cpu``."""
@@ -300,7 +300,7 @@ def test_a_released_model_is_freed_at_once_even_when_its_parts_refer_to_each_oth
     """A checkpoint's parts refer to each other (Forge's engine and patchers do), so only the
     collector frees them; the cache collects after its last reference to the model is gone,
     so unloading frees the model it names at once, not at the next unload."""
-    from lib_fusion.engine.models import CacheKey, ModelCache
+    from lib_fusion.engine.checkpoint_cache import CacheKey, ModelCache
 
     class Part:
         pass

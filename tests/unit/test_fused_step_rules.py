@@ -11,7 +11,7 @@ from lib_fusion.arguments.args import FusionArgs
 from lib_fusion.arguments.model_args import FusionModelArgs
 from lib_fusion.arguments.schedule import StepKind, is_fused
 from lib_fusion.engine.fused_steps import never_fused, suggested_v1
-from lib_fusion.engine.passes import FUSED, Stats
+from lib_fusion.engine.sampling_pass import FUSED, Stats
 
 thousandths = st.integers(min_value=0, max_value=1000)
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lib_fusion.engine import outputs, pictures
-from lib_fusion.engine.traces import Trace
+from lib_fusion.engine.preview_maps import Trace
 
 
 def test_heat_ramp_runs_from_its_first_to_its_last_stop():
@@ -67,7 +67,7 @@ def test_chosen_steps_spread_from_the_first_to_the_last(n, count):
 
 @given(st.integers(1, 300), st.integers(1, 10))
 def test_a_thinned_sample_shows_the_steps_the_full_list_would_nearly(n, count):
-    from lib_fusion.engine.traces import Thinned
+    from lib_fusion.engine.preview_maps import Thinned
 
     keeper = Thinned(count)
     for trace in _traces(n):

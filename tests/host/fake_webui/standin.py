@@ -161,7 +161,7 @@ class WebUI:
 
     def fusion_unet(self) -> torch.nn.Module:
         """The cached fusion checkpoint's UNet module (Forge keeps it in a UNet patcher)."""
-        from lib_fusion.engine.models import CACHE
+        from lib_fusion.engine.checkpoint_cache import CACHE
 
         unet = CACHE.value.unet
         return unet.model.diffusion_model if self.forge_family else unet

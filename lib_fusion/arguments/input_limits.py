@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from lib_fusion.arguments import masks
-from lib_fusion.arguments.echo import cut
+from lib_fusion.arguments.messages import cut
 
 MAX_TEXT = 100_000
 """Characters of a text field (prompt, checkpoint name); a mask has its own limit."""
