@@ -1,16 +1,8 @@
 """Fixtures that stand up the stand-in WebUI with tiny checkpoints and the real script."""
 
-import sys
-from pathlib import Path
-
 import pytest
-
-FAKE = Path(__file__).resolve().parent / "fake_webui"
-if str(FAKE) not in sys.path:
-    sys.path.insert(0, str(FAKE))
-
-from modules import errors, script_callbacks, shared  # noqa: E402
-from standin import WebUI  # noqa: E402
+from modules import errors, script_callbacks, shared
+from standin import WebUI
 
 
 def _standin(tmp_path, family, host="a1111"):
