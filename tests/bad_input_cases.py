@@ -351,13 +351,19 @@ CASES = [
         ["window 8 makes over 1024 windows per step", "use a larger window"],
     ),
     # -- fusion that would change nothing ----------------------------------------------------------
-    ("no step in the window", snb(fusion_selection="1000,1,1", mode=2), {}, None, ["no step fell inside the fusion window", "t > 1000"]),
+    (
+        "no step in the window",
+        snb(fusion_selection="1000,1,1", mode=2),
+        {},
+        None,
+        ["no step of this txt2img falls inside the fusion window", "t > 1000"],
+    ),
     (
         "no step in the late window",
         snb(fusion_selection="0,1,1", mode=1),
         {"sampler_name": "DPM++ 2M"},
         None,
-        ["no step fell inside the fusion window", "fuses only t <= 0", 'fusion_selection "'],
+        ["no step of this txt2img falls inside the fusion window", "fuses only t <= 0", 'fusion_selection "'],
     ),
     (
         "a checkpoint joining no fused step",

@@ -44,16 +44,16 @@ def never_fused(args: FusionArgs, stats: Stats) -> str | None:
     return None
 
 
-def window_missed(args: FusionArgs, seen: list[float], planned: bool = False) -> str:
-    """The refusal of a generation whose steps (``seen``; ``planned``: the steps a pass will
-    take, known before sampling) fall outside the window: their range, the rule, and a
-    ``fusion_selection`` that fuses the same share of them."""
+def window_missed(args: FusionArgs, seen: list[float], planned: str = "") -> str:
+    """The refusal of a generation whose steps (``seen``; ``planned``: what the steps are
+    planned for, e.g. ``img2img``, when known before sampling) fall outside the window: their
+    range, the rule, and a ``fusion_selection`` that fuses the same share of them."""
     v1, kg, ke = args.selection
     rule = f"t <= {v1:g}" if args.mode == 1 else f"t > {v1:g}"
     why = f"fusion_selection v1 = {v1:g} with mode {args.mode} fuses only {rule}"
     count = len(seen)
     if planned:
-        opening = f"no step of this img2img falls inside the fusion window, so the image would be one model alone: its {count} steps run"
+        opening = f"no step of this {planned} falls inside the fusion window, so the image would be one model alone: its {count} steps run"
     else:
         opening = f"no step fell inside the fusion window, so the image would be one model alone and was not kept: the {count} steps ran"
     text = (
@@ -82,6 +82,7 @@ def suggested_v1(args: FusionArgs, seen: list[float]) -> tuple[float, int] | Non
         ordered = sorted(seen)
         new_v1 = min(1000.0, float(math.ceil(ordered[count - 1])))
         if new_v1 <= 0.0:  # v1 = 0 puts every step above it (is_above): one just above t = 0 fuses that step alone
-            new_v1 = ordered[count] / 2 if count < len(ordered) else 0.5
+            above = ordered[count] if count < len(ordered) else 1.0  # the next step's t: v1 stays below it
+            new_v1 = float(math.floor(above / 2)) if above >= 2 else above / 2
     fused = sum(is_fused(t, new_v1, args.mode) for t in seen)
     return (new_v1, fused) if fused else None

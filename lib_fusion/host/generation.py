@@ -17,6 +17,7 @@ from lib_fusion.arguments.infotext import STRIDE_USED, to_infotext
 from lib_fusion.arguments.messages import shown
 from lib_fusion.arguments.methods import ACTIVE_ALONE, method_of
 from lib_fusion.arguments.region_args import KEYWORDS
+from lib_fusion.arguments.schedule import is_fused
 from lib_fusion.engine.fused_steps import window_missed
 from lib_fusion.engine.plan import Plan
 from lib_fusion.engine.region_pass import make_layout, windows_of
@@ -58,7 +59,7 @@ def resolve(p: Any, args: FusionArgs) -> Plan:
     not after."""
     _check_host(p, args)
     _check_the_cfg_scale_lets_the_method_act(p, args)
-    _check_img2img_reaches_the_window(p, args)
+    _check_a_pass_reaches_the_window(p, args)
     fusion = None
     if args.needs_fusion_checkpoint:
         fusion = resolve_checkpoint(args.model)
@@ -236,18 +237,41 @@ def _active_alone(args: FusionArgs) -> bool:
     return method_of(args).alone_throughout(args) == ACTIVE_ALONE
 
 
-def _check_img2img_reaches_the_window(p: Any, args: FusionArgs) -> None:
-    """Refuse before anything loads an img2img whose steps, starting part-way at its denoising
-    strength, all lie below a window that fuses while t > v1: the steps it will take are the
-    sampler's own (as the accordion's line counts them). One step's timestep of margin (Forge's
-    UNet sees the nearest whole one); whatever this cannot foresee, the check after the first
-    batch (:func:`.sampling.check_every_checkpoint_fused`) refuses."""
-    processing = host_module("modules.processing")
-    if not method_of(args).two_model or args.mode != 2 or not isinstance(p, processing.StableDiffusionProcessingImg2Img):
+def _check_a_pass_reaches_the_window(p: Any, args: FusionArgs) -> None:
+    """Refuse before anything loads a generation none of whose sampling passes has a step in
+    the window: the steps each pass will take are the sampler's own (as the accordion's line
+    counts them), an img2img's and a hires pass's starting part-way at their denoising
+    strength. One step's timestep of margin (Forge's UNet sees the nearest whole one); a pass
+    whose steps cannot be foreseen leaves it to the check after the first batch
+    (:func:`.sampling.check_every_checkpoint_fused`)."""
+    method = method_of(args)
+    if not method.two_model or method.alone_throughout(args):  # one model on purpose (solo: "fusion", mode 0)
         return
-    planned = step_timesteps(p.sampler_name, getattr(p, "scheduler", None), p.steps, p.denoising_strength)
-    if planned and max(planned) + 1.0 < args.selection[0]:
-        raise FusionArgumentError(window_missed(args, planned, planned=True))
+    passes = _planned_passes(p)
+    if any(timesteps is None for _, timesteps in passes):
+        return
+    v1, mode = args.selection[0], args.mode
+    planned = [t for _, timesteps in passes for t in timesteps]
+    if planned and not any(is_fused(t + 1.0 if mode == 2 else t - 1.0, v1, mode) for t in planned):
+        raise FusionArgumentError(window_missed(args, planned, " and ".join(name for name, _ in passes)))
+
+
+def _planned_passes(p: Any) -> list[tuple[str, list[float] | None]]:
+    """Each sampling pass the generation will run, with the timestep of each of its steps
+    (None when they cannot be foreseen)."""
+    processing = host_module("modules.processing")
+    sampler, scheduler = p.sampler_name, getattr(p, "scheduler", None)
+    if isinstance(p, processing.StableDiffusionProcessingImg2Img):
+        return [("img2img", step_timesteps(sampler, scheduler, p.steps, p.denoising_strength))]
+    passes = [("txt2img", step_timesteps(sampler, scheduler, p.steps))]
+    if getattr(p, "enable_hr", False):
+        hr_sampler = getattr(p, "hr_sampler_name", None)
+        hr_scheduler = getattr(p, "hr_scheduler", None)
+        hr_sampler = sampler if hr_sampler in (None, "", "Use same sampler") else hr_sampler
+        hr_scheduler = scheduler if hr_scheduler in (None, "", "Use same scheduler") else hr_scheduler
+        hr_steps = getattr(p, "hr_second_pass_steps", 0) or p.steps
+        passes.append(("hires pass", step_timesteps(hr_sampler, hr_scheduler, hr_steps, p.denoising_strength)))
+    return passes
 
 
 def _check_the_cfg_scale_lets_the_method_act(p: Any, args: FusionArgs) -> None:

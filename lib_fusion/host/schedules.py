@@ -17,6 +17,10 @@ from modules import shared
 
 from lib_fusion.host.probe import host_module
 
+OWN_SCHEDULE = ("UniPC",)
+"""Timestep samplers that step through a schedule of their own, not ``get_timesteps``: their
+steps are not foreseen (None)."""
+
 
 def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any, strength: Any = None) -> list[float] | None:
     """The timestep of each step, first to last, or None when unknown. ``strength``: img2img's
@@ -46,8 +50,11 @@ def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any, strengt
                 device = getattr(shared.sd_model, "device", sigmas.device)  # Forge's engine has none: its schedule follows the sigmas
                 timesteps = [float(t) for t in sampler.model_wrap.sigma_to_t(sigmas.to(device)).tolist()][:schedule_steps]
                 return timesteps[schedule_steps - kept - 1 :] if strength is not None else timesteps
-            timesteps = [float(t) for t in sampler.get_timesteps(p, schedule_steps).flip(0).tolist()][:schedule_steps]
-            return timesteps[len(timesteps) - kept :] if strength is not None else timesteps  # timestep samplers: the last ones
+            if sampler_name in OWN_SCHEDULE:
+                return None
+            timesteps = [float(t) for t in sampler.get_timesteps(p, schedule_steps).flip(0).tolist()]
+            timesteps = timesteps[len(timesteps) - kept :] if strength is not None else timesteps  # img2img: the last ones
+            return timesteps[:-1]  # DDIM and PLMS never call the model at the schedule's lowest timestep
     except Exception:  # a label only: never fail the UI for it
         return None
 

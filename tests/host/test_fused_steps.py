@@ -54,7 +54,7 @@ def test_a_hires_pass_below_the_window_is_kept_when_the_first_pass_fused(webui):
     assert stats.fused_steps > 0 and hires and max(hires) <= 600
 
 
-@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "DDIM"])
 @pytest.mark.parametrize("strength", [0.3, 0.8])
 def test_the_img2img_tabs_schedule_label_counts_the_steps_the_strength_leaves(webui, sampler, strength):
     """The accordion's line in img2img reads the denoising strength: the timesteps it counts

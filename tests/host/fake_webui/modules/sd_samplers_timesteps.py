@@ -104,9 +104,10 @@ class CompVisSampler(sd_samplers_common.Sampler):
 
     def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         steps = steps or p.steps
-        t_enc = max(1, int(p.denoising_strength * steps))
-        timesteps = get_timesteps(steps)[: t_enc + 1]
-        a_t = shared.sd_model.alphas_cumprod[timesteps[-1]]
+        t_enc = max(1, int(min(p.denoising_strength, 0.999) * steps))
+        schedule = get_timesteps(steps)
+        timesteps = schedule[:t_enc]  # as the WebUI's: noised to schedule[t_enc], stepped through the t_enc below it
+        a_t = shared.sd_model.alphas_cumprod[schedule[t_enc]]
         xi = a_t.sqrt() * x + (1 - a_t).sqrt() * noise
-        t_start = timesteps[-1].item() / 1000 + 1 / 1000
+        t_start = schedule[t_enc].item() / 1000 + 1 / 1000
         return self._run(p, xi, timesteps, conditioning, unconditional_conditioning, image_conditioning, t_enc, t_start)
