@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib_fusion.arguments.messages import shown
+from lib_fusion.arguments.schedule import K_MAX, K_MIN
 
 METHOD_NAMES = ("snb", "regions", "guidance", "base_uncond")
 """Every method by name (their objects: :data:`lib_fusion.arguments.methods.METHODS`)."""
@@ -26,6 +27,10 @@ MAX_GUIDANCE = 20.0
 MAX_STEPS = 10_000
 MAX_WINDOW = 1024
 """Latent pixels of a Regions view (8192 image pixels)."""
+MAX_REGION_WEIGHT = 100.0
+MIN_FACTOR = 1e-6
+"""Smallest region weight (and kg/ke, :data:`lib_fusion.arguments.schedule.K_MIN`): far below any
+useful value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
 
 
 @dataclass(frozen=True)
@@ -238,5 +243,11 @@ USED_BY: dict[str, tuple[str, ...]] = {
 INFOTEXT_KEYS: dict[str, str] = {name: spec.infotext for name, spec in TABLE.items() if spec.infotext}
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
 BOUNDS: dict[str, Bound] = {name: spec.bound for name, spec in TABLE.items() if spec.bound is not None}
+ENTRY_BOUNDS: dict[str, Bound] = {
+    "regions.weight": Bound(MIN_FACTOR, MAX_REGION_WEIGHT, "must be from {low} to {high}"),
+    "models.k": Bound(K_MIN, K_MAX, "a saliency factor from {low} to {high}", also=(None,)),  # None: ke
+}
+"""The bounds of a number inside a list field's entries (a region's weight, a further fusion
+checkpoint's k), by ``field.entry``: they drive those entries' validators and schema alike."""
 INTEGER_FIELDS = tuple(name for name, bound in BOUNDS.items() if bound.integer)
 FIELD_HINTS: dict[str, str] = {name: spec.hint for name, spec in TABLE.items() if spec.hint}

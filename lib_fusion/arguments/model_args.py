@@ -11,9 +11,9 @@ try:
 except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictStr, validator
 
+from lib_fusion.arguments.fields import ENTRY_BOUNDS
 from lib_fusion.arguments.messages import shown
 from lib_fusion.arguments.region_args import MAX_MODEL_NAME, checkpoint_name, number
-from lib_fusion.arguments.schedule import K_MAX, K_MIN
 
 MAX_FUSION_MODELS = 7
 """Fusion checkpoints in one SNB generation (each adds two model passes per fused step)."""
@@ -25,7 +25,9 @@ class FusionModelArgs(BaseModel):
     model: StrictStr = Field(..., description="A checkpoint the WebUI lists: a title, name or hash.", maxLength=MAX_MODEL_NAME)
     prompt: StrictStr = Field("", description="Its prompt; empty = the main prompt.")
     negative_prompt: StrictStr = Field("", description="Its negative prompt; empty = the main negative prompt.")
-    k: Any = Field(None, description="Its saliency factor (the paper's ke); empty = ke of fusion_selection.", type="number")
+    k: Any = Field(
+        None, description="Its saliency factor (the paper's ke); empty = ke of fusion_selection.", **ENTRY_BOUNDS["models.k"].schema()
+    )
     window: List[Any] | None = Field(
         None,
         description="[from, to]: the part of the denoising it joins, as fractions (0 = the start at t = 1000, 1 = the end "
@@ -45,12 +47,7 @@ class FusionModelArgs(BaseModel):
 
     @validator("k", pre=True, always=True)
     def _valid_k(cls, value: Any) -> float | None:
-        if value is None:
-            return None
-        factor = number(value)
-        if not K_MIN <= factor <= K_MAX:
-            raise ValueError(f"{shown(value)}: a saliency factor from {K_MIN:g} to {K_MAX:g}")
-        return factor
+        return None if value is None else ENTRY_BOUNDS["models.k"].check(number(value), value)
 
     @validator("window")
     def _valid_window(cls, value: list | None) -> list | None:

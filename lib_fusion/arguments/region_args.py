@@ -13,19 +13,14 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
     from pydantic import BaseModel, Extra, Field, StrictStr, root_validator, validator
 
 from lib_fusion.arguments import masks
+from lib_fusion.arguments.fields import ENTRY_BOUNDS
 from lib_fusion.arguments.messages import shown
-
-MAX_WEIGHT = 100.0
 
 KEYWORDS = ("active", "fusion")
 """A region's ``model`` naming no checkpoint: the active one, or the fusion checkpoint."""
 
 MAX_MODEL_NAME = 300
 """Longest checkpoint reference a region takes (titles are file names and a hash)."""
-
-MIN_FACTOR = 1e-6
-"""Smallest region weight (and kg/ke, in :mod:`lib_fusion.arguments.schedule`): far below any useful
-value, and float16 rounds positive numbers not much smaller (under 3e-8) to 0."""
 
 
 def number(value: Any) -> float:
@@ -73,9 +68,7 @@ class RegionArgs(BaseModel):
     weight: Any = Field(
         1.0,
         description="How strongly the region counts where it overlaps others (the mask is multiplied by it).",
-        type="number",
-        minimum=MIN_FACTOR,
-        maximum=MAX_WEIGHT,
+        **ENTRY_BOUNDS["regions.weight"].schema(),
     )
 
     class Config:
@@ -111,10 +104,7 @@ class RegionArgs(BaseModel):
 
     @validator("weight", pre=True, always=True)
     def _valid_weight(cls, value: Any) -> float:
-        weight = number(value)
-        if not MIN_FACTOR <= weight <= MAX_WEIGHT:
-            raise ValueError(f"{shown(value)}: must be from {MIN_FACTOR:g} to {MAX_WEIGHT:g}")
-        return weight
+        return ENTRY_BOUNDS["regions.weight"].check(number(value), value)
 
     @root_validator(skip_on_failure=True)
     def _box_or_mask(cls, values: dict) -> dict:

@@ -2,6 +2,7 @@
 verdict from the validator, the JSON schema (what the schema route serves), the UI's values,
 the infotext's paste and the X/Y/Z axis; and every field has its row."""
 
+import json
 import math
 
 import jsonschema
@@ -108,3 +109,30 @@ def test_the_ui_the_paste_and_the_axis_read_the_edges_as_the_validator_does(fiel
                 assert promised, (field, value, "axis accepted")
             except FusionArgumentError:
                 assert not promised, (field, value, "axis refused")
+
+
+ENTRY_OF = {
+    "regions.weight": lambda value: {"method": "regions", "regions": [{"box": [0, 0, 0.5, 1], "weight": value}]},
+    "models.k": lambda value: {"method": "snb", "models": [{"model": "artist", "k": value}]},
+}
+"""Arguments holding one list entry with ``value`` at that entry's bounded field."""
+
+
+@pytest.mark.parametrize("entry", sorted(fields.ENTRY_BOUNDS))
+def test_an_entrys_bound_gets_the_same_verdict_from_the_validator_the_schema_and_the_paste(entry):
+    """A region's weight and a further fusion checkpoint's k: declared once in the table too."""
+    bound = fields.ENTRY_BOUNDS[entry]
+    field, name = entry.split(".")
+    for value in edges(bound):
+        promised = expected(bound, value)
+        data = {"enabled": True, "model": "expert", **ENTRY_OF[entry](value)}
+        try:
+            FusionArgs.parse(data)
+            accepted = True
+        except FusionArgumentError:
+            accepted = False
+        assert accepted == promised, (entry, value, "validator")
+        assert verdict_of_schema(field, data[field]) == promised, (entry, value, "schema")
+        params = {"Fusion": data["method"], "Fusion model": "expert", fields.INFOTEXT_KEYS[field]: json.dumps(data[field])}
+        pasted = getattr(infotext.from_infotext(params), field)
+        assert (len(pasted) == 1 and getattr(pasted[0], name) == value) == promised, (entry, value, "paste")
