@@ -53,8 +53,8 @@ def start(p: Any, args: FusionArgs) -> FusionRun | None:
 
 def resolve(p: Any, args: FusionArgs) -> Plan:
     """The generation's plan (:class:`~lib_fusion.engine.plan.Plan`), or the refusal of
-    anything that can be refused before sampling: the host, the CFG scale and an img2img
-    that cannot reach the window, each checkpoint through the WebUI's list, the masks against
+    anything that can be refused before sampling: the host, the CFG scale, passes none of
+    whose steps reach the window, each checkpoint through the WebUI's list, the masks against
     the image, the budget. The arguments are completed here (titles, canonical masks) and
     not after."""
     _check_host(p, args)

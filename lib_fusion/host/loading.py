@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
@@ -392,6 +391,6 @@ def give_back_memory() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        ctypes.CDLL(None).malloc_trim(0)  # the process's own C library: no search for it (find_library runs ldconfig)
     except (OSError, AttributeError):  # a C library without malloc_trim (musl): nothing to hand back
         pass

@@ -1,10 +1,11 @@
-"""The DDPM timestep of each step a WebUI sampler will take (for the accordion's schedule label).
+"""The DDPM timestep of each step a WebUI sampler will take (for the accordion's schedule label
+and the check, before anything loads, that some pass reaches the fusion window).
 
 The sampler is built as the WebUI builds it for a generation, and asked for its schedule
 the way its ``sample`` asks: k-diffusion samplers for their sigmas (scheduler included),
 turned into timesteps by the model's own ``sigma_to_t``; the timestep samplers (DDIM, PLMS,
-UniPC) for their timesteps. Only a label reads this, so any failure gives None (the label
-then shows the timestep range alone).
+UniPC) for their timesteps. Any failure gives None: the label then shows the timestep range
+alone, and the generation leaves the window to the check after its first batch.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any, strengt
             timesteps = [float(t) for t in sampler.get_timesteps(p, schedule_steps).flip(0).tolist()]
             timesteps = timesteps[len(timesteps) - kept :] if strength is not None else timesteps  # img2img: the last ones
             return timesteps[:-1]  # DDIM and PLMS never call the model at the schedule's lowest timestep
-    except Exception:  # a label only: never fail the UI for it
+    except Exception:  # unknown, never an error: neither the UI nor a generation fails for it
         return None
 
 
