@@ -21,6 +21,7 @@ from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import loading
 from lib_fusion.host.checkpoints import native_window
 from lib_fusion.host.loading import EncoderModel, FusionModel, Held, UNetModel
+from lib_fusion.host.prediction import active_prediction, denoiser_class
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
 
 PER_IMAGE_STEPS = False
@@ -69,16 +70,17 @@ def _sampling_pass(p: Any, run: FusionRun, held: Held, denoiser: Any, inner: Any
 
         return fn
 
-    fusion_forward = original if fusion.unet is None else _same_wrapper(inner, UNetModel(fusion.unet))
+    def wrapped(model: FusionModel) -> Callable:
+        cls = denoiser_class(inner, model.prediction or active_prediction(), model.title, p.sampler_name)
+        return _construct(cls, inner, UNetModel(model.unet))
+
+    fusion_forward = original if fusion.unet is None else wrapped(fusion)
     fusion_encoder = EncoderModel(fusion.text_encoder) if fusion.text_encoder is not None else None
-    region_fns = {title: call(_same_wrapper(inner, UNetModel(model.unet))) for title, model in held.regions.items()}
+    region_fns = {title: call(wrapped(model)) for title, model in held.regions.items()}
     region_encoders = {title: EncoderModel(m.text_encoder) if m.text_encoder else None for title, m in held.regions.items()}
     more_encoders = [EncoderModel(model.text_encoder) if model.text_encoder else None for model in held.more]
     conditionings = pass_conditionings(p, run, shared.sd_model, fusion_encoder, region_encoders, more_encoders)
-    more_roles = [
-        (model.title, call(_same_wrapper(inner, UNetModel(model.unet))), conditioning)
-        for model, conditioning in zip(held.more, conditionings.more)
-    ]
+    more_roles = [(model.title, call(wrapped(model)), conditioning) for model, conditioning in zip(held.more, conditionings.more)]
     regions = None
     if run.method.lays_out_regions:
         regions = RegionSource(
@@ -106,10 +108,10 @@ def _sampling_pass(p: Any, run: FusionRun, held: Held, denoiser: Any, inner: Any
     )
 
 
-def _same_wrapper(inner: Any, model: UNetModel) -> Any:
-    """The sampler's own denoiser class (CompVis, V, LCM, timesteps …) around the fusion UNet,
-    so both models see the same scalings; only some constructors take ``quantize``."""
-    cls = type(inner)
+def _construct(cls: type, inner: Any, model: UNetModel) -> Any:
+    """The host's denoiser ``cls`` (:func:`lib_fusion.host.prediction.denoiser_class`: the
+    sampler's own, or its counterpart for the other prediction type) around a fusion UNet, as
+    the sampler built its own; only some constructors take ``quantize``."""
     if "quantize" in inspect.signature(cls.__init__).parameters:
         return cls(model, quantize=getattr(inner, "quantize", False))
     return cls(model)

@@ -28,6 +28,7 @@ from lib_fusion.host.checkpoints import (
     with_prefix,
     without_path,
 )
+from lib_fusion.host.prediction import PredictionType, checkpoint_prediction
 from lib_fusion.host.probe import host_module
 
 A1111_BUILD = "to build a checkpoint the way AUTOMATIC1111 builds its own"
@@ -47,6 +48,9 @@ class FusionModel:
     AUTOMATIC1111 when one is needed, the whole engine on Forge."""
     free: Callable[[], None] | None = None
     """Called when the cache drops the model (Forge: tell its memory manager)."""
+    prediction: PredictionType | None = None
+    """What the UNet predicts, on AUTOMATIC1111 (:mod:`.prediction`); None where the host's
+    model converts it (Forge's predictor) or the active UNet is reused."""
 
 
 @dataclass
@@ -170,7 +174,7 @@ def _build(info: Any, need_text_encoder: bool) -> FusionModel:
     devices = host_module("modules.devices")
     unet = _owning(unet.to(_home(), dtype=devices.dtype_unet).eval().requires_grad_(False), state_dict)
     text_encoder = _build_text_encoder(info, config, state_dict) if need_text_encoder else None
-    return FusionModel(info.title, unet, text_encoder)
+    return FusionModel(info.title, unet, text_encoder, prediction=checkpoint_prediction(info, config, unet))
 
 
 def _owning(module: torch.nn.Module, state_dict: dict) -> torch.nn.Module:

@@ -5,7 +5,7 @@ from modules import errors, script_callbacks, shared
 from standin import WebUI
 
 
-def _standin(tmp_path, family, host="a1111"):
+def _standin(tmp_path, family, host="a1111", **kind):
     from lib_fusion.engine.checkpoint_cache import CACHE
 
     shared.opts = shared.default_opts()
@@ -14,7 +14,7 @@ def _standin(tmp_path, family, host="a1111"):
     errors.reported.clear()
     CACHE.unload()
     script_callbacks.clear_callbacks()  # a fresh process: the script registers its app-level callbacks on import
-    webui = WebUI(tmp_path, family=family, host=host)
+    webui = WebUI(tmp_path, family=family, host=host, **kind)
     yield webui
     CACHE.unload()
     assert script_callbacks.registered_count() == 0, "a callback outlived the generation"
@@ -67,3 +67,27 @@ def a1111_webui(tmp_path):
 def forge_webui(request, tmp_path):
     """The stand-in Forge main and Forge Neo (what only the Forge family has)."""
     yield from _standin(tmp_path, "sd1", request.param)
+
+
+V_PREDICTION = [
+    ("a1111", "sd1", "yaml"),
+    ("a1111", "sdxl", "yaml"),
+    ("a1111", "sd2", "weights"),
+    ("forge", "sd1", "yaml"),
+    ("forge", "sdxl", "key"),
+    ("neo", "sd1", "yaml"),
+    ("neo", "sdxl", "key"),
+]
+"""v-prediction checkpoints as each host learns of them: a ``.yaml`` beside the file (both
+families), SDXL v-pred's ``v_pred`` key (Forge; AUTOMATIC1111 1.10 reads no such key), an SD
+2.x UNet's answer to AUTOMATIC1111's v test (Forge has a test of its own)."""
+
+
+@pytest.fixture(params=V_PREDICTION, ids="-".join)
+def v_webui(request, tmp_path):
+    """The stand-in WebUI whose general, expert and artist checkpoints predict v (expert-eps:
+    expert's weights read as eps)."""
+    host, family, marked_by = request.param
+    if host in FORGE_FAMILY:
+        _skip_on_forge(request)
+    yield from _standin(tmp_path, family, host, prediction="v", marked_by=marked_by)

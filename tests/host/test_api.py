@@ -64,9 +64,10 @@ def test_models_says_which_checkpoints_can_fuse_with_the_active_one(webui):
     (webui.models / "legacy.ckpt").write_bytes(b"not read by the listing")
     sd_models.list_models()
     report = {entry["name"]: entry for entry in route(webui, "GET", "models")()["checkpoints"]}
-    assert set(report) == {"general", "expert", "artist", "wide", "other-sdxl", "broken", "legacy"}
+    assert set(report) == {"general", "expert", "artist", "wide", "other-sdxl", "expert-v", "broken", "legacy"}
     assert report["general"]["usable"] and "active checkpoint" in report["general"]["reason"]
     assert report["expert"]["usable"] and report["artist"]["usable"] and report["expert"]["reason"] is None
+    assert report["expert-v"]["usable"]  # another prediction type of the family: fused like any other
     assert report["wide"]["usable"] is False and "input.bias is (24,)" in report["wide"]["reason"]
     assert report["other-sdxl"]["usable"] is False and "unknown" in report["other-sdxl"]["reason"]
     assert report["broken"]["usable"] is False and report["broken"]["reason"].startswith("unreadable")

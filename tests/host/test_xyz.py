@@ -38,7 +38,7 @@ def test_the_axes_are_registered_once_with_their_choices(webui):
     labels = [option.label for option in xyz_grid.axis_options]
     assert labels == ["Seed", *LABELS]
     assert xyz_grid.option("[Fusion] Checkpoint").choices() == sorted(
-        webui.title(n) for n in ["artist", "expert", "general", "other-sdxl", "wide"]
+        webui.title(n) for n in ["artist", "expert", "expert-v", "general", "other-sdxl", "wide"]
     )
     assert xyz_grid.option("[Fusion] Mode").choices() == ["0", "1", "2"]
     assert xyz_grid.option("[Fusion] Method").choices() == ["snb", "regions", "guidance", "base_uncond"]

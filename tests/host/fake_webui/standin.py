@@ -12,7 +12,8 @@ import tiny_sd
 import torch
 import xyz_grid
 from backend import memory_management
-from modules import processing, script_callbacks, scripts, sd_models, shared
+from modules import processing, script_callbacks, scripts, sd_models, sd_models_config, shared
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,20 +44,80 @@ model:
       target: tiny_sd.TinyConditioner
 """,
 }
-"""The family's yaml as the host keeps it (``shared.sd_model.used_config``): SD1 (ldm names)
+CONFIGS["sd2"] = (
+    CONFIGS["sd1"]
+    .replace("in_channels: 4", "in_channels: 4\n        context_dim: 1024")
+    .replace("tiny_sd.FrozenCLIPEmbedder", "tiny_sd.FrozenCLIPEmbedder\n      params:\n        context_dim: 1024")
+)
+"""The family's yaml as the host keeps it (``shared.sd_model.used_config``): SD1 (ldm names),
+SD 2.x-shaped (SD1's with a text width of 1024, the width by which AUTOMATIC1111 tells SD 2.x)
 or SDXL-shaped (sgm names, dict conditioning)."""
 
+V_CONFIG = {
+    "sd1": {"model": {"params": {"parameterization": "v"}}},
+    "sd2": {"model": {"params": {"parameterization": "v"}}},
+    "sdxl": {
+        "model": {
+            "params": {
+                "denoiser_config": {"params": {"scaling_config": {"target": "sgm.modules.diffusionmodules.denoiser_scaling.VScaling"}}}
+            }
+        }
+    },
+}
+"""What makes a family's config v-prediction: ldm's ``parameterization``, sgm's ``VScaling``."""
 
-def write_checkpoint(path: Path, seed: int, hidden: int = 16, unet_class=tiny_sd.TinyUNet, family: str = "sd1") -> Path:
+
+def write_checkpoint(
+    path: Path,
+    seed: int,
+    hidden: int = 16,
+    unet_class=tiny_sd.TinyUNet,
+    family: str = "sd1",
+    prediction: str = "eps",
+    marked_by: str = "yaml",
+    v_of_eps: bool = False,
+) -> Path:
+    """A tiny checkpoint of ``family``. ``prediction="v"``: its UNet's output is read as v, told
+    to the hosts the way real v checkpoints tell it (``marked_by``): a ``.yaml`` beside it (both
+    hosts read it), Forge's ``v_pred`` key (SDXL v-pred fine-tunes), or (SD 2.x) weights whose
+    output answers AUTOMATIC1111's v test as a 768-v model's does. ``v_of_eps``: the UNet
+    outputs the v of what it outputs otherwise (``TinyUNet.v_from_eps``)."""
     torch.manual_seed(seed)
     if family == "sdxl":
         model = tiny_sd.TinySDXL(unet_class(hidden=hidden, adm_in_channels=tiny_sd.ADM), tiny_sd.TinyConditioner())
+    elif family == "sd2":
+        width = sd_models_config.V_TEST_CONTEXT_WIDTH
+        model = tiny_sd.TinySD(unet_class(hidden=hidden, context_dim=width), tiny_sd.FrozenCLIPEmbedder(width))
     else:
         model = tiny_sd.TinySD(unet_class(hidden=hidden), tiny_sd.FrozenCLIPEmbedder())
     prefixes = ("model.diffusion_model.", "cond_stage_model.", "conditioner.")
     weights = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    if v_of_eps:
+        weights["model.diffusion_model.v_of_eps"] = torch.ones(())
+    if prediction == "v" and marked_by == "key":
+        weights["v_pred"] = torch.tensor([])
+    if prediction == "v" and marked_by == "weights":
+        _answer_the_v_test(weights)
     save_file(weights, str(path))
+    if prediction == "v" and marked_by == "yaml":
+        unet_target = f"{unet_class.__module__}.{unet_class.__qualname__}"
+        config = OmegaConf.create(CONFIGS[family].format(target=unet_target, hidden=hidden))
+        OmegaConf.save(OmegaConf.merge(config, V_CONFIG[family]), path.with_suffix(".yaml"))
     return path
+
+
+def _answer_the_v_test(weights: dict) -> None:
+    """Shift the UNet's output bias so that AUTOMATIC1111's SD 2.x test reads v (a mean output
+    2 below its constant input at t = 999), as a real 768-v model's output does."""
+    unet_weights = {k[len("model.diffusion_model.") :]: v for k, v in weights.items() if k.startswith("model.diffusion_model.")}
+    unet = tiny_sd.TinyUNet(hidden=unet_weights["input.weight"].shape[0], context_dim=sd_models_config.V_TEST_CONTEXT_WIDTH)
+    unet.load_state_dict(unet_weights)
+    x_test = torch.ones((1, 4, 8, 8)) * 0.5
+    with torch.no_grad():
+        mean = (unet(x_test, torch.asarray([999]), context=torch.ones((1, 2, sd_models_config.V_TEST_CONTEXT_WIDTH)) * 0.5) - x_test).mean()
+    weights["model.diffusion_model.output.bias"] = weights["model.diffusion_model.output.bias"] - (mean + 2)
+    if not sd_models_config.is_using_v_parameterization_for_sd2(weights):
+        raise AssertionError("the shifted UNet does not answer the WebUI's v test")
 
 
 def weights_hash(model) -> str:
@@ -101,10 +162,15 @@ class WebUI:
         extra_checkpoints: bool = True,
         host: str = "a1111",
         without: tuple[str, ...] = (),
+        prediction: str = "eps",
+        marked_by: str = "yaml",
     ):
         """``host``: "a1111" (AUTOMATIC1111 1.10), "forge" (Forge main: Forge engines, its
         sampling function and hook order, k-diffusion samplers only) or "neo" (Forge Neo 2.26:
-        Forge's with Neo's differences, ``flavour.py``). ``without``: host modules it lacks."""
+        Forge's with Neo's differences, ``flavour.py``). ``without``: host modules it lacks.
+        ``prediction``, ``marked_by``: what the checkpoints predict and how they say so
+        (:func:`write_checkpoint`); with the extra checkpoints comes ``expert-eps`` or
+        ``expert-v``, expert's weights read as the other prediction type."""
         flavour.use(host, without)
         self.host = host
         sd_models.forge = self.forge_family
@@ -115,13 +181,16 @@ class WebUI:
         self.config = root / f"{family}-tiny.yaml"
         target = f"{unet_class.__module__}.{unet_class.__qualname__}"
         self.config.write_text(CONFIGS[family].format(target=target, hidden=hidden))
-        write_checkpoint(self.models / "general.safetensors", seed=0, hidden=hidden, unet_class=unet_class, family=family)
-        write_checkpoint(self.models / "expert.safetensors", seed=1, hidden=hidden, unet_class=unet_class, family=family)
-        if extra_checkpoints:  # what only some tests use: a third model, another width, the other family
-            write_checkpoint(self.models / "artist.safetensors", seed=3, hidden=hidden, unet_class=unet_class, family=family)
-            write_checkpoint(self.models / "wide.safetensors", seed=2, hidden=hidden + 8, unet_class=unet_class, family=family)
+        kind = {"hidden": hidden, "unet_class": unet_class, "family": family, "prediction": prediction, "marked_by": marked_by}
+        write_checkpoint(self.models / "general.safetensors", seed=0, **kind)
+        write_checkpoint(self.models / "expert.safetensors", seed=1, **kind)
+        if extra_checkpoints:  # what only some tests use: a third model, another width, the other family and prediction
+            write_checkpoint(self.models / "artist.safetensors", seed=3, **kind)
+            write_checkpoint(self.models / "wide.safetensors", seed=2, **{**kind, "hidden": hidden + 8})
             other = "sd1" if family == "sdxl" else "sdxl"
             write_checkpoint(self.models / f"other-{other}.safetensors", seed=4, hidden=hidden, unet_class=unet_class, family=other)
+            twin = "eps" if prediction == "v" else "v"
+            write_checkpoint(self.models / f"expert-{twin}.safetensors", seed=1, **{**kind, "prediction": twin})
         sd_models.model_dir = str(self.models)
         sd_models.list_models()
         self.load("general")

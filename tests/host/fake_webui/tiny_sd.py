@@ -18,6 +18,9 @@ def scaled_linear_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0).float()
 
 
+ALPHAS_CUMPROD = scaled_linear_alphas_cumprod()
+
+
 class TinyUNet(nn.Module):
     """eps = f(x, t, context): convolutions modulated by time and pooled text."""
 
@@ -32,14 +35,31 @@ class TinyUNet(nn.Module):
         self.text = nn.Linear(context_dim, hidden)
         self.spatial = nn.Conv2d(hidden, hidden, 3, padding=1)
         self.output = nn.Conv2d(hidden, out_channels, 3, padding=1)
+        self.register_buffer("v_of_eps", torch.zeros(()))
+        """1: the UNet outputs the v of its eps (:meth:`v_from_eps`), set by the checkpoint."""
 
     def forward(self, x, timesteps, context=None, y=None):
         """One row at a time: a row's output never depends on the batch around it, so the
         tests' promise "image i of a batch equals its seed alone" is exact by construction
         (a batched convolution may round differently at another batch size)."""
-        if x.shape[0] > 1:
-            rows = [slice(i, i + 1) for i in range(x.shape[0])]
-            return torch.cat([self.forward(x[r], timesteps[r], context[r], None if y is None else y[r]) for r in rows])
+        rows = [slice(i, i + 1) for i in range(x.shape[0])]
+        eps = torch.cat([self.row(x[r], timesteps[r], context[r], None if y is None else y[r]) for r in rows])
+        return torch.where(self.v_of_eps > 0, self.v_from_eps(eps, x, timesteps), eps)
+
+    def v_from_eps(self, eps, x, timesteps):
+        """The v of ``eps`` on the DDPM latent ``x`` at ``timesteps``: ``(eps - sqrt(1 - a_t) x) /
+        sqrt(a_t)``, ``a_t`` at a fractional timestep read from the log-sigma interpolation of
+        k-diffusion's ``CompVisDenoiser.t_to_sigma``. A checkpoint whose ``v_of_eps`` is set
+        predicts this v: with the host's v denoiser it denoises as its eps twin does, so a test
+        can hold a v checkpoint against its eps twin."""
+        log_sigmas = (((1 - ALPHAS_CUMPROD) / ALPHAS_CUMPROD) ** 0.5).log().to(x.device)
+        t = timesteps.float()
+        low = t.floor().long().clamp(0, 998)
+        sigma = (log_sigmas[low] * (1 - (t - low)) + log_sigmas[low + 1] * (t - low)).exp()
+        alpha = (1 / (1 + sigma**2)).to(eps.dtype).view(-1, 1, 1, 1)
+        return (eps - (1 - alpha).sqrt() * x.to(eps.dtype)) / alpha.sqrt()
+
+    def row(self, x, timesteps, context, y):
         x, context = x.to(self.input.weight.dtype), context.to(self.input.weight.dtype)  # ldm: h = x.type(self.dtype)
         half = torch.arange(8, dtype=torch.float32, device=x.device)
         freqs = torch.exp(-math.log(10000.0) * half / 8)
@@ -60,30 +80,32 @@ def tokenize(text: str) -> list[int]:
 
 
 class Embeddings(nn.Module):
-    def __init__(self):
+    def __init__(self, context_dim=CONTEXT_DIM):
         super().__init__()
-        self.token_embedding = nn.Embedding(VOCAB, CONTEXT_DIM)
+        self.token_embedding = nn.Embedding(VOCAB, context_dim)
 
 
 class TextModel(nn.Module):
-    def __init__(self):
+    def __init__(self, context_dim=CONTEXT_DIM):
         super().__init__()
-        self.embeddings = Embeddings()
-        self.mix = nn.Linear(CONTEXT_DIM, CONTEXT_DIM)
+        self.embeddings = Embeddings(context_dim)
+        self.mix = nn.Linear(context_dim, context_dim)
 
 
 class Transformer(nn.Module):
-    def __init__(self):
+    def __init__(self, context_dim=CONTEXT_DIM):
         super().__init__()
-        self.text_model = TextModel()
+        self.text_model = TextModel(context_dim)
 
 
 class FrozenCLIPEmbedder(nn.Module):
-    """Named like ldm's SD1 encoder; 77 context rows per 75 tokens, like the WebUI's chunks."""
+    """Named like ldm's SD1 encoder; 77 context rows per 75 tokens, like the WebUI's chunks.
+    ``context_dim``: 1024 plays SD 2.x's width (its OpenCLIP encoder), by which AUTOMATIC1111
+    tells that family."""
 
-    def __init__(self):
+    def __init__(self, context_dim=CONTEXT_DIM):
         super().__init__()
-        self.transformer = Transformer()
+        self.transformer = Transformer(context_dim)
 
     def encode_one(self, text: str) -> torch.Tensor:
         tokens = tokenize(text)
@@ -121,6 +143,7 @@ class TinySD(nn.Module):
     """The parts of ldm's LatentDiffusion that the WebUI and the extension use."""
 
     parameterization = "eps"
+    """What the UNet predicts, "eps" or "v": from the config, as ldm's ``DDPM`` takes it."""
     cond_stage_key = "txt"
     is_sdxl = False
 
@@ -196,6 +219,7 @@ class TinySDXL(nn.Module):
     """The parts of sgm's ``DiffusionEngine`` (as the WebUI extends it) that the extension uses."""
 
     parameterization = "eps"
+    """"v" when the config's denoiser scaling is sgm's ``VScaling`` (the WebUI's ``extend_sdxl``)."""
     cond_stage_key = "txt"
     is_sdxl = True
     is_sdxl_inpaint = False

@@ -1,9 +1,12 @@
 """``forge_loader``: a checkpoint path to an engine, its family guessed from the weights
 (Forge reads the file itself; a state dict fails since its PR #2224)."""
 
+import os
+
 import flavour
 import tiny_sd
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from backend import args
@@ -32,16 +35,29 @@ def forge_loader(sd, additional_state_dicts=None):
         raise ValueError("Failed to recognize model type!")
     hidden = unet_weights["input.weight"].shape[0]
     sdxl = any(k.startswith(SDXL_TEXT) for k in weights)
-    unet = tiny_sd.TinyUNet(hidden=hidden, adm_in_channels=tiny_sd.ADM if sdxl else None)
+    context_dim = unet_weights["text.weight"].shape[1]
+    unet = tiny_sd.TinyUNet(hidden=hidden, adm_in_channels=tiny_sd.ADM if sdxl else None, context_dim=context_dim)
     unet.load_state_dict(unet_weights)
     if sdxl:
         encoder = tiny_sd.TinyConditioner()
         encoder.load_state_dict(_part(weights, SDXL_TEXT))
         engine_class = StableDiffusionXL
     else:
-        encoder = tiny_sd.FrozenCLIPEmbedder()
+        encoder = tiny_sd.FrozenCLIPEmbedder(context_dim)
         encoder.load_state_dict(_part(weights, SD1_TEXT))
         engine_class = StableDiffusion
     for module in (unet, encoder):
         module.eval().requires_grad_(False)
-    return engine_class(unet, encoder)
+    return engine_class(unet, encoder, _prediction_type(sd, weights))
+
+
+def _prediction_type(filename, weights):
+    """Forge's: a ``.yaml`` beside the file (ldm's ``parameterization: v`` or sgm's
+    ``VScaling``), else what the weights say (SDXL v-pred fine-tunes carry a ``v_pred`` key)."""
+    config = os.path.splitext(filename)[0] + ".yaml"
+    if os.path.isfile(config):
+        params = OmegaConf.to_container(OmegaConf.load(config)).get("model", {}).get("params", {})
+        scaling = params.get("denoiser_config", {}).get("params", {}).get("scaling_config", {}).get("target", "")
+        if params.get("parameterization", "") == "v" or scaling.endswith(".VScaling"):
+            return "v_prediction"
+    return "v_prediction" if "v_pred" in weights else "epsilon"

@@ -8,7 +8,7 @@ import safetensors.torch
 from backend import loader, memory_management
 from omegaconf import OmegaConf
 
-from modules import devices, sd_hijack, sd_hijack_clip, shared
+from modules import devices, sd_hijack, sd_hijack_clip, sd_models_config, shared
 
 checkpoints_list = {}
 checkpoint_aliases = {}
@@ -88,6 +88,8 @@ def load_model(info, config_path):
 
     import tiny_sd
 
+    state_dict = read_state_dict(info.filename)
+    config_path = sd_models_config.find_checkpoint_config_near_filename(info) or config_path
     config = OmegaConf.load(config_path)
     params = config.model.params
 
@@ -96,7 +98,7 @@ def load_model(info, config_path):
     else:
         text_encoder = instantiate_from_config(params.cond_stage_config)
         model = tiny_sd.TinySD(instantiate_from_config(params.unet_config), text_encoder, params.get("conditioning_key", "crossattn"))
-    state_dict = read_state_dict(info.filename)
+    model.parameterization = _parameterization(params, state_dict)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if unexpected or [k for k in missing if k != "alphas_cumprod"]:
         raise RuntimeError(f"{info.filename} does not fit {config_path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -112,3 +114,18 @@ def load_model(info, config_path):
     model.model.diffusion_model.to(devices.dtype_unet)  # the WebUI halves the UNet unless --no-half
     shared.sd_model = model
     return model
+
+
+def _parameterization(params, state_dict):
+    """What the checkpoint's UNet predicts, as the WebUI learns it: ldm's ``parameterization``
+    or sgm's ``VScaling`` in the config; an SD 2.x config that says neither is the one the WebUI
+    guessed (``v2-inference-v.yaml`` when its v test answers yes)."""
+    if "parameterization" in params:
+        return params.parameterization
+    scaling = params.get("denoiser_config", {}).get("params", {}).get("scaling_config", {}).get("target", "")
+    if scaling.endswith(".VScaling"):
+        return "v"
+    unet_params = params.get("unet_config", {}).get("params", {})
+    if unet_params.get("context_dim") == sd_models_config.V_TEST_CONTEXT_WIDTH:
+        return "v" if sd_models_config.is_using_v_parameterization_for_sd2(state_dict) else "eps"
+    return "eps"

@@ -1,59 +1,21 @@
-"""k-diffusion style samplers over a CompVisDenoiser (outputs denoised x0)."""
+"""k-diffusion style samplers over k-diffusion's CompVis denoisers (they output denoised x0)."""
 
 import math
 
 import flavour
 import torch
 from backend.sampling import sampling_function
+from k_diffusion.external import CompVisDenoiser, CompVisVDenoiser
 
 from modules import devices, sd_samplers_cfg_denoiser, sd_samplers_common, shared
-
-
-class CompVisDenoiser(torch.nn.Module):
-    """eps-prediction model in sigma space: x0 = x - sigma * eps(x * c_in, t(sigma))."""
-
-    def __init__(self, model, quantize=False):
-        super().__init__()
-        self.inner_model = model
-        self.quantize = quantize
-        alphas = model.alphas_cumprod
-        self.register_buffer("sigmas", ((1 - alphas) / alphas) ** 0.5)
-        self.register_buffer("log_sigmas", self.sigmas.log())
-
-    @property
-    def sigma_min(self):
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self):
-        return self.sigmas[-1]
-
-    def sigma_to_t(self, sigma, quantize=None):
-        """Piecewise-linear interpolation of the timestep in log-sigma."""
-        log_sigma = sigma.log()
-        above = (log_sigma[None, :] >= self.log_sigmas[:, None]).sum(dim=0) - 1
-        low = above.clamp(0, self.log_sigmas.shape[0] - 2)
-        lo, hi = self.log_sigmas[low], self.log_sigmas[low + 1]
-        w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-        return (low + w).view(sigma.shape)
-
-    def t_to_sigma(self, t):
-        low = t.floor().long().clamp(0, 998)
-        w = t - low
-        return (self.log_sigmas[low] * (1 - w) + self.log_sigmas[low + 1] * w).exp()
-
-    def forward(self, input, sigma, **kwargs):
-        c_out = -sigma[:, None, None, None]
-        c_in = 1 / (sigma**2 + 1) ** 0.5
-        eps = self.inner_model.apply_model(input * c_in[:, None, None, None], self.sigma_to_t(sigma), **kwargs)
-        return input + eps * c_out
 
 
 class CFGDenoiserKDiffusion(sd_samplers_cfg_denoiser.CFGDenoiser):
     @property
     def inner_model(self):
         if self.model_wrap is None:
-            self.model_wrap = CompVisDenoiser(shared.sd_model, quantize=shared.opts.enable_quantization)
+            denoiser = CompVisVDenoiser if getattr(shared.sd_model, "parameterization", "eps") == "v" else CompVisDenoiser
+            self.model_wrap = denoiser(shared.sd_model, quantize=shared.opts.enable_quantization)
         return self.model_wrap
 
 

@@ -2,8 +2,9 @@
 takes the model alone, snaps timesteps to LCM's 50-step grid, and scales its output with LCM's
 boundary condition (``c_skip``, ``c_out``)."""
 
+from k_diffusion.external import CompVisDenoiser
+
 from modules import sd_samplers_cfg_denoiser, shared
-from modules.sd_samplers_kdiffusion import CompVisDenoiser
 
 SKIP = 20
 """1000 training timesteps over LCM's 50 original ones."""

@@ -1,4 +1,5 @@
-"""DDIM and UniPC over CompVisTimestepsDenoiser (outputs eps; sigma carries the DDPM timestep).
+"""DDIM and UniPC over CompVisTimestepsDenoiser or, for a v model, CompVisTimestepsVDenoiser
+(both output eps; sigma carries the DDPM timestep).
 
 UniPC here keeps the host's contract, not its solver: ``steps`` model calls at fractional
 timesteps from the uniform continuous-time schedule (4 steps: 999, 749.25, 499.5, 249.75),
@@ -19,6 +20,21 @@ class CompVisTimestepsDenoiser(torch.nn.Module):
         return self.inner_model.apply_model(input, timesteps, **kwargs)
 
 
+class CompVisTimestepsVDenoiser(torch.nn.Module):
+    """A v-prediction model's output as eps: ``eps = sqrt(a_t) v + sqrt(1 - a_t) x_t``."""
+
+    def __init__(self, model, *args, **kwargs):
+        super().__init__()
+        self.inner_model = model
+
+    def predict_eps_from_z_and_v(self, x_t, t, v):
+        alphas = self.inner_model.alphas_cumprod
+        return alphas.sqrt()[t.to(torch.int), None, None, None] * v + (1 - alphas).sqrt()[t.to(torch.int), None, None, None] * x_t
+
+    def forward(self, input, timesteps, **kwargs):
+        return self.predict_eps_from_z_and_v(input, timesteps, self.inner_model.apply_model(input, timesteps, **kwargs))
+
+
 class CFGDenoiserTimesteps(sd_samplers_cfg_denoiser.CFGDenoiser):
     def __init__(self, sampler):
         super().__init__(sampler)
@@ -32,7 +48,8 @@ class CFGDenoiserTimesteps(sd_samplers_cfg_denoiser.CFGDenoiser):
     @property
     def inner_model(self):
         if self.model_wrap is None:
-            self.model_wrap = CompVisTimestepsDenoiser(shared.sd_model)
+            denoiser = CompVisTimestepsVDenoiser if shared.sd_model.parameterization == "v" else CompVisTimestepsDenoiser
+            self.model_wrap = denoiser(shared.sd_model)
         return self.model_wrap
 
 

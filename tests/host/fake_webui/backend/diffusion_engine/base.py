@@ -45,10 +45,11 @@ class ForgeDiffusionEngine:
         """Neo: SD1 and SDXL (its Automatic schedule depends on it)."""
         return True
 
-    def __init__(self, unet, encoder):
+    def __init__(self, unet, encoder, prediction_type="epsilon"):
         self.alphas_cumprod = tiny_sd.scaled_linear_alphas_cumprod()
         self.text_encoder = encoder
-        self.forge_objects = ForgeObjects(UnetPatcher.from_model(unet, self.alphas_cumprod), CLIP(encoder), VAE(), None)
+        unet_patcher = UnetPatcher.from_model(unet, self.alphas_cumprod, prediction_type)
+        self.forge_objects = ForgeObjects(unet_patcher, CLIP(encoder), VAE(), None)
         self.forge_objects_original = self.forge_objects.shallow_copy()
         self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
 

@@ -6,8 +6,12 @@ import torch
 
 
 class Prediction(torch.nn.Module):
-    def __init__(self, alphas_cumprod):
+    """Forge's ``k_prediction.Prediction`` for "epsilon" and "v_prediction" (sigma_data 1)."""
+
+    def __init__(self, alphas_cumprod, prediction_type="epsilon"):
         super().__init__()
+        self.prediction_type = prediction_type
+        self.sigma_data = 1.0
         sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
         self.register_buffer("sigmas", sigmas.float())
         self.register_buffer("log_sigmas", sigmas.log().float())
@@ -28,17 +32,21 @@ class Prediction(torch.nn.Module):
         return noise / (sigma.view(sigma.shape[:1] + (1,) * (noise.ndim - 1)) ** 2 + 1.0) ** 0.5
 
     def calculate_denoised(self, sigma, model_output, model_input):
-        return model_input - model_output * sigma.view(sigma.shape[:1] + (1,) * (model_output.ndim - 1))
+        sigma = sigma.view(sigma.shape[:1] + (1,) * (model_output.ndim - 1))
+        if self.prediction_type == "v_prediction":
+            scale = sigma**2 + self.sigma_data**2
+            return model_input * self.sigma_data**2 / scale - model_output * sigma * self.sigma_data / scale**0.5
+        return model_input - model_output * sigma
 
     def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
         return noise * sigma + latent_image
 
 
 class KModel(torch.nn.Module):
-    def __init__(self, model, alphas_cumprod):
+    def __init__(self, model, alphas_cumprod, prediction_type="epsilon"):
         super().__init__()
         self.diffusion_model = model
-        self.predictor = Prediction(alphas_cumprod)
+        self.predictor = Prediction(alphas_cumprod, prediction_type)
         self.computation_dtype = next(model.parameters()).dtype
         self.calls = []
         """Rows of each ``apply_model`` call (the stand-in's own record, for the tests)."""
