@@ -3,9 +3,9 @@ engine whole and never rewritten (:class:`~lib_fusion.engine.run.FusionRun` only
 
 The host (:func:`lib_fusion.host.generation.start`) makes it once: the final arguments (each
 checkpoint by the title the WebUI lists, each mask as the 1-bit PNG it was read as), the
-checkpoints resolved, the masks decoded, and every refusal that can come before sampling,
-budget included. What only sampling can tell (a hires pass's steps) is checked after the
-first batch (:mod:`lib_fusion.engine.fused_steps`).
+checkpoints resolved, the masks decoded, each sampling pass's steps foreseen, and every
+refusal that can come before sampling, budget included. What only sampling can tell (UniPC's
+own schedule) is checked after the first batch (:mod:`lib_fusion.engine.fused_steps`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ from typing import Any, Mapping
 import torch
 
 from lib_fusion.arguments.args import FusionArgs
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """One sampling pass as the host foresees it before anything loads."""
+
+    name: str
+    """"txt2img", "hires pass" or "img2img": how messages name it."""
+    cfg_scale: float
+    """The CFG scale it samples at (Forge's hires pass has one of its own)."""
+    timesteps: tuple[float, ...] | None
+    """The DDPM timestep of each of its model calls, in order, cut at the denoising strength;
+    None where the sampler keeps its own schedule (UniPC), known only as it runs."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,8 @@ class Plan:
     """Per foreground region: its image-sized mask decoded (None for a box)."""
     preview_steps: int = 3
     """Fused steps a preview shows per image (the host's setting at the start)."""
+    passes: tuple[PassPlan, ...] = ()
+    """The sampling passes the generation will run, each with its steps."""
 
     @property
     def checkpoints(self) -> list[Any]:

@@ -19,7 +19,7 @@ from lib_fusion.arguments.methods import ACTIVE_ALONE, method_of
 from lib_fusion.arguments.region_args import KEYWORDS
 from lib_fusion.arguments.schedule import is_fused
 from lib_fusion.engine.fused_steps import window_missed
-from lib_fusion.engine.plan import Plan
+from lib_fusion.engine.plan import PassPlan, Plan
 from lib_fusion.engine.region_pass import make_layout, windows_of
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.host import a1111, forge
@@ -58,8 +58,9 @@ def resolve(p: Any, args: FusionArgs) -> Plan:
     the image, the budget. The arguments are completed here (titles, canonical masks) and
     not after."""
     _check_host(p, args)
-    _check_the_cfg_scale_lets_the_method_act(p, args)
-    _check_a_pass_reaches_the_window(p, args)
+    passes = _planned_passes(p)
+    _check_the_cfg_scale_lets_the_method_act(args, passes)
+    _check_a_pass_reaches_the_window(args, passes)
     fusion = None
     if args.needs_fusion_checkpoint:
         fusion = resolve_checkpoint(args.model)
@@ -73,7 +74,7 @@ def resolve(p: Any, args: FusionArgs) -> Plan:
         images = _region_images(p, args)
         _check_the_background_shows(p, args, images)
         args, regions = _with_region_checkpoints(_with_canonical_masks(args, images), fusion)
-    plan = Plan(args, fusion, tuple(more), MappingProxyType(regions), tuple(images), preview_steps())
+    plan = Plan(args, fusion, tuple(more), MappingProxyType(regions), tuple(images), preview_steps(), tuple(passes))
     _check_budget(plan)
     return plan
 
@@ -237,7 +238,7 @@ def _active_alone(args: FusionArgs) -> bool:
     return method_of(args).alone_throughout(args) == ACTIVE_ALONE
 
 
-def _check_a_pass_reaches_the_window(p: Any, args: FusionArgs) -> None:
+def _check_a_pass_reaches_the_window(args: FusionArgs, passes: list[PassPlan]) -> None:
     """Refuse before anything loads a generation none of whose sampling passes has a step in
     the window: the steps each pass will take are the sampler's own (as the accordion's line
     counts them), an img2img's and a hires pass's starting part-way at their denoising
@@ -247,42 +248,43 @@ def _check_a_pass_reaches_the_window(p: Any, args: FusionArgs) -> None:
     method = method_of(args)
     if not method.two_model or method.alone_throughout(args):  # one model on purpose (solo: "fusion", mode 0)
         return
-    passes = _planned_passes(p)
-    if any(timesteps is None for _, timesteps in passes):
+    if any(planned.timesteps is None for planned in passes):
         return
     v1, mode = args.selection[0], args.mode
-    planned = [t for _, timesteps in passes for t in timesteps]
-    if planned and not any(is_fused(t + 1.0 if mode == 2 else t - 1.0, v1, mode) for t in planned):
-        raise FusionArgumentError(window_missed(args, planned, " and ".join(name for name, _ in passes)))
+    timesteps = [t for planned in passes for t in planned.timesteps or ()]
+    if timesteps and not any(is_fused(t + 1.0 if mode == 2 else t - 1.0, v1, mode) for t in timesteps):
+        raise FusionArgumentError(window_missed(args, timesteps, " and ".join(planned.name for planned in passes)))
 
 
-def _planned_passes(p: Any) -> list[tuple[str, list[float] | None]]:
-    """Each sampling pass the generation will run, with the timestep of each of its steps
-    (None when they cannot be foreseen)."""
+def _planned_passes(p: Any) -> list[PassPlan]:
+    """Each sampling pass the generation will run: its CFG scale (Forge's hires pass samples
+    at ``hr_cfg``, AUTOMATIC1111's at the first pass's) and the timestep of each step."""
     processing = host_module("modules.processing")
-    sampler, scheduler = p.sampler_name, getattr(p, "scheduler", None)
+    sampler, scheduler, cfg_scale = p.sampler_name, getattr(p, "scheduler", None), float(p.cfg_scale)
     if isinstance(p, processing.StableDiffusionProcessingImg2Img):
-        return [("img2img", step_timesteps(sampler, scheduler, p.steps, p.denoising_strength))]
-    passes = [("txt2img", step_timesteps(sampler, scheduler, p.steps))]
+        return [PassPlan("img2img", cfg_scale, _foreseen(sampler, scheduler, p.steps, p.denoising_strength))]
+    passes = [PassPlan("txt2img", cfg_scale, _foreseen(sampler, scheduler, p.steps))]
     if getattr(p, "enable_hr", False):
         hr_sampler = getattr(p, "hr_sampler_name", None)
         hr_scheduler = getattr(p, "hr_scheduler", None)
         hr_sampler = sampler if hr_sampler in (None, "", "Use same sampler") else hr_sampler
         hr_scheduler = scheduler if hr_scheduler in (None, "", "Use same scheduler") else hr_scheduler
         hr_steps = getattr(p, "hr_second_pass_steps", 0) or p.steps
-        passes.append(("hires pass", step_timesteps(hr_sampler, hr_scheduler, hr_steps, p.denoising_strength)))
+        hr_cfg = float(getattr(p, "hr_cfg", cfg_scale))
+        passes.append(PassPlan("hires pass", hr_cfg, _foreseen(hr_sampler, hr_scheduler, hr_steps, p.denoising_strength)))
     return passes
 
 
-def _check_the_cfg_scale_lets_the_method_act(p: Any, args: FusionArgs) -> None:
+def _foreseen(sampler: str, scheduler: str | None, steps: Any, strength: Any = None) -> tuple[float, ...] | None:
+    timesteps = step_timesteps(sampler, scheduler, steps, strength)
+    return None if timesteps is None else tuple(timesteps)
+
+
+def _check_the_cfg_scale_lets_the_method_act(args: FusionArgs, passes: list[PassPlan]) -> None:
     """Refuse a method that no sampling pass's CFG scale lets act
-    (:meth:`~lib_fusion.arguments.methods.Method.inert_at_cfg_scale`). Forge's hires pass samples at
-    a CFG scale of its own (``hr_cfg``); AUTOMATIC1111's at the first pass's."""
-    scales = [float(p.cfg_scale)]
-    if getattr(p, "enable_hr", False) and hasattr(p, "hr_cfg"):
-        scales.append(float(p.hr_cfg))
-    reasons = [method_of(args).inert_at_cfg_scale(args, scale) for scale in scales]
-    if all(reasons):
+    (:meth:`~lib_fusion.arguments.methods.Method.inert_at_cfg_scale`)."""
+    reasons = [method_of(args).inert_at_cfg_scale(args, planned.cfg_scale) for planned in passes]
+    if reasons and all(reasons):
         raise FusionArgumentError(f"{TITLE}: {reasons[0]}")
 
 
