@@ -65,7 +65,8 @@ def _answers_the_v_test(unet: torch.nn.Module, context_width: int) -> bool:
     weight = next(unet.parameters())
     x_test = torch.full((1, 4, 8, 8), 0.5, device=weight.device, dtype=weight.dtype)
     context = torch.full((1, 2, context_width), 0.5, device=weight.device, dtype=weight.dtype)
-    out = unet(x_test, torch.asarray([999], device=weight.device), context=context)
+    with host_module("modules.devices").autocast():  # as the WebUI runs it: a half UNet's time embedding is float
+        out = unet(x_test, torch.asarray([999], device=weight.device), context=context)
     return float((out.float() - x_test.float()).mean()) < -1
 
 
