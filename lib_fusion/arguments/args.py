@@ -30,10 +30,10 @@ except ImportError:  # pydantic 1.x before 1.10.17 has no v1 namespace
 from lib_fusion.arguments.fields import BOUNDS, INTEGER_FIELDS, METHOD_NAMES, OUTPUT_FIELDS, USED_BY
 from lib_fusion.arguments.input_limits import json_list, screen
 from lib_fusion.arguments.messages import cut, describe, shown
-from lib_fusion.arguments.methods import METHODS, method_of
 from lib_fusion.arguments.model_args import MAX_FUSION_MODELS, FusionModelArgs
 from lib_fusion.arguments.region_args import MAX_MODEL_NAME, RegionArgs, checkpoint_name, number
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
+from lib_fusion.methods import METHODS, method_of
 
 TITLE = "Model Fusion"
 MAX_REGIONS = 16

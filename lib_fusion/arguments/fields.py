@@ -2,8 +2,9 @@
 declared once with what the rest of the extension needs to know of it.
 
 A field's type and default stay on the pydantic model (the schema's types come from there);
-everything else is here: the methods that read it (a field no method reads is never validated
-for that method, :meth:`FusionArgs.for_generation`), its key in the image's infotext, its
+everything else is here: the methods that read it (each method lists its fields,
+:attr:`lib_fusion.methods.base.Method.fields`; a field a method does not read is never
+validated for it, :meth:`FusionArgs.for_generation`), its key in the image's infotext, its
 X/Y/Z axis, its hover hint, and the bound of a number, which drives the validator, the JSON
 schema, the UI's integer conversion and the X/Y/Z axis's type alike, so that they cannot
 disagree (``tests/unit/test_field_table.py`` walks every bound's edges through all four).
@@ -16,11 +17,15 @@ from typing import Any
 
 from lib_fusion.arguments.messages import shown
 from lib_fusion.arguments.schedule import K_MAX, K_MIN
+from lib_fusion.methods import METHODS
 
-METHOD_NAMES = ("snb", "regions", "guidance", "base_uncond")
-"""Every method by name (their objects: :data:`lib_fusion.arguments.methods.METHODS`)."""
-TWO_MODEL_METHODS = ("snb", "guidance", "base_uncond")
+METHOD_NAMES = tuple(METHODS)
+"""Every method by name (their objects: :data:`lib_fusion.methods.METHODS`)."""
+TWO_MODEL_METHODS = tuple(name for name, method in METHODS.items() if method.two_model)
 """Methods that run model A alone outside the window and both models inside it."""
+EVERY_GENERATION = ("enabled", "method", "compare", "preview")
+"""The fields every generation reads, whatever its method (Enable and the outputs); every
+other field is read by the methods that list it (:attr:`lib_fusion.methods.base.Method.fields`)."""
 
 MAX_VIEW_BATCH = 64
 MAX_GUIDANCE = 20.0
@@ -78,8 +83,6 @@ class Bound:
 class FieldSpec:
     """What the extension knows of one field besides its type and default."""
 
-    read_by: tuple[str, ...]
-    """The methods whose generation reads it (empty: every generation, Enable and outputs)."""
     infotext: str | None = None
     """Its key in the image's infotext (None: not written, e.g. the outputs)."""
     axis: str | None = None
@@ -90,15 +93,13 @@ class FieldSpec:
 
 
 TABLE: dict[str, FieldSpec] = {
-    "enabled": FieldSpec((), hint="Fuse this generation with a second checkpoint. Off: the WebUI's own generation, bit for bit."),
+    "enabled": FieldSpec(hint="Fuse this generation with a second checkpoint. Off: the WebUI's own generation, bit for bit."),
     "model": FieldSpec(
-        METHOD_NAMES,
         "Fusion model",
         "[Fusion] Checkpoint",
         "The second checkpoint. Only checkpoints of the active one's family are listed (SD1 with SD1, SDXL with SDXL).",
     ),
     "method": FieldSpec(
-        (),
         "Fusion",  # doubles as the on switch
         "[Fusion] Method",
         "snb: each pixel from the model that cares most about it (MagicFusion). regions: a prompt and checkpoint per region, "
@@ -106,128 +107,104 @@ TABLE: dict[str, FieldSpec] = {
         "checkpoint's negative prediction under the active one's positive.",
     ),
     "prompt": FieldSpec(
-        TWO_MODEL_METHODS,
         "Fusion prompt",
         "[Fusion] Prompt",
         "What the fusion checkpoint is asked for; empty: the main prompt. Its subject and style show where it wins.",
     ),
-    "negative_prompt": FieldSpec(
-        TWO_MODEL_METHODS, "Fusion negative prompt", hint="The fusion checkpoint's negative prompt; empty: the main one."
-    ),
+    "negative_prompt": FieldSpec("Fusion negative prompt", hint="The fusion checkpoint's negative prompt; empty: the main one."),
     "solo": FieldSpec(
-        TWO_MODEL_METHODS,
         "Fusion solo",
         "[Fusion] Solo model",
         "Model A: the checkpoint that runs alone outside the fused part of the denoising.",
     ),
     "fusion_selection": FieldSpec(
-        TWO_MODEL_METHODS,
         "Fusion selection",
         hint="The paper's v1,kg,ke: the window edge as a DDPM timestep, then A's and B's saliency factors.",
     ),  # its axes are its three parts (lib_fusion.arguments.xyz)
     "mode": FieldSpec(
-        TWO_MODEL_METHODS,
         "Fusion mode",
         "[Fusion] Mode",
         "0: A alone throughout; 1: fuse when t <= v1 (the last part); 2: fuse while t > v1 (the first part).",
         Bound(0, 2, "must be {low} (no fusion), 1 (fuse when t <= v1) or {high} (fuse while t > v1)", integer=True),
     ),
     "saliency_uncond": FieldSpec(
-        ("snb",),
         "Fusion saliency uncond",
         hint="solo: B's response measured against A's negative prediction (the official code); own: against its own.",
     ),
     "text_encoder": FieldSpec(
-        METHOD_NAMES,
         "Fusion text encoder",
         hint="solo: both prompts through model A's text encoder (the paper); own: each checkpoint reads its prompt with its own "
         "text encoder (for fine-tunes that retrained it).",
     ),
     "blur": FieldSpec(
-        ("snb",),
         "Fusion blur",
         hint="How the saliency maps are smoothed: the official 4x4 box, a Gaussian, or Face-diffuser's 3x3 Gaussian.",
     ),
     "mask": FieldSpec(
-        ("snb",),
         "Fusion mask",
         "[Fusion] Mask",
         "hard: each pixel from one model (the paper); soft: a blend by B's share; mean: half of each (no saliency).",
     ),
-    "regions": FieldSpec(
-        ("regions",), "Fusion regions", hint="The regions as JSON: what the API and the infotext carry; the canvas and table edit it."
-    ),
+    "regions": FieldSpec("Fusion regions", hint="The regions as JSON: what the API and the infotext carry; the canvas and table edit it."),
     "bootstrapping": FieldSpec(
-        ("regions",),
         "Fusion bootstrapping",
         "[Fusion] Bootstrapping",
         "In this first share of the steps each region is denoised over a plain colour, for tight objects.",
         Bound(0, 1, "must be a fraction of the steps from {low} to {high}"),
     ),
     "window": FieldSpec(
-        ("regions",),
         "Fusion window",
         "[Fusion] Window",
         "The size a model sees at once, in latent pixels; 0 = the model's own (64 SD1, 128 SDXL).",
         Bound(8, MAX_WINDOW, "0 (the model's native size) or {low} to {high} latent pixels", integer=True, also=(0,)),
     ),
     "stride": FieldSpec(
-        ("regions",),
         "Fusion stride",
         "[Fusion] Stride",
         "Latent pixels between overlapping views; auto: the largest that still blends every seam.",
         Bound(1, MAX_WINDOW, "from {low} to the window size (at most {high} latent pixels) or auto", integer=True, also=("auto",)),
     ),
     "view_batch_size": FieldSpec(
-        ("regions",),
         "Fusion view batch",
         "[Fusion] View batch size",
         "Views per model call: speed and memory only, never the image.",
         Bound(1, MAX_VIEW_BATCH, "from {low} to {high}", integer=True),
     ),
-    "circular": FieldSpec(("regions",), "Fusion circular", hint="Views wrap round the left and right edge: a seamless 360° panorama."),
-    "compare": FieldSpec((), hint="Also return each checkpoint alone from the same seed, and a labelled grid of the three."),
+    "circular": FieldSpec("Fusion circular", hint="Views wrap round the left and right edge: a seamless 360° panorama."),
+    "compare": FieldSpec(hint="Also return each checkpoint alone from the same seed, and a labelled grid of the three."),
     "preview": FieldSpec(
-        (), hint="Also return what decided the fusion: each model's saliency and the mask, or the regions coloured by checkpoint."
+        hint="Also return what decided the fusion: each model's saliency and the mask, or the regions coloured by checkpoint."
     ),
     "guidance_weight": FieldSpec(
-        ("guidance",),
         "Fusion guidance weight",
         "[Fusion] Guidance weight",
         "1 is plain CFG; above 1 pushes the image away from what the fusion checkpoint would make.",
         Bound(0, MAX_GUIDANCE, "must be from {low} to {high} (1 = plain CFG)"),
     ),
     "mask_ema": FieldSpec(
-        ("snb",),
         "Fusion mask EMA",
         "[Fusion] Mask EMA",
         "Smooths the saliency over the steps so fewer pixels flip between models; 0 = a fresh map every step.",
         Bound(0, 1, "a decay from {low} (off) to below {high}", high_open=True),
     ),
     "mask_freeze": FieldSpec(
-        ("snb",),
         "Fusion mask freeze",
         hint="Keep the mask fixed after this many fused steps; 0 = never.",
         bound=Bound(0, MAX_STEPS, "a number of fused steps from {low} (never) to {high}", integer=True),
     ),
-    "per_channel": FieldSpec(
-        ("snb",), "Fusion per channel", hint="A saliency map and mask per latent channel instead of one for all four."
-    ),
+    "per_channel": FieldSpec("Fusion per channel", hint="A saliency map and mask per latent channel instead of one for all four."),
     "windows": FieldSpec(
-        ("regions",),
         "Fusion windows",
         "[Fusion] Windows",
         "overlap: MultiDiffusion's overlapping views every step; shifted: fewer, non-overlapping windows that move every step "
         "(SpotDiffusion), about five times less work on a panorama.",
     ),
     "models": FieldSpec(
-        METHOD_NAMES,  # read by all, so that a list sent with a method other than SNB is refused, not ignored
         "Fusion models",
         hint="SNB over more checkpoints: each entry is fused per pixel with model A and the fusion checkpoint by the same rule "
         "(the largest softmax(k S) wins). k: its saliency factor (empty = ke); window: the part of the denoising it joins.",
     ),  # its axes are its entries' checkpoints (lib_fusion.arguments.xyz)
     "background": FieldSpec(
-        ("regions",),
         "Fusion background",
         hint="Which checkpoint denoises the background (the main prompt, wherever no region covers it): the active one, the "
         "fusion checkpoint, or any listed checkpoint by title, name or hash.",
@@ -236,10 +213,14 @@ TABLE: dict[str, FieldSpec] = {
 
 OUTPUT_FIELDS = ("compare", "preview")
 """What to return besides the image: not generation parameters, so not in the infotext."""
-USED_BY: dict[str, tuple[str, ...]] = {
-    method: tuple(name for name, spec in TABLE.items() if method in spec.read_by) for method in METHOD_NAMES
-}
-"""The generation fields each method reads (besides ``enabled``, ``method`` and the outputs)."""
+USED_BY: dict[str, tuple[str, ...]] = {name: tuple(field for field in TABLE if method.reads(field)) for name, method in METHODS.items()}
+"""The generation fields each method reads (besides :data:`EVERY_GENERATION`), in the table's order."""
+READ_BY: dict[str, tuple[str, ...]] = {field: tuple(name for name in METHOD_NAMES if field in USED_BY[name]) for field in TABLE}
+"""Field -> the methods whose generation reads it (empty: every generation's, or none's)."""
+
+_unread = [field for field, methods in READ_BY.items() if not methods and field not in EVERY_GENERATION]
+_unknown = [field for method in METHODS.values() for field in method.fields if field not in TABLE]
+assert not _unread and not _unknown, f"fields no generation reads: {_unread}; fields a method reads that the table lacks: {_unknown}"
 INFOTEXT_KEYS: dict[str, str] = {name: spec.infotext for name, spec in TABLE.items() if spec.infotext}
 """Field -> infotext key. ``Fusion`` (the method) doubles as the on switch."""
 BOUNDS: dict[str, Bound] = {name: spec.bound for name, spec in TABLE.items() if spec.bound is not None}

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 
 from lib_fusion.arguments.args import TITLE, FusionArgs
-from lib_fusion.arguments.methods import method_of
 from lib_fusion.arguments.schedule import StepKind, format_fusion_selection, is_fused
 from lib_fusion.engine.sampling_pass import FUSED, Stats
+from lib_fusion.methods import method_of
 
 
 def never_fused(args: FusionArgs, stats: Stats) -> str | None:

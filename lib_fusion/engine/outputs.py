@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from lib_fusion.arguments.methods import method_of
 from lib_fusion.engine import pictures
 from lib_fusion.engine.preview_maps import Trace
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.engine.sampling_pass import ALONE_A, ALONE_B, FUSED, alone_variant
+from lib_fusion.methods import method_of
 
 OTHER_COLOUR_NAMES = ["green", "pink", "yellow", "teal", "purple", "amber", "grey"]
 """The names of :data:`lib_fusion.engine.pictures.OTHER_COLOURS`, for the captions."""

@@ -16,9 +16,7 @@ from typing import Any, Callable
 import torch
 
 from lib_fusion.arguments.args import FusionArgs
-from lib_fusion.arguments.methods import Method, method_of
 from lib_fusion.arguments.schedule import StepKind, step_kind
-from lib_fusion.engine.method_steps import StepContext, fused_step
 from lib_fusion.engine.plan import Plan
 from lib_fusion.engine.preview_maps import Thinned, Trace
 from lib_fusion.engine.region_pass import RegionLayout, layout_step, make_layout
@@ -39,6 +37,8 @@ from lib_fusion.fusion.conds import pick
 from lib_fusion.fusion.denoise import CondsList, Model, SnbOptions, StepInput, guided, spread_to_rows
 from lib_fusion.fusion.regions import Bootstrap, Region, pick_table, seed_noise
 from lib_fusion.fusion.snb import MaskMemory
+from lib_fusion.methods import Method, method_of
+from lib_fusion.methods.base import StepContext
 
 
 @dataclass
@@ -220,7 +220,7 @@ class FusionRun:
             model_a, model_b = _model(role_a, step), _model(role_b, step)
             joined_models = [(entry, _model(role, step)) for entry, role in joined]
             context = StepContext(self.args, self.options, self.kg, self.ke, joined_models, sampling_pass.mask_memory)
-            fused = fused_step(self.method, model_a, model_b, inputs, context)
+            fused = self.method.fused_step(model_a, model_b, inputs, context)
             prediction, maps = fused.prediction, fused.maps
             self.stats.more_runs.update(name for _, (name, _, _) in joined)
             if self.args.preview and maps[0] is not None:

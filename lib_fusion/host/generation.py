@@ -15,7 +15,6 @@ from lib_fusion.arguments.args import TITLE, FusionArgs, FusionArgumentError
 from lib_fusion.arguments.fields import INFOTEXT_KEYS
 from lib_fusion.arguments.infotext import STRIDE_USED, to_infotext
 from lib_fusion.arguments.messages import shown
-from lib_fusion.arguments.methods import ACTIVE_ALONE, method_of
 from lib_fusion.arguments.region_args import KEYWORDS
 from lib_fusion.arguments.schedule import is_fused
 from lib_fusion.engine.fused_steps import window_missed
@@ -30,6 +29,7 @@ from lib_fusion.host.probe import UNSUPPORTED_HOST, host_module, model_loaded, r
 from lib_fusion.host.sampling import strip_networks, unwrap_sample, wrap_sample
 from lib_fusion.host.schedules import step_timesteps
 from lib_fusion.host.settings import max_models, preview_steps, release
+from lib_fusion.methods import ACTIVE_ALONE, method_of
 
 WRITTEN_KEYS = frozenset({*INFOTEXT_KEYS.values(), STRIDE_USED})
 
@@ -282,7 +282,7 @@ def _foreseen(sampler: str, scheduler: str | None, steps: Any, strength: Any = N
 
 def _check_the_cfg_scale_lets_the_method_act(args: FusionArgs, passes: list[PassPlan]) -> None:
     """Refuse a method that no sampling pass's CFG scale lets act
-    (:meth:`~lib_fusion.arguments.methods.Method.inert_at_cfg_scale`)."""
+    (:meth:`~lib_fusion.methods.base.Method.inert_at_cfg_scale`)."""
     reasons = [method_of(args).inert_at_cfg_scale(args, planned.cfg_scale) for planned in passes]
     if reasons and all(reasons):
         raise FusionArgumentError(f"{TITLE}: {reasons[0]}")

@@ -20,7 +20,6 @@ from modules import script_callbacks, shared
 
 from lib_fusion.arguments.args import TITLE, FusionArgumentError
 from lib_fusion.arguments.infotext import strides_used
-from lib_fusion.arguments.methods import method_of
 from lib_fusion.engine.fused_steps import never_fused
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.engine.sampling_pass import ACTIVE, FUSED, FUSION, HostStep
@@ -29,6 +28,7 @@ from lib_fusion.host.images import RUN_ATTRIBUTE, finished_images, image_index
 from lib_fusion.host.loading import HELD_ATTRIBUTE, Family, Held, load_generation_models, unload
 from lib_fusion.host.probe import call_with_accepted, host_module
 from lib_fusion.host.settings import max_models, release
+from lib_fusion.methods import method_of
 
 _WRAPPED_MARK = "__model_fusion_wrapper__"
 ConditioningFn = Callable[[HostStep], Conditioning]

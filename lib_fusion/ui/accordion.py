@@ -20,8 +20,8 @@ from lib_fusion import host
 from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgs, choices_of
 from lib_fusion.arguments.fields import INFOTEXT_KEYS, MAX_GUIDANCE, OUTPUT_FIELDS
 from lib_fusion.arguments.infotext import paste_value
-from lib_fusion.arguments.methods import METHODS, Method
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
+from lib_fusion.methods import METHODS, Method
 from lib_fusion.ui import presets, schedule_words
 from lib_fusion.ui.ui_models import models_controls
 from lib_fusion.ui.ui_regions import background_choices, region_controls

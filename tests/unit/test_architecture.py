@@ -1,7 +1,8 @@
 """The wings and their rule, read from the code's own imports (so the rule cannot rot):
 
-    fusion <- engine <- host <- ui, and the top (api, cli) and the script;
-    arguments reachable from all, importing none of them; no import circle anywhere;
+    fusion <- methods <- arguments <- engine <- host <- ui, and the top (api, cli) and the script;
+    the methods (one module each) import only the maths; the argument contract only the
+    methods (whose fields make its table's "read by"); no import circle anywhere;
     only host/ (and the script) imports the WebUI (``modules``, Forge's ``backend``);
     the maths (fusion/) imports torch and the standard library only.
 
@@ -18,11 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "lib_fusion"
 MAY_IMPORT = {
     "fusion": {"fusion"},
-    "arguments": {"arguments"},
-    "engine": {"engine", "fusion", "arguments"},
-    "host": {"host", "engine", "fusion", "arguments"},
-    "ui": {"ui", "host", "engine", "fusion", "arguments"},
-    "top": {"top", "ui", "host", "engine", "fusion", "arguments"},
+    "methods": {"methods", "fusion"},
+    "arguments": {"arguments", "methods"},
+    "engine": {"engine", "fusion", "methods", "arguments"},
+    "host": {"host", "engine", "fusion", "methods", "arguments"},
+    "ui": {"ui", "host", "engine", "fusion", "methods", "arguments"},
+    "top": {"top", "ui", "host", "engine", "fusion", "methods", "arguments"},
 }
 """Which wings a module of each wing may import (``top``: lib_fusion's own modules, api and cli)."""
 WEBUI = {"modules", "backend"}
@@ -112,11 +114,11 @@ def _names_of_methods() -> set[str]:
 
 
 def test_nothing_but_the_method_objects_compares_a_method_name_to_a_string():
-    """A method is one object (:mod:`lib_fusion.arguments.methods`): every other module asks it,
-    so no comparison in the code has a method's name on one side and ``method`` on the other."""
+    """A method is one object (:mod:`lib_fusion.methods`): every other module asks it, so no
+    comparison in the code has a method's name on one side and ``method`` on the other."""
     names, found = _names_of_methods(), []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name in ("methods.py", "fields.py") and path.parent.name == "arguments":
+        if path.parent.name == "methods":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Compare):
@@ -136,17 +138,19 @@ def test_nothing_but_the_method_objects_compares_a_method_name_to_a_string():
     assert found == []
 
 
-def test_every_method_has_its_object_and_its_answers_match_the_field_table():
+def test_every_method_is_one_module_whose_object_answers_for_it():
     from lib_fusion.arguments.fields import TWO_MODEL_METHODS
-    from lib_fusion.arguments.methods import METHODS
-    from lib_fusion.engine.method_steps import fused_step
+    from lib_fusion.methods import METHODS
+    from lib_fusion.methods.base import Method
 
     assert set(METHODS) == _names_of_methods()
     assert {name for name, method in METHODS.items() if method.two_model} == set(TWO_MODEL_METHODS)
+    modules = [type(method).__module__ for method in METHODS.values()]
+    assert len(set(modules)) == len(modules) and all(module.startswith("lib_fusion.methods.") for module in modules)
     for name, method in METHODS.items():
         assert method.name == name and method.label
         assert method.two_model != method.lays_out_regions
         assert method.reads("models")  # every method reads it, so that a list sent with one other than SNB is refused
-        if method.two_model:  # its fused step is registered on its class
-            assert fused_step.dispatch(type(method)) is not fused_step.dispatch(object)
+        if method.two_model:  # it has a fused step of its own
+            assert type(method).fused_step is not Method.fused_step
     assert [name for name, method in METHODS.items() if method.fuses_several] == ["snb"]
