@@ -99,10 +99,44 @@ def unsupported_host() -> str | None:
         return None
     if runs_forge():
         missing = missing_forge_hooks()
-        return None if missing is None else f"{TITLE}: this Forge-family WebUI cannot fuse: {missing}; turn Model Fusion off here"
+        if missing is not None:
+            return f"{TITLE}: this Forge-family WebUI cannot fuse: {missing}; turn Model Fusion off here"
+        return unsupported_model(shared.sd_model.forge_objects.unet.model.predictor)
     if not hasattr(getattr(shared.sd_model, "model", None), "diffusion_model"):
         return UNSUPPORTED_HOST
+    if getattr(shared.sd_model, "create_denoiser", None) is not None:  # AUTOMATIC1111's SD3: a flow denoiser of its own
+        return unsupported_model(None)
     return None
+
+
+def unsupported_model(predictor: Any) -> str | None:
+    """Why the active checkpoint's family cannot be fused, or None. The fusion's maths reads
+    the Stable Diffusion families' predictions, whose noisy latent is ``x0 + sigma * noise``
+    (eps, v and EDM alike: what Forge's ``predictor.noise_scaling`` computes for them; the
+    saliency's eps is ``(x - x0) / sigma``). Flow-matching families (Flux, SD3, Chroma, Wan,
+    Qwen-Image, Lumina … on Forge Neo; SD3 on AUTOMATIC1111) noise as
+    ``(1 - sigma) x0 + sigma * noise`` on their own time axis; ``predictor`` None: the host's
+    model brings a denoiser of its own, which is one of those."""
+    if predictor is not None and _noises_by_sigma(predictor):
+        return None
+    family = type(shared.sd_model).__name__
+    return (
+        f"{TITLE}: the active checkpoint ({family}) is a flow-matching model, and the fusion reads only the Stable "
+        "Diffusion families' predictions so far (SD1, SD2, SDXL, eps or v); load one of those to fuse, or turn Model Fusion "
+        "off for this checkpoint (generation without it is unaffected)"
+    )
+
+
+def _noises_by_sigma(predictor: Any) -> bool:
+    """The predictor noises a clean latent as ``x0 + sigma * noise`` (tried on one value, exact in floats)."""
+    import torch
+
+    one = torch.ones(1, 1, 1, 1)
+    try:
+        noised = predictor.noise_scaling(torch.full((1, 1, 1, 1), 0.5), one, one * 2)
+    except Exception:  # a predictor of another shape: not one of the families the fusion knows
+        return False
+    return bool(torch.equal(noised, one * 2.5))
 
 
 def call_with_accepted(function: Callable[..., Any], *args: Any, **optional: Any) -> Any:

@@ -142,3 +142,32 @@ def test_on_forge_each_checkpoint_keeps_its_own_predictor(forge_webui):
         assert CACHE.value.unet.model.predictor.prediction_type == ("v_prediction" if name == "expert-v" else "epsilon")
     assert torch.isfinite(images["expert-v"]).all()
     assert not torch.equal(images["expert"], images["expert-v"])
+
+
+FLOW_REFUSAL = r"Model Fusion: the active checkpoint \(Flux\) is a flow-matching model, and the fusion reads only the Stable Diffusion"
+
+
+@pytest.mark.parametrize("method", [{}, {"method": "guidance"}, {"method": "regions", "regions": [{"box": [0, 0, 0.5, 1]}]}], ids=str)
+def test_a_flow_matching_active_checkpoint_is_refused_before_anything_loads(forge_webui, method):
+    """Neo's flow-matching families noise as ``(1 - sigma) x0 + sigma noise`` on their own time
+    axis: the fusion's saliency units, window and region views are the SD families'. Recognised
+    by what the active engine's predictor does, refused by name before any checkpoint loads;
+    with fusion off the engine generates as without the extension."""
+    from lib_fusion.engine.checkpoint_cache import CACHE
+
+    write_checkpoint(forge_webui.models / "flux.safetensors", seed=5, prediction="flow")
+    sd_models.list_models()
+    forge_webui.load("flux")
+    with pytest.raises(Exception, match=FLOW_REFUSAL):
+        forge_webui.generate({"enabled": True, "model": "expert", **method}, steps=2)
+    assert CACHE.value is None
+    plain = forge_webui.latents(None, extension=False, steps=2)
+    assert torch.equal(forge_webui.latents({"enabled": False, "model": "expert"}, steps=2), plain)
+
+
+def test_a_host_model_that_brings_its_own_denoiser_is_refused_by_name(a1111_webui, monkeypatch):
+    """AUTOMATIC1111's SD3 samples through a denoiser of its own (``create_denoiser``, flow
+    matching): no fusion UNet can be wrapped to match it."""
+    monkeypatch.setattr(shared.sd_model, "create_denoiser", lambda: None, raising=False)
+    with pytest.raises(Exception, match=r"Model Fusion: the active checkpoint \(TinySD\) is a flow-matching model"):
+        a1111_webui.generate({"enabled": True, "model": "expert"}, steps=2)

@@ -77,7 +77,8 @@ def write_checkpoint(
     marked_by: str = "yaml",
     v_of_eps: bool = False,
 ) -> Path:
-    """A tiny checkpoint of ``family``. ``prediction="v"``: its UNet's output is read as v, told
+    """A tiny checkpoint of ``family``. ``prediction="flow"``: Forge loads it as a flow-matching
+    engine. ``prediction="v"``: its UNet's output is read as v, told
     to the hosts the way real v checkpoints tell it (``marked_by``): a ``.yaml`` beside it (both
     hosts read it), Forge's ``v_pred`` key (SDXL v-pred fine-tunes), or (SD 2.x) weights whose
     output answers AUTOMATIC1111's v test as a 768-v model's does. ``v_of_eps``: the UNet
@@ -94,6 +95,8 @@ def write_checkpoint(
     weights = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
     if v_of_eps:
         weights["model.diffusion_model.v_of_eps"] = torch.ones(())
+    if prediction == "flow":  # Forge's loader makes it a flow-matching engine (backend/loader.py)
+        weights["flow"] = torch.ones(())
     if prediction == "v" and marked_by == "key":
         weights["v_pred"] = torch.tensor([])
     if prediction == "v" and marked_by == "weights":

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from backend import args
-from backend.diffusion_engine.base import StableDiffusion, StableDiffusionXL
+from backend.diffusion_engine.base import Flux, StableDiffusion, StableDiffusionXL
 
 UNET, SD1_TEXT, SDXL_TEXT = "model.diffusion_model.", "cond_stage_model.", "conditioner."
 
@@ -48,6 +48,8 @@ def forge_loader(sd, additional_state_dicts=None):
         engine_class = StableDiffusion
     for module in (unet, encoder):
         module.eval().requires_grad_(False)
+    if "flow" in weights:  # the stand-in's mark of a flow-matching checkpoint (Neo tells them by their DiT's keys)
+        return Flux(unet, encoder, "const")
     return engine_class(unet, encoder, _prediction_type(sd, weights))
 
 

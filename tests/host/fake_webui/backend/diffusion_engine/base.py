@@ -78,3 +78,11 @@ class StableDiffusionXL(ForgeDiffusionEngine):
 
     def encode(self, prompt):
         return tiny_sd.sdxl_conditioning(self.text_encoder, prompt)  # Forge's engine encodes itself (Neo has no sd_models_xl)
+
+
+class Flux(StableDiffusion):
+    """A flow-matching engine as Neo has them (Flux, Chroma, SD3 …): its predictor noises as
+    ``(1 - sigma) x0 + sigma noise``; in shape the stand-in's SD1 engine."""
+
+    def is_webui_legacy_model(self):
+        return False

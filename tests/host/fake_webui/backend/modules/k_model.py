@@ -6,7 +6,8 @@ import torch
 
 
 class Prediction(torch.nn.Module):
-    """Forge's ``k_prediction.Prediction`` for "epsilon" and "v_prediction" (sigma_data 1)."""
+    """Forge's ``k_prediction`` predictors: "epsilon" and "v_prediction" (sigma_data 1), and
+    "const", the flow-matching families' (Neo's ``PredictionFlux``, ``PredictionDiscreteFlow``)."""
 
     def __init__(self, alphas_cumprod, prediction_type="epsilon"):
         super().__init__()
@@ -29,6 +30,8 @@ class Prediction(torch.nn.Module):
         return dists.abs().argmin(dim=0).view(sigma.shape).to(sigma.device)
 
     def calculate_input(self, sigma, noise):
+        if self.prediction_type == "const":  # flow matching: the latent as it is
+            return noise
         return noise / (sigma.view(sigma.shape[:1] + (1,) * (noise.ndim - 1)) ** 2 + 1.0) ** 0.5
 
     def calculate_denoised(self, sigma, model_output, model_input):
@@ -39,6 +42,8 @@ class Prediction(torch.nn.Module):
         return model_input - model_output * sigma
 
     def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        if self.prediction_type == "const":  # flow matching (Neo's Flux, SD3 …): (1 - sigma) x0 + sigma noise
+            return sigma * noise + (1.0 - sigma) * latent_image
         return noise * sigma + latent_image
 
 
