@@ -12,8 +12,8 @@ disagree (``tests/unit/test_field_table.py`` walks every bound's edges through a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
 
 from lib_fusion.arguments.messages import shown
 from lib_fusion.arguments.schedule import K_MAX, K_MIN
@@ -80,6 +80,18 @@ class Bound:
 
 
 @dataclass(frozen=True)
+class Widget:
+    """A field's control in the accordion: a gradio component by its class name, its label and
+    its own keywords (a slider's range and step, a textbox's lines …). A radio's or dropdown's
+    choices come from the field's type unless given here or by the accordion (checkpoint
+    lists); the hover hint is the row's (:func:`lib_fusion.ui.controls.control` builds it)."""
+
+    kind: Literal["Checkbox", "Radio", "Dropdown", "Textbox", "Slider", "Number"]
+    label: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FieldSpec:
     """What the extension knows of one field besides its type and default."""
 
@@ -90,14 +102,20 @@ class FieldSpec:
     hint: str | None = None
     """The hover hint of its control."""
     bound: Bound | None = None
+    widget: Widget | None = None
+    """Its control in the accordion."""
 
 
 TABLE: dict[str, FieldSpec] = {
-    "enabled": FieldSpec(hint="Fuse this generation with a second checkpoint. Off: the WebUI's own generation, bit for bit."),
+    "enabled": FieldSpec(
+        hint="Fuse this generation with a second checkpoint. Off: the WebUI's own generation, bit for bit.",
+        widget=Widget("Checkbox", "Enable", {"scale": 0, "min_width": 110}),
+    ),
     "model": FieldSpec(
         "Fusion model",
         "[Fusion] Checkpoint",
         "The second checkpoint. Only checkpoints of the active one's family are listed (SD1 with SD1, SDXL with SDXL).",
+        widget=Widget("Dropdown", "Fusion checkpoint"),
     ),
     "method": FieldSpec(
         "Fusion",  # doubles as the on switch
@@ -105,109 +123,152 @@ TABLE: dict[str, FieldSpec] = {
         "snb: each pixel from the model that cares most about it (MagicFusion). regions: a prompt and checkpoint per region, "
         "and wide panoramas (MultiDiffusion). guidance: push the active model away from a weaker one. base_uncond: the fusion "
         "checkpoint's negative prediction under the active one's positive.",
+        widget=Widget("Radio", "Method"),
     ),
     "prompt": FieldSpec(
         "Fusion prompt",
         "[Fusion] Prompt",
         "What the fusion checkpoint is asked for; empty: the main prompt. Its subject and style show where it wins.",
+        widget=Widget("Textbox", "Fusion prompt (empty: the main prompt)", {"lines": 2}),
     ),
-    "negative_prompt": FieldSpec("Fusion negative prompt", hint="The fusion checkpoint's negative prompt; empty: the main one."),
+    "negative_prompt": FieldSpec(
+        "Fusion negative prompt",
+        hint="The fusion checkpoint's negative prompt; empty: the main one.",
+        widget=Widget("Textbox", "Fusion negative prompt (empty: the main one)", {"lines": 1}),
+    ),
     "solo": FieldSpec(
         "Fusion solo",
         "[Fusion] Solo model",
         "Model A: the checkpoint that runs alone outside the fused part of the denoising.",
+        widget=Widget("Radio", "Model A (alone outside the fused part)"),
     ),
     "fusion_selection": FieldSpec(
         "Fusion selection",
         hint="The paper's v1,kg,ke: the window edge as a DDPM timestep, then A's and B's saliency factors.",
+        widget=Widget("Textbox", "fusion_selection (v1,kg,ke)"),
     ),  # its axes are its three parts (lib_fusion.arguments.xyz)
     "mode": FieldSpec(
         "Fusion mode",
         "[Fusion] Mode",
         "0: A alone throughout; 1: fuse when t <= v1 (the last part); 2: fuse while t > v1 (the first part).",
         Bound(0, 2, "must be {low} (no fusion), 1 (fuse when t <= v1) or {high} (fuse while t > v1)", integer=True),
+        widget=Widget("Radio", "Mode (0 off · 1 fuse when t ≤ v1 · 2 fuse while t > v1)"),
     ),
     "saliency_uncond": FieldSpec(
         "Fusion saliency uncond",
         hint="solo: B's response measured against A's negative prediction (the official code); own: against its own.",
+        widget=Widget("Radio", "B's saliency against"),
     ),
     "text_encoder": FieldSpec(
         "Fusion text encoder",
         hint="solo: both prompts through model A's text encoder (the paper); own: each checkpoint reads its prompt with its own "
         "text encoder (for fine-tunes that retrained it).",
+        widget=Widget("Radio", "Text encoder of the fusion prompts"),
     ),
     "blur": FieldSpec(
         "Fusion blur",
         hint="How the saliency maps are smoothed: the official 4x4 box, a Gaussian, or Face-diffuser's 3x3 Gaussian.",
+        widget=Widget("Radio", "Saliency blur"),
     ),
     "mask": FieldSpec(
         "Fusion mask",
         "[Fusion] Mask",
         "hard: each pixel from one model (the paper); soft: a blend by B's share; mean: half of each (no saliency).",
+        widget=Widget("Radio", "Mask"),
     ),
-    "regions": FieldSpec("Fusion regions", hint="The regions as JSON: what the API and the infotext carry; the canvas and table edit it."),
+    "regions": FieldSpec(
+        "Fusion regions",
+        hint="The regions as JSON: what the API and the infotext carry; the canvas and table edit it.",
+        widget=Widget("Textbox", "regions", {"lines": 2}),
+    ),
     "bootstrapping": FieldSpec(
         "Fusion bootstrapping",
         "[Fusion] Bootstrapping",
         "In this first share of the steps each region is denoised over a plain colour, for tight objects.",
         Bound(0, 1, "must be a fraction of the steps from {low} to {high}"),
+        widget=Widget("Slider", "Bootstrapping (share of steps)", {"minimum": 0, "maximum": 1, "step": 0.05}),
     ),
     "window": FieldSpec(
         "Fusion window",
         "[Fusion] Window",
         "The size a model sees at once, in latent pixels; 0 = the model's own (64 SD1, 128 SDXL).",
         Bound(8, MAX_WINDOW, "0 (the model's native size) or {low} to {high} latent pixels", integer=True, also=(0,)),
+        widget=Widget("Slider", "Window (0 = model's own)", {"minimum": 0, "maximum": 256, "step": 8}),
     ),
     "stride": FieldSpec(
         "Fusion stride",
         "[Fusion] Stride",
         "Latent pixels between overlapping views; auto: the largest that still blends every seam.",
         Bound(1, MAX_WINDOW, "from {low} to the window size (at most {high} latent pixels) or auto", integer=True, also=("auto",)),
+        widget=Widget("Dropdown", "Stride (overlap)", {"choices": ["auto", "4", "8", "16", "32"], "allow_custom_value": True}),
     ),
     "view_batch_size": FieldSpec(
         "Fusion view batch",
         "[Fusion] View batch size",
         "Views per model call: speed and memory only, never the image.",
         Bound(1, MAX_VIEW_BATCH, "from {low} to {high}", integer=True),
+        widget=Widget("Slider", "View batch size", {"minimum": 1, "maximum": MAX_VIEW_BATCH, "step": 1}),
     ),
-    "circular": FieldSpec("Fusion circular", hint="Views wrap round the left and right edge: a seamless 360° panorama."),
-    "compare": FieldSpec(hint="Also return each checkpoint alone from the same seed, and a labelled grid of the three."),
+    "circular": FieldSpec(
+        "Fusion circular",
+        hint="Views wrap round the left and right edge: a seamless 360° panorama.",
+        widget=Widget("Checkbox", "360° wrap (seamless panorama)"),
+    ),
+    "compare": FieldSpec(
+        hint="Also return each checkpoint alone from the same seed, and a labelled grid of the three.",
+        widget=Widget("Checkbox", "Compare: also A alone, B alone and a grid (two more samplings)"),
+    ),
     "preview": FieldSpec(
-        hint="Also return what decided the fusion: each model's saliency and the mask, or the regions coloured by checkpoint."
+        hint="Also return what decided the fusion: each model's saliency and the mask, or the regions coloured by checkpoint.",
+        widget=Widget("Checkbox", "Preview what decided the fusion"),
     ),
     "guidance_weight": FieldSpec(
         "Fusion guidance weight",
         "[Fusion] Guidance weight",
         "1 is plain CFG; above 1 pushes the image away from what the fusion checkpoint would make.",
         Bound(0, MAX_GUIDANCE, "must be from {low} to {high} (1 = plain CFG)"),
+        widget=Widget(
+            "Slider",
+            "Guidance weight w (1 = plain CFG; above 1 pushes A away from B)",
+            {"minimum": 0, "maximum": MAX_GUIDANCE, "step": 0.05},
+        ),
     ),
     "mask_ema": FieldSpec(
         "Fusion mask EMA",
         "[Fusion] Mask EMA",
         "Smooths the saliency over the steps so fewer pixels flip between models; 0 = a fresh map every step.",
         Bound(0, 1, "a decay from {low} (off) to below {high}", high_open=True),
+        widget=Widget("Slider", "Steadier mask (moving average, 0 = off)", {"minimum": 0, "maximum": 0.95, "step": 0.05}),
     ),
     "mask_freeze": FieldSpec(
         "Fusion mask freeze",
         hint="Keep the mask fixed after this many fused steps; 0 = never.",
         bound=Bound(0, MAX_STEPS, "a number of fused steps from {low} (never) to {high}", integer=True),
+        widget=Widget("Number", "Freeze the mask after N fused steps", {"precision": 0}),
     ),
-    "per_channel": FieldSpec("Fusion per channel", hint="A saliency map and mask per latent channel instead of one for all four."),
+    "per_channel": FieldSpec(
+        "Fusion per channel",
+        hint="A saliency map and mask per latent channel instead of one for all four.",
+        widget=Widget("Checkbox", "A mask per latent channel"),
+    ),
     "windows": FieldSpec(
         "Fusion windows",
         "[Fusion] Windows",
         "overlap: MultiDiffusion's overlapping views every step; shifted: fewer, non-overlapping windows that move every step "
         "(SpotDiffusion), about five times less work on a panorama.",
+        widget=Widget("Radio", "Windows"),
     ),
     "models": FieldSpec(
         "Fusion models",
         hint="SNB over more checkpoints: each entry is fused per pixel with model A and the fusion checkpoint by the same rule "
         "(the largest softmax(k S) wins). k: its saliency factor (empty = ke); window: the part of the denoising it joins.",
+        widget=Widget("Textbox", "models", {"lines": 1}),
     ),  # its axes are its entries' checkpoints (lib_fusion.arguments.xyz)
     "background": FieldSpec(
         "Fusion background",
         hint="Which checkpoint denoises the background (the main prompt, wherever no region covers it): the active one, the "
         "fusion checkpoint, or any listed checkpoint by title, name or hash.",
+        widget=Widget("Dropdown", "Background checkpoint (the main prompt)", {"allow_custom_value": True}),
     ),
 }
 

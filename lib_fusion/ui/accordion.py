@@ -17,12 +17,13 @@ from typing import Any
 import gradio as gr
 
 from lib_fusion import host
-from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgs, choices_of
-from lib_fusion.arguments.fields import INFOTEXT_KEYS, MAX_GUIDANCE, OUTPUT_FIELDS
+from lib_fusion.arguments.args import FIELDS, TITLE, FusionArgs
+from lib_fusion.arguments.fields import INFOTEXT_KEYS, OUTPUT_FIELDS
 from lib_fusion.arguments.infotext import paste_value
 from lib_fusion.arguments.schedule import format_fusion_selection, parse_fusion_selection
 from lib_fusion.methods import METHODS, Method
 from lib_fusion.ui import presets, schedule_words
+from lib_fusion.ui.controls import control
 from lib_fusion.ui.ui_models import models_controls
 from lib_fusion.ui.ui_regions import background_choices, region_controls
 from lib_fusion.ui.ui_text import HINTS, status_line
@@ -45,21 +46,14 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     offered, left_out = host.fusable_titles()
     with gr.Accordion(TITLE, open=False, elem_id=f"model_fusion_{tab}"):
         with gr.Row(elem_classes=["model-fusion-top"]):
-            enabled = gr.Checkbox(
-                label="Enable", value=defaults.enabled, scale=0, min_width=110, elem_id=elem_id("enabled"), tooltip=HINTS["enabled"]
-            )
-            method = gr.Radio(
-                label="Method", choices=list(METHODS), value=defaults.method, elem_id=elem_id("method"), tooltip=HINTS["method"]
-            )
+            enabled = control("enabled", defaults.enabled, elem_id)
+            method = control("method", defaults.method, elem_id)
         with gr.Row(elem_classes=["model-fusion-checkpoint"]):
             # "" rather than None when none is chosen: the WebUI's paste (UI and the API's
             # ``infotext``) converts a pasted value to the type of the component's value, and a
             # None there drops the pasted checkpoint.
             first_other = next((title for title in offered if title != host.active_title()), "")
-            model = gr.Dropdown(
-                label="Fusion checkpoint", choices=offered, value=defaults.model or first_other, elem_id=elem_id("model"),
-                tooltip=HINTS["model"],
-            )  # fmt: skip
+            model = control("model", defaults.model or first_other, elem_id, choices=offered)
             refresh = gr.Button(value="\U0001f504", elem_classes=["tool"], elem_id=elem_id("refresh"), tooltip=HINTS["refresh"])
             unload = gr.Button(value="\u23cf", elem_classes=["tool"], elem_id=elem_id("unload"), tooltip=HINTS["unload"])
         status = gr.HTML(_status(left_out), elem_id=elem_id("status"))
@@ -73,13 +67,8 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
         with gr.Group(visible=shown[1]) as regions_group:
             controls.update(region_controls(defaults, elem_id, offered))
         with gr.Row():
-            compare = gr.Checkbox(
-                label="Compare: also A alone, B alone and a grid (two more samplings)", value=defaults.compare,
-                elem_id=elem_id("compare"), tooltip=HINTS["compare"],
-            )  # fmt: skip
-            preview = gr.Checkbox(
-                label="Preview what decided the fusion", value=defaults.preview, elem_id=elem_id("preview"), tooltip=HINTS["preview"]
-            )
+            compare = control("compare", defaults.compare, elem_id)
+            preview = control("preview", defaults.preview, elem_id)
         with gr.Accordion("Options (the paper's numbers and expert settings)", open=False, elem_id=elem_id("options")):
             expert, snb_options = _expert_controls(defaults, elem_id)
         controls.update(two_model, **expert, compare=compare, preview=preview)
@@ -91,8 +80,8 @@ def build(is_img2img: bool, elem_id: Any, sampling: dict[str, Any] | None = None
     sync.click(fn=lambda *held: _checkpoint_choices(False, *held), inputs=lists[:2], outputs=lists)
     model.focus(fn=lambda *held: _checkpoint_choices(False, *held)[:2], inputs=lists[:2], outputs=lists[:2])
     unload.click(fn=_unload, inputs=[], outputs=[status])
-    for control in (enabled, model, method):  # the status follows what the last generation loaded
-        control.change(fn=lambda: _status(), inputs=[], outputs=[status])
+    for component in (enabled, model, method):  # the status follows what the last generation loaded
+        component.change(fn=lambda: _status(), inputs=[], outputs=[status])
     method.change(
         fn=lambda chosen: tuple(gr.update(visible=visible) for visible in _groups_shown(METHODS[chosen])),
         inputs=[method],
@@ -125,10 +114,8 @@ def _two_model_controls(
             label="Preset", choices=list(presets.NAMES), value=preset_name, elem_id=elem_id("preset"), tooltip=HINTS["preset"]
         )
         preset_note = gr.Markdown(presets.description(preset_name), elem_classes=["model-fusion-help"], elem_id=elem_id("preset_note"))
-    prompt = gr.Textbox(label="Fusion prompt (empty: the main prompt)", lines=2, elem_id=elem_id("prompt"), tooltip=HINTS["prompt"])
-    negative_prompt = gr.Textbox(
-        label="Fusion negative prompt (empty: the main one)", lines=1, elem_id=elem_id("negative_prompt"), tooltip=HINTS["negative_prompt"]
-    )
+    prompt = control("prompt", defaults.prompt, elem_id)
+    negative_prompt = control("negative_prompt", defaults.negative_prompt, elem_id)
     with gr.Row(elem_classes=["model-fusion-schedule"]):
         fuse = gr.Radio(
             label="Fuse", choices=list(schedule_words.CHOICES), value=choice, scale=3, elem_id=elem_id("fuse"), tooltip=HINTS["fuse"]
@@ -146,10 +133,7 @@ def _two_model_controls(
     first_label = _schedule_label((defaults.fusion_selection, defaults.mode, defaults.solo, model, *tab), len(tab))
     schedule_note = gr.Markdown(first_label, elem_classes=["model-fusion-help"], elem_id=elem_id("schedule_note"))
     with gr.Row(visible=METHODS[defaults.method].reads("guidance_weight")) as guidance_row:
-        guidance_weight = gr.Slider(
-            label="Guidance weight w (1 = plain CFG; above 1 pushes A away from B)", minimum=0, maximum=MAX_GUIDANCE, step=0.05,
-            value=defaults.guidance_weight, elem_id=elem_id("guidance_weight"), tooltip=HINTS["guidance_weight"],
-        )  # fmt: skip
+        guidance_weight = control("guidance_weight", defaults.guidance_weight, elem_id)
     fields = {"prompt": prompt, "negative_prompt": negative_prompt, "guidance_weight": guidance_weight}
     friendly = {
         "preset": preset, "preset_note": preset_note, "fuse": fuse, "share": share_slider, "kg": kg_number, "ke": ke_number,
@@ -161,36 +145,18 @@ def _two_model_controls(
 def _expert_controls(defaults: FusionArgs, elem_id: Any) -> tuple[dict[str, Any], Any]:
     """The closed Options: text encoder, model A, the paper's numbers, SNB's mask options."""
 
-    def radio(field: str, label: str) -> Any:
-        value = getattr(defaults, field)
-        return gr.Radio(label=label, choices=choices_of(field), value=str(value), elem_id=elem_id(field), tooltip=HINTS[field])
+    def shown(field: str) -> Any:
+        return control(field, getattr(defaults, field), elem_id)
 
     with gr.Row():
-        text_encoder = radio("text_encoder", "Text encoder of the fusion prompts")
-        solo = radio("solo", "Model A (alone outside the fused part)")
+        text_encoder, solo = shown("text_encoder"), shown("solo")
     with gr.Row():
-        fusion_selection = gr.Textbox(
-            label="fusion_selection (v1,kg,ke)", value=defaults.fusion_selection, elem_id=elem_id("fusion_selection"),
-            tooltip=HINTS["fusion_selection"],
-        )  # fmt: skip
-        mode = radio("mode", "Mode (0 off · 1 fuse when t ≤ v1 · 2 fuse while t > v1)")
+        fusion_selection, mode = shown("fusion_selection"), shown("mode")
     with gr.Group(visible=METHODS[defaults.method].reads("mask")) as snb_options:
         with gr.Row():
-            saliency_uncond = radio("saliency_uncond", "B's saliency against")
-            blur = radio("blur", "Saliency blur")
-            mask = radio("mask", "Mask")
+            saliency_uncond, blur, mask = shown("saliency_uncond"), shown("blur"), shown("mask")
         with gr.Row():
-            mask_ema = gr.Slider(
-                label="Steadier mask (moving average, 0 = off)", minimum=0, maximum=0.95, step=0.05, value=defaults.mask_ema,
-                elem_id=elem_id("mask_ema"), tooltip=HINTS["mask_ema"],
-            )  # fmt: skip
-            mask_freeze = gr.Number(
-                label="Freeze the mask after N fused steps", value=defaults.mask_freeze, precision=0, elem_id=elem_id("mask_freeze"),
-                tooltip=HINTS["mask_freeze"],
-            )  # fmt: skip
-            per_channel = gr.Checkbox(
-                label="A mask per latent channel", value=defaults.per_channel, elem_id=elem_id("per_channel"), tooltip=HINTS["per_channel"]
-            )
+            mask_ema, mask_freeze, per_channel = shown("mask_ema"), shown("mask_freeze"), shown("per_channel")
         models = models_controls(defaults, elem_id)
     fields = {
         "text_encoder": text_encoder, "solo": solo, "fusion_selection": fusion_selection, "mode": mode,
@@ -204,14 +170,14 @@ def _wire_schedule(controls: dict[str, Any], friendly: dict[str, Any], sampling:
     """Words and numbers follow each other; the label follows both and the tab's sampler."""
     fusion_selection, mode = controls["fusion_selection"], controls["mode"]
     words = [friendly["fuse"], friendly["share"], friendly["kg"], friendly["ke"]]
-    for control in words:
-        control.change(fn=_numbers_from_words, inputs=[*words, fusion_selection, mode], outputs=[fusion_selection, mode])
-    for control in (fusion_selection, mode):
-        control.change(fn=_words_from_numbers, inputs=[fusion_selection, mode, *words], outputs=words)
+    for component in words:
+        component.change(fn=_numbers_from_words, inputs=[*words, fusion_selection, mode], outputs=[fusion_selection, mode])
+    for component in (fusion_selection, mode):
+        component.change(fn=_words_from_numbers, inputs=[fusion_selection, mode, *words], outputs=words)
     tab_inputs = [sampling[key] for key in TAB_KEYS if key in sampling]
     label_inputs = [fusion_selection, mode, controls["solo"], controls["model"], *tab_inputs]
-    for control in label_inputs:
-        control.change(
+    for component in label_inputs:
+        component.change(
             fn=lambda *values: _schedule_label(values, len(tab_inputs)), inputs=label_inputs, outputs=[friendly["schedule_note"]]
         )
 
@@ -220,8 +186,8 @@ def _wire_presets(controls: dict[str, Any], preset: Any, note: Any) -> None:
     """A preset fills its fields; editing any of them shows the preset they now match."""
     fields = [controls[field] for field in PRESET_FIELDS]
     preset.change(fn=_fill_preset, inputs=[preset, *fields], outputs=[*fields, note])
-    for control in fields:
-        control.change(fn=_preset_of, inputs=[preset, *fields], outputs=[preset, note])
+    for component in fields:
+        component.change(fn=_preset_of, inputs=[preset, *fields], outputs=[preset, note])
 
 
 def _fill_preset(name: str, *current: Any) -> tuple[Any, ...]:

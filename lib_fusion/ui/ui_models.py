@@ -10,6 +10,7 @@ import gradio as gr
 
 from lib_fusion.arguments.args import FusionArgs, models_json
 from lib_fusion.ui import model_table
+from lib_fusion.ui.controls import control
 from lib_fusion.ui.ui_text import HINTS
 
 
@@ -29,7 +30,7 @@ def models_controls(defaults: FusionArgs, elem_id: Callable[[str], str]) -> Any:
         tooltip=HINTS["models"],
     )
     with gr.Accordion("More checkpoints as JSON (what the API and infotext use)", open=False):
-        models = gr.Textbox(value=models_json(defaults.models), label="models", lines=1, elem_id=elem_id("models"), tooltip=HINTS["models"])
+        models = control("models", models_json(defaults.models), elem_id)
     table.change(fn=_json_from_table, inputs=[table, models], outputs=[models])
     models.change(fn=_table_from_json, inputs=[models, table], outputs=[table])
     return models

@@ -9,10 +9,10 @@ from typing import Any
 
 import gradio as gr
 
-from lib_fusion.arguments.args import FusionArgs, choices_of
-from lib_fusion.arguments.fields import MAX_VIEW_BATCH
+from lib_fusion.arguments.args import FusionArgs
 from lib_fusion.arguments.masks import MaskError, canonical
 from lib_fusion.ui import region_table
+from lib_fusion.ui.controls import control
 from lib_fusion.ui.ui_models import rows_of
 from lib_fusion.ui.ui_text import HINTS
 
@@ -48,38 +48,19 @@ def region_controls(defaults: FusionArgs, elem_id: Any, offered: list[str]) -> d
             add_mask = gr.Button(value="Add mask region", elem_id=elem_id("add_mask"))
             mask_status = gr.Markdown("")
     with gr.Accordion("Regions as JSON (what the API and infotext use)", open=False):
-        regions = gr.Textbox(value="[]", label="regions", lines=2, elem_id=elem_id("regions"), tooltip=HINTS["regions"])
+        regions = control("regions", "[]", elem_id)
     with gr.Row():
-        windows = gr.Radio(
-            label="Windows", choices=choices_of("windows"), value=defaults.windows, elem_id=elem_id("windows"), tooltip=HINTS["windows"]
-        )
-        stride = gr.Dropdown(
-            label="Stride (overlap)", choices=["auto", "4", "8", "16", "32"], value=str(defaults.stride), allow_custom_value=True,
-            elem_id=elem_id("stride"), tooltip=HINTS["stride"],
-        )  # fmt: skip
-        window = gr.Slider(
-            label="Window (0 = model's own)", minimum=0, maximum=256, step=8, value=defaults.window, elem_id=elem_id("window"),
-            tooltip=HINTS["window"],
-        )  # fmt: skip
+        windows = control("windows", defaults.windows, elem_id)
+        stride = control("stride", str(defaults.stride), elem_id)
+        window = control("window", defaults.window, elem_id)
     with gr.Row():
-        bootstrapping = gr.Slider(
-            label="Bootstrapping (share of steps)", minimum=0, maximum=1, step=0.05, value=defaults.bootstrapping,
-            elem_id=elem_id("bootstrapping"), tooltip=HINTS["bootstrapping"],
-        )  # fmt: skip
-        view_batch_size = gr.Slider(
-            label="View batch size", minimum=1, maximum=MAX_VIEW_BATCH, step=1, value=defaults.view_batch_size,
-            elem_id=elem_id("view_batch_size"), tooltip=HINTS["view_batch_size"],
-        )  # fmt: skip
-        circular = gr.Checkbox(
-            label="360° wrap (seamless panorama)", value=defaults.circular, elem_id=elem_id("circular"), tooltip=HINTS["circular"]
-        )
+        bootstrapping = control("bootstrapping", defaults.bootstrapping, elem_id)
+        view_batch_size = control("view_batch_size", defaults.view_batch_size, elem_id)
+        circular = control("circular", defaults.circular, elem_id)
 
     # A list like every other checkpoint choice; a pasted name outside it (a hash, a file not
     # listed yet) is kept as written, and the generation resolves or refuses it.
-    background = gr.Dropdown(
-        label="Background checkpoint (the main prompt)", choices=background_choices(offered), value=defaults.background,
-        allow_custom_value=True, elem_id=elem_id("background"), tooltip=HINTS["background"],
-    )  # fmt: skip
+    background = control("background", defaults.background, elem_id, choices=background_choices(offered))
     table.change(fn=_json_from_table, inputs=[table, regions], outputs=[regions])
     regions.change(fn=_table_from_json, inputs=[regions, table], outputs=[table])
     add_mask.click(fn=_add_mask, inputs=[mask_image, mask_prompt, regions], outputs=[regions, mask_status])

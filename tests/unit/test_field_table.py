@@ -137,3 +137,55 @@ def test_an_entrys_bound_gets_the_same_verdict_from_the_validator_the_schema_and
         params = {"Fusion": data["method"], "Fusion model": "expert", fields.INFOTEXT_KEYS[field]: json.dumps(data[field])}
         pasted = getattr(infotext.from_infotext(params), field)
         assert (len(pasted) == 1 and getattr(pasted[0], name) == value) == promised, (entry, value, "paste")
+
+
+def test_every_field_has_a_control_whose_range_and_choices_agree_with_its_row():
+    """A field's control is declared in its row: a slider's range lies inside the field's
+    bound, and a radio's choices are the schema's (a dropdown of checkpoints gets its list
+    from the accordion)."""
+    for name, spec in TABLE.items():
+        widget = spec.widget
+        assert widget is not None and widget.label, name
+        if widget.kind == "Slider" and spec.bound is not None:
+            assert spec.bound.holds(widget.options["minimum"]) and spec.bound.holds(widget.options["maximum"]), name
+        if widget.kind == "Radio" and spec.bound is not None:  # a whole number from a short range (mode)
+            assert choices_of(name) == [str(n) for n in range(int(spec.bound.low), int(spec.bound.high) + 1)], name
+        elif widget.kind == "Radio":
+            assert choices_of(name) == [str(choice) for choice in SCHEMA["properties"][name]["enum"]], name
+
+
+def test_the_accordion_builds_each_control_from_its_row(monkeypatch):
+    """:func:`lib_fusion.ui.controls.control` through a stand-in gradio that records what each
+    component was given: the row's label, keywords and hint, the field's choices and default."""
+    import importlib
+    import sys
+    import types
+
+    made = []
+
+    def component(kind):
+        def make(**keywords):
+            made.append((kind, keywords))
+            return keywords
+
+        return make
+
+    fake_gradio = types.SimpleNamespace(
+        **{kind: component(kind) for kind in ("Checkbox", "Radio", "Dropdown", "Textbox", "Slider", "Number")}
+    )
+    monkeypatch.setitem(sys.modules, "gradio", fake_gradio)
+    monkeypatch.delitem(sys.modules, "lib_fusion.ui.controls", raising=False)
+    controls = importlib.import_module("lib_fusion.ui.controls")
+    from lib_fusion.arguments.args import FusionArgs
+    from lib_fusion.ui.ui_text import HINTS
+
+    defaults = FusionArgs()
+    for name, spec in TABLE.items():
+        layout = {"choices": ["a.safetensors"]} if name in ("model", "background") else {}
+        keywords = controls.control(name, getattr(defaults, name), lambda field: f"fusion_{field}", **layout)
+        assert made[-1][0] == spec.widget.kind
+        assert keywords["label"] == spec.widget.label and keywords["tooltip"] == HINTS[name] and keywords["elem_id"] == f"fusion_{name}"
+        assert {key: keywords[key] for key in spec.widget.options if key not in layout} == dict(spec.widget.options)
+        if spec.widget.kind == "Radio":
+            assert keywords["choices"] == choices_of(name) and keywords["value"] == str(getattr(defaults, name))
+    monkeypatch.delitem(sys.modules, "lib_fusion.ui.controls")
