@@ -55,15 +55,24 @@ class CacheKey:
     """The active model's architecture (its config), so a family switch reloads."""
     parts: tuple[str, ...]
     """Which parts were built ("unet", "text_encoder")."""
+    config_beside: tuple[int, int] | None = None
+    """The ``.yaml`` beside the file as it is now (mtime, size; None: none), which both host
+    families read for what the checkpoint predicts (eps or v): one added later reloads it."""
 
     def same_file(self, other: CacheKey) -> bool:
         """Built from the same file as it is now, for the same active family (parts aside)."""
-        return (self.filename, self.mtime_ns, self.size, self.family) == (other.filename, other.mtime_ns, other.size, other.family)
+        mine = (self.filename, self.mtime_ns, self.size, self.family, self.config_beside)
+        return mine == (other.filename, other.mtime_ns, other.size, other.family, other.config_beside)
 
     @classmethod
     def for_file(cls, filename: str, family: Hashable, parts: tuple[str, ...]) -> CacheKey:
         stat = os.stat(filename)
-        return cls(os.path.abspath(filename), stat.st_mtime_ns, stat.st_size, family, parts)
+        try:
+            beside = os.stat(os.path.splitext(filename)[0] + ".yaml")
+            config_beside = (beside.st_mtime_ns, beside.st_size)
+        except OSError:
+            config_beside = None
+        return cls(os.path.abspath(filename), stat.st_mtime_ns, stat.st_size, family, parts, config_beside)
 
 
 @dataclass

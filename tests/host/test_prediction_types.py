@@ -171,3 +171,17 @@ def test_a_host_model_that_brings_its_own_denoiser_is_refused_by_name(a1111_webu
     monkeypatch.setattr(shared.sd_model, "create_denoiser", lambda: None, raising=False)
     with pytest.raises(Exception, match=r"Model Fusion: the active checkpoint \(TinySD\) is a flow-matching model"):
         a1111_webui.generate({"enabled": True, "model": "expert"}, steps=2)
+
+
+def test_a_yaml_added_beside_a_held_checkpoint_reloads_it_with_its_type(webui):
+    """Both host families read a ``.yaml`` beside a checkpoint for what it predicts: one written
+    after the checkpoint was cached makes the next fused generation load it again, as v."""
+    from lib_fusion.engine.checkpoint_cache import CACHE
+
+    fusion = {"enabled": True, "model": "expert", "fusion_selection": "0,1,1"}
+    as_eps = webui.latents(fusion, steps=2)
+    loads = CACHE.loads
+    (webui.models / "expert.yaml").write_bytes((webui.models / "expert-v.yaml").read_bytes())
+    as_v = webui.latents(fusion, steps=2)
+    assert CACHE.loads == loads + 1 and not torch.equal(as_eps, as_v)
+    assert (CACHE.value.prediction or CACHE.value.unet.model.predictor.prediction_type) in ("v", "v_prediction")
