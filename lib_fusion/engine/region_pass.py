@@ -20,6 +20,16 @@ from lib_fusion.fusion.denoise import StepInput, image_input
 from lib_fusion.fusion.regions import Bootstrap, Coverage, Region, StepResult, coverage, regions_step
 
 
+@dataclass(frozen=True)
+class ModelWindow:
+    """What the active model's architecture asks of a window."""
+
+    native: int
+    """The training size in latent pixels: the window when the arguments leave it to the model."""
+    patch: int = 1
+    """A DiT reads ``patch`` x ``patch`` latent pixels as one token: a window is a multiple of it."""
+
+
 @dataclass
 class RegionLayout:
     """Latent masks and windows of one pass (its latent size)."""
@@ -55,7 +65,7 @@ class RegionLayout:
         return self.device_masks
 
 
-def make_layout(args: FusionArgs, images: Sequence[torch.Tensor | None], size: tuple[int, int], native_window: int) -> RegionLayout:
+def make_layout(args: FusionArgs, images: Sequence[torch.Tensor | None], size: tuple[int, int], model: ModelWindow) -> RegionLayout:
     """The masks at this latent size and the windows the arguments ask for; refuses a region
     that covers no latent pixel and a layout of more than :data:`md.MAX_VIEWS` views."""
     height, width = size
@@ -68,18 +78,26 @@ def make_layout(args: FusionArgs, images: Sequence[torch.Tensor | None], size: t
             )
         foreground.append(mask)
     masks = md.with_background(torch.stack(foreground)) if foreground else torch.ones(1, height, width)
-    window, stride = windows_of(args, size, native_window)
+    window, stride = windows_of(args, size, model)
     areas = [md.MaskArea(mask) for mask in masks]
     views = None if stride is None else md.get_views(height, width, window, stride, args.circular)
     return RegionLayout(size, masks, areas, window, views, stride, args.circular)
 
 
-def windows_of(args: FusionArgs, size: tuple[int, int], native_window: int) -> tuple[int, int | None]:
+def windows_of(args: FusionArgs, size: tuple[int, int], model: ModelWindow) -> tuple[int, int | None]:
     """(window, stride) of a canvas of latent ``size``: the stride of overlapping views
-    (``auto`` resolved), None for shifted windows. Refuses a stride larger than the window
-    and more than :data:`md.MAX_VIEWS` views per step, naming what would fit."""
+    (``auto`` resolved), None for shifted windows. Refuses a window that is not a multiple of
+    the model's patch (every view and shifted window is cut ``window`` wide, or the whole
+    canvas where that is narrower, as the model would see the canvas), a stride larger than
+    the window and more than :data:`md.MAX_VIEWS` views per step, naming what would fit."""
     height, width = size
-    window = args.window or native_window
+    window = args.window or model.native
+    if window % model.patch:
+        low, high = window - window % model.patch, window - window % model.patch + model.patch
+        raise FusionArgumentError(
+            f"{TITLE}: window {window} is not a multiple of the active model's patch size {model.patch} (its transformer reads "
+            f"{model.patch}x{model.patch} latent pixels as one token); use {low or high} or {high}"
+        )
     if args.windows == "shifted":
         if sw.most_views(height, width, window, args.circular) > md.MAX_VIEWS:
             raise FusionArgumentError(f"{TITLE}: window {window} makes over {md.MAX_VIEWS} windows per step; use a larger window")

@@ -34,7 +34,7 @@ from lib_fusion.engine.sampling_pass import (
     alone_variant,
 )
 from lib_fusion.fusion.conds import pick
-from lib_fusion.fusion.denoise import CondsList, Model, SnbOptions, StepInput, guided, spread_to_rows
+from lib_fusion.fusion.denoise import CondsList, Model, SnbOptions, StepInput, guided_prediction, spread_to_rows
 from lib_fusion.fusion.regions import Bootstrap, Region, pick_table, seed_noise
 from lib_fusion.fusion.snb import MaskMemory
 from lib_fusion.methods import Method, method_of
@@ -213,7 +213,7 @@ class FusionRun:
             self._count_runs(active_runs=int(solo[0] == ACTIVE), fusion_runs=int(solo[0] == FUSION))
             if self.variant in alone_roles:
                 self.stats.more_runs[solo[0]] += 1
-            prediction = guided(_model(solo, step), inputs)[1]
+            prediction = guided_prediction(_model(solo, step), inputs)
         else:
             self.stats.fused_steps += 1
             self._count_runs(active_runs=1, fusion_runs=1)
@@ -310,7 +310,7 @@ class FusionRun:
     def _layout(self, sampling_pass: SamplingPass, size: tuple[int, int]) -> RegionLayout:
         """Masks and windows for this pass's latent size, made once per pass."""
         if sampling_pass.layout is None or sampling_pass.layout.size != size:
-            sampling_pass.layout = make_layout(self.args, self.plan.region_images, size, sampling_pass.regions.native_window)
+            sampling_pass.layout = make_layout(self.args, self.plan.region_images, size, sampling_pass.regions.window)
             self.stats.latent_sizes.append(size)
         return sampling_pass.layout
 
@@ -330,6 +330,7 @@ def _inputs(step: HostStep, sampling_pass: SamplingPass) -> StepInput:
         image_uncond=step.image_cond_in[-batch:],
         cfg_scale=step.cfg_scale,
         units=sampling_pass.units,
+        flow=sampling_pass.flow,
         max_rows=sampling_pass.max_rows,
         cfg_rule=sampling_pass.cfg_rule,
     )

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from lib_fusion.engine.region_pass import RegionLayout
+from lib_fusion.engine.region_pass import ModelWindow, RegionLayout
 from lib_fusion.fusion.denoise import Conditioning, CondsList, ModelFn
 from lib_fusion.fusion.guidance import CfgRule
 from lib_fusion.fusion.snb import MaskMemory
@@ -65,8 +65,11 @@ class SamplingPass:
     active_uses_host_conds: bool
     """The active model's conditioning is the host's own: its solo steps can pass through."""
     sigma_to_t: Callable[[torch.Tensor], float]
+    """The DDPM timestep of a step's sigma (``fusion_selection``'s axis)."""
     units: str
     max_rows: int | None
+    flow: bool = False
+    """The active family is a rectified flow (:attr:`lib_fusion.fusion.denoise.StepInput.flow`)."""
     cfg_rule: CfgRule = "sum"
     """How the host combines ``AND`` sub-prompts in its CFG (Forge: ``weighted_mean``)."""
     regions: RegionSource | None = None
@@ -97,7 +100,7 @@ class RegionSource:
     """The main prompt for each checkpoint regions name, by title (a background of its own)."""
     """Per foreground region (in the arguments' order): its conditioning for each model
     (:data:`ACTIVE`, :data:`FUSION`), encoded on first use."""
-    native_window: int
+    window: ModelWindow
     noise_to: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     colours: Callable[[], torch.Tensor]
     """Latents of the bootstrapping colours, encoded on first use."""

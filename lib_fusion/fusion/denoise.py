@@ -9,12 +9,13 @@ the model's rows, applies classifier-free guidance exactly as the WebUI's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal
 
 import torch
 
-from lib_fusion.fusion import snb
+from lib_fusion.fusion import flow, snb
 from lib_fusion.fusion.conds import Cond, cat_conds, pick, row_count, take_rows, token_width
 from lib_fusion.fusion.guidance import CfgRule, base_uncond, combine, cross_model_guidance, difference_map
 
@@ -83,6 +84,9 @@ class StepInput:
     cfg_scale: float
     units: Literal["eps", "x0"]
     """What the model callables return: eps (timestep samplers) or denoised x0 (k-diffusion)."""
+    flow: bool = False
+    """The latent is a rectified flow's, ``(1 - sigma) x0 + sigma eps``, not ``x0 + sigma eps``
+    (:mod:`lib_fusion.fusion.flow`; the model callables then return x0)."""
     max_rows: int | None = None
     """Rows per model call (None: all in one call, the WebUI's ``batch_cond_uncond``)."""
     cfg_rule: CfgRule = "sum"
@@ -113,6 +117,17 @@ def guided(model: Model, step: StepInput) -> tuple[torch.Tensor, torch.Tensor]:
     """
     cond_rows, uncond_out = rows(model, step)
     return uncond_out, combine(uncond_out, cond_rows, model.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
+
+
+def guided_prediction(model: Model, step: StepInput) -> torch.Tensor:
+    """``model``'s guided prediction alone (a solo step, a region's view). Under Forge's rule at
+    CFG 1 the combine reads no uncond (Forge runs none), so its rows are not run: a
+    guidance-distilled flow model at CFG 1 costs one pass per view, as it does the host."""
+    if step.cfg_rule == "weighted_mean" and math.isclose(step.cfg_scale, 1.0):
+        cond_rows, _ = rows(model, step, uncond=False)
+        unused = cond_rows.new_zeros((step.x.shape[0], *cond_rows.shape[1:]))
+        return combine(unused, cond_rows, model.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
+    return guided(model, step)[1]
 
 
 def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -150,14 +165,18 @@ def _run(fn: ModelFn, step: StepInput, rows: list[int], cond: Cond, n_cond_rows:
 
 
 def eps_response(response: torch.Tensor, step: StepInput) -> torch.Tensor:
-    """A guidance response in eps units: ``d_eps = -d_x0 / sigma`` for k-diffusion outputs.
+    """A guidance response in eps units: ``d_eps = -d_x0 / sigma`` for k-diffusion outputs,
+    ``-(1 - sigma) / sigma * d_x0`` for a rectified flow's (the sign drops out of ``|d|``).
 
     Saliency must be measured in eps units (algorithms.md section 1, "Porting"): otherwise
     the softmax logits are rescaled by sigma and the mask changes.
     """
     if step.units == "eps":
         return response
-    return response / step.sigma.to(response.dtype).view(-1, *([1] * (response.ndim - 1)))
+    sigma = step.sigma.to(response.dtype).view(-1, *([1] * (response.ndim - 1)))
+    if step.flow:
+        return response * flow.eps_per_x0(sigma)
+    return response / sigma
 
 
 def snb_step(model_a: Model, model_b: Model, step: StepInput, options: SnbOptions, memory: snb.MaskMemory | None = None) -> snb.Fused:

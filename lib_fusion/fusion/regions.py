@@ -1,7 +1,7 @@
 """One Region MultiDiffusion step: every (view, region) pass, batched per model, then fused.
 
 Plain torch over the batch the host hands over (one row per image); the maths lives in
-:mod:`lib_fusion.fusion.multidiffusion`, classifier-free guidance in :func:`lib_fusion.fusion.denoise.guided`.
+:mod:`lib_fusion.fusion.multidiffusion`, classifier-free guidance in :func:`lib_fusion.fusion.denoise.guided_prediction`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from lib_fusion.fusion import multidiffusion as md
 from lib_fusion.fusion.conds import cat_conds, row_count, token_width
-from lib_fusion.fusion.denoise import Conditioning, Model, StepInput, guided
+from lib_fusion.fusion.denoise import Conditioning, Model, StepInput, guided_prediction
 
 
 @dataclass
@@ -80,7 +80,7 @@ class StepResult:
     passes: int
     """(view, region) pairs that ran, all models together."""
     calls: int
-    """Chunks of passes sent through ``guided`` (each one or two UNet calls)."""
+    """Chunks of passes sent through ``guided_prediction`` (each one or two UNet calls)."""
 
 
 Item = tuple[int, int]
@@ -186,6 +186,7 @@ def _run_chunk(
         image_uncond=torch.cat(image_unconds),
         cfg_scale=step.cfg_scale,
         units=step.units,
+        flow=step.flow,
         max_rows=step.max_rows * n if step.max_rows else None,
         cfg_rule=step.cfg_rule,
     )
@@ -195,7 +196,7 @@ def _run_chunk(
     else:  # a prompt longer than its negative (or the reverse): two calls, as the WebUI makes
         conditioning = Conditioning(conds_list, cat_conds(conds), cat_conds(unconds))
     model = Model(first.name, first.fn, conditioning)
-    return list(guided(model, chunk_step)[1].split(batch))
+    return list(guided_prediction(model, chunk_step).split(batch))
 
 
 def _background(bootstrap: Bootstrap, picks: torch.Tensor, view: md.View, sigma: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from lib_fusion.engine.run import FusionRun
 from lib_fusion.engine.sampling_pass import RegionSource, SamplingPass
 from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import loading
-from lib_fusion.host.checkpoints import native_window
+from lib_fusion.host.checkpoints import model_window
 from lib_fusion.host.loading import EncoderModel, FusionModel, Held, UNetModel
 from lib_fusion.host.prediction import active_prediction, denoiser_class
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
@@ -86,7 +86,7 @@ def _sampling_pass(p: Any, run: FusionRun, held: Held, denoiser: Any, inner: Any
         regions = RegionSource(
             conditionings=conditionings.regions,
             background=conditionings.background,
-            native_window=native_window(),
+            window=model_window(),
             noise_to=_noise_to(inner, is_kdiffusion),
             colours=bootstrap_colours,
             seeds=list(p.seeds),

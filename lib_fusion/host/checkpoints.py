@@ -12,6 +12,7 @@ from modules import shared
 from lib_fusion.arguments.args import TITLE
 from lib_fusion.arguments.messages import cut, shown
 from lib_fusion.engine.checkpoint_cache import FusionModelError, Shapes, family_mismatch
+from lib_fusion.engine.region_pass import ModelWindow
 from lib_fusion.host.probe import host_module, model_loaded, runs_forge
 
 UNET_PREFIX = "model.diffusion_model."
@@ -141,9 +142,16 @@ def is_active_checkpoint(info: Any) -> bool:
     return active is not None and active.filename == info.filename
 
 
-def native_window() -> int:
-    """The active model's training size in latent pixels: 128 for SDXL, 64 for SD1/SD2."""
-    return 128 if getattr(shared.sd_model, "is_sdxl", False) else 64
+def model_window() -> ModelWindow:
+    """The active model's window: its training size in latent pixels (64 for SD1/SD2; 128 for
+    SDXL and for the Forge family's other engines, the DiTs trained at 1024 pixels), and the
+    patch its transformer reads as one token (``patch_size``; 1 for a UNet)."""
+    model = shared.sd_model
+    legacy = getattr(model, "is_webui_legacy_model", None)
+    native = 128 if getattr(model, "is_sdxl", False) or (callable(legacy) and not legacy()) else 64
+    patch = getattr(active_unet(), "patch_size", 1)
+    patch = patch[-1] if isinstance(patch, (tuple, list)) else patch  # Wan's (1, 2, 2): frames, rows, columns
+    return ModelWindow(native, int(patch) if isinstance(patch, int) and patch >= 1 else 1)
 
 
 def active_config() -> Any:

@@ -25,10 +25,11 @@ from lib_fusion.engine.run import FusionRun
 from lib_fusion.engine.sampling_pass import RegionSource, SamplingPass
 from lib_fusion.fusion.conds import Cond
 from lib_fusion.host import forge_loading
-from lib_fusion.host.checkpoints import native_window
+from lib_fusion.host.checkpoints import model_window
 from lib_fusion.host.loading import FusionModel, Held
-from lib_fusion.host.probe import host_module
+from lib_fusion.host.probe import host_module, noise_form
 from lib_fusion.host.sampling import bootstrap_colours, hookable_run, pass_conditionings, show_progress
+from lib_fusion.host.schedules import forge_timesteps
 
 PER_IMAGE_STEPS = True
 """Forge's ``on_cfg_denoiser`` shows one row per image (x, sigma, image conditioning)."""
@@ -121,12 +122,13 @@ def _sampling_pass(p: Any, run: FusionRun, held: Held, unet: Any, live: dict[str
     conditionings = pass_conditionings(p, run, shared.sd_model, fusion.text_encoder, region_encoders, more_encoders)
     more_roles = [(model.title, _model_fn(model.unet), conditioning) for model, conditioning in zip(held.more, conditionings.more)]
     predictor = active_model.predictor
+    timesteps = forge_timesteps(predictor)
     regions = None
     if run.method.lays_out_regions:
         regions = RegionSource(
             conditionings=conditionings.regions,
             background=conditionings.background,
-            native_window=native_window(),
+            window=model_window(),
             noise_to=lambda x0, noise, sigma: predictor.noise_scaling(sigma.to(x0.dtype).view(-1, 1, 1, 1), noise, x0),
             colours=bootstrap_colours,
             seeds=list(p.seeds),
@@ -137,8 +139,9 @@ def _sampling_pass(p: Any, run: FusionRun, held: Held, unet: Any, live: dict[str
         active_conditioning=conditionings.active,
         fusion_conditioning=conditionings.fusion,
         active_uses_host_conds=conditionings.active_uses_host_conds,
-        sigma_to_t=lambda s: float(predictor.timestep(s)[0]),
+        sigma_to_t=lambda s: float(timesteps(s)[0]),
         units="x0",
+        flow=noise_form(predictor) == "flow",
         max_rows=None,
         cfg_rule="weighted_mean",
         regions=regions,

@@ -22,7 +22,8 @@ def load_fusion_model(info: Any, capacity: int = 1) -> FusionModel:
     """Cached engine of the fusion checkpoint; the active one is reused, never reloaded."""
     if is_active_checkpoint(info):
         return FusionModel(info.title, None, None)
-    family = ("forge", type(shared.sd_model).__name__)
+    loading = _active_loading()
+    family = ("forge", type(shared.sd_model).__name__, tuple(loading["additional_modules"]), str(loading["unet_storage_dtype"]))
     try:
         key = CacheKey.for_file(info.filename, family, ("unet", "text_encoder"))  # Forge's loader builds it whole
     except OSError as error:
@@ -30,10 +31,26 @@ def load_fusion_model(info: Any, capacity: int = 1) -> FusionModel:
             f"{TITLE}: fusion checkpoint {shown(info.title)} cannot be read from disk ({error.strerror or error}); "
             "it was moved or deleted: refresh the checkpoint list and choose another"
         ) from None
-    return CACHE.get(key, lambda: _build(info), capacity)
+    return CACHE.get(key, lambda: _build(info, loading), capacity)
 
 
-def _build(info: Any) -> FusionModel:
+def _active_loading() -> dict[str, Any]:
+    """How the host loaded the active checkpoint (``model_data.forge_loading_parameters``): the
+    separate modules beside it (a flow family's text encoders and VAE, or a VAE chosen for an SD
+    one) and the UNet's storage dtype. The fusion checkpoint is loaded with the same, so that a
+    DiT shared without its text encoders loads, and with the active model's encoders and VAE."""
+    parameters = getattr(getattr(_sd_models(), "model_data", None), "forge_loading_parameters", None) or {}
+    return {
+        "additional_modules": list(parameters.get("additional_modules") or []),
+        "unet_storage_dtype": parameters.get("unet_storage_dtype"),
+    }
+
+
+def _sd_models() -> Any:
+    return host_module("modules.sd_models")
+
+
+def _build(info: Any, loading: dict[str, Any]) -> FusionModel:
     dynamic_args = host_module("backend.args", "to load a checkpoint the way Forge does").dynamic_args
     forge_loader = host_module("backend.loader", "to load a checkpoint the way Forge does").forge_loader
     check_header(info)  # a wrong or broken file is named before Forge reads gigabytes of it
@@ -42,8 +59,9 @@ def _build(info: Any) -> FusionModel:
     with _kept(dynamic_args):
         dynamic_args["embedding_dir"] = getattr(shared.cmd_opts, "embeddings_dir", None)
         dynamic_args["emphasis_name"] = getattr(shared.opts, "emphasis", "Original")
-        try:
-            engine = forge_loader(info.filename, additional_state_dicts=[])  # a path: Forge reads the file (and a .yaml beside it)
+        dynamic_args["forge_unet_storage_dtype"] = loading["unet_storage_dtype"]
+        try:  # a path: Forge reads the file (and a .yaml beside it)
+            engine = forge_loader(info.filename, additional_state_dicts=loading["additional_modules"])
         except Exception as error:
             raise FusionModelError(f"{TITLE}: cannot load fusion checkpoint {info.title!r}: {without_path(str(error), info)}") from error
     active = shared.sd_model

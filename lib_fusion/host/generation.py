@@ -22,10 +22,10 @@ from lib_fusion.engine.plan import PassPlan, Plan
 from lib_fusion.engine.region_pass import make_layout, windows_of
 from lib_fusion.engine.run import FusionRun
 from lib_fusion.host import a1111, forge
-from lib_fusion.host.checkpoints import is_active_checkpoint, native_window, resolve_at, resolve_checkpoint
+from lib_fusion.host.checkpoints import is_active_checkpoint, model_window, resolve_at, resolve_checkpoint
 from lib_fusion.host.images import RUN_ATTRIBUTE, add_outputs
 from lib_fusion.host.loading import HELD_ATTRIBUTE
-from lib_fusion.host.probe import UNSUPPORTED_HOST, host_module, model_loaded, runs_forge, unsupported_host
+from lib_fusion.host.probe import UNSUPPORTED_HOST, active_is_flow, host_module, model_loaded, runs_forge, unsupported_host
 from lib_fusion.host.sampling import strip_networks, unwrap_sample, wrap_sample
 from lib_fusion.host.schedules import step_timesteps
 from lib_fusion.host.settings import max_models, preview_steps, release
@@ -60,6 +60,7 @@ def resolve(p: Any, args: FusionArgs) -> Plan:
     _check_host(p, args)
     passes = _planned_passes(p)
     _check_the_cfg_scale_lets_the_method_act(args, passes)
+    _check_every_pass_has_an_uncond_branch(args, passes)
     _check_a_pass_reaches_the_window(args, passes)
     fusion = None
     if args.needs_fusion_checkpoint:
@@ -109,7 +110,7 @@ def start_with_error(p: Any, error: Exception, args: FusionArgs | None = None) -
 def _region_images(p: Any, args: FusionArgs) -> list[torch.Tensor | None]:
     """Each mask decoded, once per generation (None for boxes). Every header is checked first:
     the image's size, and all the masks' pixels together within the bound."""
-    window, _ = windows_of(args, (p.height // 8, p.width // 8), native_window())  # the first pass's canvas; hires is laid out later
+    window, _ = windows_of(args, (p.height // 8, p.width // 8), model_window())  # the first pass's canvas; hires is laid out later
     _check_regions_change_the_image(args, p, window)
     with_masks = [(index, region.mask) for index, region in enumerate(args.regions) if region.mask is not None]
     for index, mask in with_masks:
@@ -158,7 +159,7 @@ def _check_the_background_shows(p: Any, args: FusionArgs, images: list[torch.Ten
     that checkpoint would be loaded and never run."""
     if args.background == "active" or not args.regions:
         return
-    layout = make_layout(args, images, (p.height // 8, p.width // 8), native_window())
+    layout = make_layout(args, images, (p.height // 8, p.width // 8), model_window())
     if not bool(layout.masks[0].any()):
         raise FusionArgumentError(
             f"{TITLE}: background: the regions cover the whole {p.width}x{p.height} image, so the background's checkpoint "
@@ -288,10 +289,32 @@ def _check_the_cfg_scale_lets_the_method_act(args: FusionArgs, passes: list[Pass
         raise FusionArgumentError(f"{TITLE}: {reasons[0]}")
 
 
+def _check_every_pass_has_an_uncond_branch(args: FusionArgs, passes: list[PassPlan]) -> None:
+    """A rectified-flow family at CFG scale 1 runs no unconditional branch (the host skips it,
+    and the guidance-distilled members are made to run so): a method that measures the CFG
+    response has nothing to measure in that pass. The Stable Diffusion families' uncond is
+    computed for the saliency even there, as before."""
+    if not method_of(args).reads_guidance_response(args) or not active_is_flow():
+        return
+    for planned in passes:
+        if planned.cfg_scale == 1:
+            raise FusionArgumentError(
+                f"{TITLE}: SNB picks each pixel by the checkpoints' classifier-free-guidance responses, and at CFG scale 1 "
+                f"({planned.name}) this flow-matching checkpoint runs no unconditional branch (guidance-distilled models such "
+                "as Flux dev, Flux schnell or Z-Image Turbo are made to run so); use Regions (a checkpoint per region needs no "
+                "CFG), guidance or mask 'mean', or raise the CFG scale where the model allows it (Chroma, SD3.5, Qwen-Image)"
+            )
+
+
 def _check_host(p: Any, args: FusionArgs) -> None:
     problem = unsupported_host() if model_loaded() else UNSUPPORTED_HOST  # the generation's model is loaded by now
     if problem is not None:
         raise FusionArgumentError(problem)
+    if getattr(shared.sd_model, "is_wan", False):  # Neo's Wan engines: latents of (batch, channels, frames, height, width)
+        raise FusionArgumentError(
+            f"{TITLE}: the active checkpoint is a Wan video model, whose latents have a frame axis that the fusion's maps "
+            "and windows do not read; fuse an image family, or turn Model Fusion off for this checkpoint"
+        )
     if getattr(shared.sd_model, "cond_stage_key", None) == "edit":
         raise FusionArgumentError(f"{TITLE}: InstructPix2Pix (edit) checkpoints cannot be fused; load a text-to-image checkpoint")
     if getattr(p, "refiner_checkpoint", None) not in (None, "", "None", "none"):

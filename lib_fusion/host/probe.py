@@ -110,33 +110,46 @@ def unsupported_host() -> str | None:
 
 
 def unsupported_model(predictor: Any) -> str | None:
-    """Why the active checkpoint's family cannot be fused, or None. The fusion's maths reads
-    the Stable Diffusion families' predictions, whose noisy latent is ``x0 + sigma * noise``
-    (eps, v and EDM alike: what Forge's ``predictor.noise_scaling`` computes for them; the
-    saliency's eps is ``(x - x0) / sigma``). Flow-matching families (Flux, SD3, Chroma, Wan,
-    Qwen-Image, Lumina … on Forge Neo; SD3 on AUTOMATIC1111) noise as
-    ``(1 - sigma) x0 + sigma * noise`` on their own time axis; ``predictor`` None: the host's
-    model brings a denoiser of its own, which is one of those."""
-    if predictor is not None and _noises_by_sigma(predictor):
+    """Why the active checkpoint's family cannot be fused, or None. The fusion reads the
+    predictions of the families whose noisy latent is ``x0 + sigma * noise`` (SD1, SD2, SDXL:
+    eps, v and EDM alike) or ``(1 - sigma) x0 + sigma * noise`` (the rectified flows Forge Neo
+    runs: Flux, SD3, Chroma, Wan, Qwen-Image, Lumina …), as Forge's ``predictor.noise_scaling``
+    computes them (:func:`noise_form`). ``predictor`` None: the host's model brings a sampler
+    denoiser of its own (AUTOMATIC1111's SD3), which the fusion does not drive."""
+    if predictor is not None and noise_form(predictor) is not None:
         return None
     family = type(shared.sd_model).__name__
+    if predictor is None:
+        return (
+            f"{TITLE}: the active checkpoint ({family}) brings a sampler of its own, which this WebUI's fusion does not "
+            "drive (AUTOMATIC1111 fuses SD1, SD2 and SDXL); fuse it in Forge Neo, or turn Model Fusion off for this "
+            "checkpoint (generation without it is unaffected)"
+        )
     return (
-        f"{TITLE}: the active checkpoint ({family}) is a flow-matching model, and the fusion reads only the Stable "
-        "Diffusion families' predictions so far (SD1, SD2, SDXL, eps or v); load one of those to fuse, or turn Model Fusion "
-        "off for this checkpoint (generation without it is unaffected)"
+        f"{TITLE}: the active checkpoint ({family}) noises its latent in a way the fusion does not know (neither as the "
+        "Stable Diffusion families nor as a rectified flow); load another checkpoint to fuse, or turn Model Fusion off "
+        "for this checkpoint (generation without it is unaffected)"
     )
 
 
-def _noises_by_sigma(predictor: Any) -> bool:
-    """The predictor noises a clean latent as ``x0 + sigma * noise`` (tried on one value, exact in floats)."""
+def active_is_flow() -> bool:
+    """The active checkpoint is a rectified flow run by a Forge-family host (:func:`noise_form`)."""
+    return runs_forge() and noise_form(shared.sd_model.forge_objects.unet.model.predictor) == "flow"
+
+
+def noise_form(predictor: Any) -> str | None:
+    """How a Forge predictor noises a clean latent, tried on one value (exact in floats):
+    ``"sd"`` for ``x0 + sigma * noise``, ``"flow"`` for ``(1 - sigma) x0 + sigma * noise``,
+    None for anything else."""
     import torch
 
     one = torch.ones(1, 1, 1, 1)
     try:
         noised = predictor.noise_scaling(torch.full((1, 1, 1, 1), 0.5), one, one * 2)
     except Exception:  # a predictor of another shape: not one of the families the fusion knows
-        return False
-    return bool(torch.equal(noised, one * 2.5))
+        return None
+    forms = {2.5: "sd", 1.5: "flow"}  # 2 + 0.5 * 1, and 0.5 * 2 + 0.5 * 1
+    return next((form for value, form in forms.items() if torch.equal(noised, one * value)), None)
 
 
 def call_with_accepted(function: Callable[..., Any], *args: Any, **optional: Any) -> Any:

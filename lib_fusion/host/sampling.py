@@ -312,8 +312,16 @@ def _encode(p: Any, encoder: Any, prompts: list[str], negatives: list[str], step
     first, hires_steps = steps
     old = {"use_old_scheduling": bool(getattr(shared.opts, "use_old_scheduling", False))}  # Neo's parser has no such option
     prompt_parser, devices = host_module("modules.prompt_parser"), host_module("modules.devices")
-    positive = prompt_parser.SdConditioning(prompts, width=p.width, height=p.height)
-    negative = prompt_parser.SdConditioning(negatives, width=p.width, height=p.height, is_negative_prompt=True)
+    # As the host makes its own: the hires pass at its target size (SDXL's size conditioning) and, for Forge's
+    # Flux, with the pass's Distilled CFG Scale, which the engine reads from the prompts.
+    hires = hires_steps is not None
+    kind = {
+        "width": getattr(p, "hr_upscale_to_x", p.width) if hires else p.width,
+        "height": getattr(p, "hr_upscale_to_y", p.height) if hires else p.height,
+        "distilled_cfg_scale": getattr(p, "hr_distilled_cfg" if hires else "distilled_cfg_scale", None),
+    }
+    positive = call_with_accepted(prompt_parser.SdConditioning, prompts, **kind)
+    negative = call_with_accepted(prompt_parser.SdConditioning, negatives, is_negative_prompt=True, **kind)
     with devices.autocast(), torch.no_grad():
         return {
             "c": call_with_accepted(prompt_parser.get_multicond_learned_conditioning, encoder, positive, first, hires_steps, **old),

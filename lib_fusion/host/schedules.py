@@ -10,13 +10,15 @@ alone, and the generation leaves the window to the check after its first batch.
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from modules import shared
 
-from lib_fusion.host.probe import host_module
+from lib_fusion.fusion.flow import ddpm_timestep
+from lib_fusion.host.probe import host_module, noise_form, runs_forge
 
 OWN_SCHEDULE = ("UniPC",)
 """Timestep samplers that step through a schedule of their own, not ``get_timesteps``: their
@@ -48,8 +50,11 @@ def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any, strengt
         with torch.no_grad():
             if hasattr(sampler, "get_sigmas"):
                 sigmas = sampler.get_sigmas(p, schedule_steps)[:-1]  # the last sigma (0) is where sampling ends, not a step
-                device = getattr(shared.sd_model, "device", sigmas.device)  # Forge's engine has none: its schedule follows the sigmas
-                timesteps = [float(t) for t in sampler.model_wrap.sigma_to_t(sigmas.to(device)).tolist()][:schedule_steps]
+                if runs_forge():
+                    timesteps_tensor = forge_timesteps(shared.sd_model.forge_objects.unet.model.predictor)(sigmas)
+                else:
+                    timesteps_tensor = sampler.model_wrap.sigma_to_t(sigmas.to(shared.sd_model.device))
+                timesteps = [float(t) for t in timesteps_tensor.tolist()][:schedule_steps]
                 return timesteps[schedule_steps - kept - 1 :] if strength is not None else timesteps
             if sampler_name in OWN_SCHEDULE:
                 return None
@@ -58,6 +63,16 @@ def step_timesteps(sampler_name: str, scheduler: str | None, steps: Any, strengt
             return timesteps[:-1]  # DDIM and PLMS never call the model at the schedule's lowest timestep
     except Exception:  # unknown, never an error: neither the UI nor a generation fails for it
         return None
+
+
+def forge_timesteps(predictor: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The DDPM timestep of a Forge predictor's noise levels: the Stable Diffusion families' own
+    (``predictor.timestep``: the nearest of the 1000, what the UNet sees), a rectified flow's
+    share of its own time (:func:`lib_fusion.fusion.flow.ddpm_timestep`; its ``timestep`` is
+    the DiT's input, ``1000 sigma`` or ``sigma``, on no shared axis). Asked once per pass."""
+    if noise_form(predictor) == "flow":
+        return functools.partial(ddpm_timestep, predictor.sigmas)
+    return predictor.timestep
 
 
 def img2img_steps(steps: int, strength: float) -> tuple[int, int]:

@@ -98,6 +98,11 @@ class Method:
         """Why a sampling pass at this CFG scale leaves the method nothing to act on, or None."""
         return None
 
+    def reads_guidance_response(self, args: Any) -> bool:
+        """Whether a fused step measures the checkpoints' classifier-free-guidance responses
+        ``c - u``, which a model run without an unconditional branch cannot give."""
+        return False
+
     def needs_fusion_checkpoint(self, values: Mapping[str, Any]) -> bool:
         """Whether these argument values run the fusion checkpoint (``model``) at all."""
         return True

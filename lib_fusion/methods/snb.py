@@ -27,6 +27,10 @@ class Snb(Method):
             )
         return None
 
+    def reads_guidance_response(self, args: Any) -> bool:
+        """The saliency maps are made of them; ``mean`` averages without any."""
+        return args.mask != "mean"
+
     def fused_step(self, model_a: Model, model_b: Model, inputs: StepInput, context: StepContext) -> FusedStep:
         """SNB of A and B, or of every further checkpoint that joins the step too; the preview
         shows both saliency maps and the mask, or (several checkpoints) who won where."""

@@ -91,3 +91,17 @@ def v_webui(request, tmp_path):
     if host in FORGE_FAMILY:
         _skip_on_forge(request)
     yield from _standin(tmp_path, family, host, prediction="v", marked_by=marked_by)
+
+
+FLOW = [("forge", "flux"), ("neo", "flux"), ("neo", "sd3")]
+"""The rectified-flow families as the Forge family runs them: Flux dev's shape on Forge main and
+Neo, SD3's on Neo (``standin.FLOW_FAMILIES``)."""
+
+
+@pytest.fixture(params=FLOW, ids="-".join)
+def flow_webui(request, tmp_path):
+    """The stand-in Forge or Neo whose general, expert and artist checkpoints are tiny DiTs of a
+    flow family (other-sdxl: another family)."""
+    host, family = request.param
+    _skip_on_forge(request)
+    yield from _standin(tmp_path, family, host)

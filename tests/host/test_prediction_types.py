@@ -144,21 +144,19 @@ def test_on_forge_each_checkpoint_keeps_its_own_predictor(forge_webui):
     assert not torch.equal(images["expert"], images["expert-v"])
 
 
-FLOW_REFUSAL = r"Model Fusion: the active checkpoint \(Flux\) is a flow-matching model, and the fusion reads only the Stable Diffusion"
+UNKNOWN_NOISE = r"Model Fusion: the active checkpoint \(StableDiffusion\) noises its latent in a way the fusion does not know"
 
 
 @pytest.mark.parametrize("method", [{}, {"method": "guidance"}, {"method": "regions", "regions": [{"box": [0, 0, 0.5, 1]}]}], ids=str)
-def test_a_flow_matching_active_checkpoint_is_refused_before_anything_loads(forge_webui, method):
-    """Neo's flow-matching families noise as ``(1 - sigma) x0 + sigma noise`` on their own time
-    axis: the fusion's saliency units, window and region views are the SD families'. Recognised
-    by what the active engine's predictor does, refused by name before any checkpoint loads;
-    with fusion off the engine generates as without the extension."""
+def test_a_family_that_noises_in_another_way_is_refused_before_anything_loads(forge_webui, method, monkeypatch):
+    """The fusion reads the families whose predictor noises as ``x0 + sigma noise`` or as a
+    rectified flow: one that does neither is recognised by what its predictor does and refused
+    by name before any checkpoint loads; with fusion off it generates as without the extension."""
     from lib_fusion.engine.checkpoint_cache import CACHE
 
-    write_checkpoint(forge_webui.models / "flux.safetensors", seed=5, prediction="flow")
-    sd_models.list_models()
-    forge_webui.load("flux")
-    with pytest.raises(Exception, match=FLOW_REFUSAL):
+    predictor = shared.sd_model.forge_objects.unet.model.predictor
+    monkeypatch.setattr(predictor, "noise_scaling", lambda sigma, noise, latent, max_denoise=False: latent + noise * sigma**2)
+    with pytest.raises(Exception, match=UNKNOWN_NOISE):
         forge_webui.generate({"enabled": True, "model": "expert", **method}, steps=2)
     assert CACHE.value is None
     plain = forge_webui.latents(None, extension=False, steps=2)
@@ -169,7 +167,7 @@ def test_a_host_model_that_brings_its_own_denoiser_is_refused_by_name(a1111_webu
     """AUTOMATIC1111's SD3 samples through a denoiser of its own (``create_denoiser``, flow
     matching): no fusion UNet can be wrapped to match it."""
     monkeypatch.setattr(shared.sd_model, "create_denoiser", lambda: None, raising=False)
-    with pytest.raises(Exception, match=r"Model Fusion: the active checkpoint \(TinySD\) is a flow-matching model"):
+    with pytest.raises(Exception, match=r"Model Fusion: the active checkpoint \(TinySD\) brings a sampler of its own"):
         a1111_webui.generate({"enabled": True, "model": "expert"}, steps=2)
 
 

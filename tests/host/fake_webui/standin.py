@@ -66,6 +66,10 @@ V_CONFIG = {
 }
 """What makes a family's config v-prediction: ldm's ``parameterization``, sgm's ``VScaling``."""
 
+FLOW_FAMILIES = ("sd3", "flux")
+"""Neo's rectified-flow families in the stand-in's shapes (``backend/diffusion_engine/base.py``):
+SD3's (real CFG) and Flux dev's (guidance-distilled), each a :class:`tiny_sd.TinyDiT`."""
+
 
 def write_checkpoint(
     path: Path,
@@ -76,27 +80,29 @@ def write_checkpoint(
     prediction: str = "eps",
     marked_by: str = "yaml",
     v_of_eps: bool = False,
+    text_encoder: bool = True,
 ) -> Path:
-    """A tiny checkpoint of ``family``. ``prediction="flow"``: Forge loads it as a flow-matching
-    engine. ``prediction="v"``: its UNet's output is read as v, told
+    """A tiny checkpoint of ``family`` (:data:`FLOW_FAMILIES`: a DiT, which only the Forge family
+    loads). ``prediction="v"``: its UNet's output is read as v, told
     to the hosts the way real v checkpoints tell it (``marked_by``): a ``.yaml`` beside it (both
     hosts read it), Forge's ``v_pred`` key (SDXL v-pred fine-tunes), or (SD 2.x) weights whose
     output answers AUTOMATIC1111's v test as a 768-v model's does. ``v_of_eps``: the UNet
-    outputs the v of what it outputs otherwise (``TinyUNet.v_from_eps``)."""
+    outputs the v of what it outputs otherwise (``TinyUNet.v_from_eps``). ``text_encoder`` False:
+    the UNet alone, as flow DiTs are shared (the host loads their encoders from other files)."""
     torch.manual_seed(seed)
-    if family == "sdxl":
+    if family in FLOW_FAMILIES:
+        model = tiny_sd.TinySD(tiny_sd.TinyDiT(hidden=hidden * 2, guidance_embed=family == "flux"), tiny_sd.FrozenCLIPEmbedder())
+    elif family == "sdxl":
         model = tiny_sd.TinySDXL(unet_class(hidden=hidden, adm_in_channels=tiny_sd.ADM), tiny_sd.TinyConditioner())
     elif family == "sd2":
         width = sd_models_config.V_TEST_CONTEXT_WIDTH
         model = tiny_sd.TinySD(unet_class(hidden=hidden, context_dim=width), tiny_sd.FrozenCLIPEmbedder(width))
     else:
         model = tiny_sd.TinySD(unet_class(hidden=hidden), tiny_sd.FrozenCLIPEmbedder())
-    prefixes = ("model.diffusion_model.", "cond_stage_model.", "conditioner.")
+    prefixes = ("model.diffusion_model.", "cond_stage_model.", "conditioner.") if text_encoder else ("model.diffusion_model.",)
     weights = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
     if v_of_eps:
         weights["model.diffusion_model.v_of_eps"] = torch.ones(())
-    if prediction == "flow":  # Forge's loader makes it a flow-matching engine (backend/loader.py)
-        weights["flow"] = torch.ones(())
     if prediction == "v" and marked_by == "key":
         weights["v_pred"] = torch.tensor([])
     if prediction == "v" and marked_by == "weights":
@@ -183,7 +189,7 @@ class WebUI:
         self.models.mkdir()
         self.config = root / f"{family}-tiny.yaml"
         target = f"{unet_class.__module__}.{unet_class.__qualname__}"
-        self.config.write_text(CONFIGS[family].format(target=target, hidden=hidden))
+        self.config.write_text(CONFIGS.get(family, CONFIGS["sd1"]).format(target=target, hidden=hidden))
         kind = {"hidden": hidden, "unet_class": unet_class, "family": family, "prediction": prediction, "marked_by": marked_by}
         write_checkpoint(self.models / "general.safetensors", seed=0, **kind)
         write_checkpoint(self.models / "expert.safetensors", seed=1, **kind)
@@ -192,8 +198,9 @@ class WebUI:
             write_checkpoint(self.models / "wide.safetensors", seed=2, **{**kind, "hidden": hidden + 8})
             other = "sd1" if family == "sdxl" else "sdxl"
             write_checkpoint(self.models / f"other-{other}.safetensors", seed=4, hidden=hidden, unet_class=unet_class, family=other)
-            twin = "eps" if prediction == "v" else "v"
-            write_checkpoint(self.models / f"expert-{twin}.safetensors", seed=1, **{**kind, "prediction": twin})
+            if family not in FLOW_FAMILIES:
+                twin = "eps" if prediction == "v" else "v"
+                write_checkpoint(self.models / f"expert-{twin}.safetensors", seed=1, **{**kind, "prediction": twin})
         sd_models.model_dir = str(self.models)
         sd_models.list_models()
         self.load("general")

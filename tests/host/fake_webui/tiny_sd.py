@@ -254,3 +254,84 @@ def sdxl_conditioning(conditioner, batch):
     height = getattr(batch, "height", 1024) or 1024
     sdxl_conds = {"txt": batch, "target_size_as_tuple": torch.tensor([height, width]).repeat(len(batch), 1)}
     return conditioner(sdxl_conds, force_zero_embeddings=[])
+
+
+FLOW_CHANNELS = 16
+"""The latent width of Neo's flow families (Flux, SD3, Chroma, Qwen-Image, Lumina …)."""
+
+
+class TinyDiT(nn.Module):
+    """A rectified-flow transformer in the shape of Neo's families: the latent cut into
+    ``patch_size``-square patches (tokens, the edge padded to the patch grid as Flux pads),
+    each told its place by a sinusoidal position, a timestep embedding (Flux: of ``1000 t``,
+    its guidance embedding beside it), joint attention over text and image tokens (MMDiT),
+    an MLP, and the patches folded back: out comes a velocity ``eps - x0``."""
+
+    patch_size = 2
+
+    def __init__(self, in_channels=FLOW_CHANNELS, hidden=32, context_dim=CONTEXT_DIM, guidance_embed=False):
+        super().__init__()
+        patch = in_channels * self.patch_size**2
+        self.patch_in = nn.Linear(patch, hidden)
+        self.time_in = nn.Linear(16, hidden)
+        self.position_in = nn.Linear(16, hidden)
+        self.guidance_in = nn.Linear(16, hidden) if guidance_embed else None
+        """Flux's distilled guidance (the engine puts ``guidance`` in the conditioning)."""
+        self.text_in = nn.Linear(context_dim, hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
+        self.patch_out = nn.Linear(hidden, patch)
+        self.time_factor = 1000.0 if guidance_embed else 1.0
+        """Flux's timestep is sigma, SD3's ``1000 sigma``: both embed the thousandfold."""
+
+    def forward(self, x, timesteps, context=None, guidance=None, **kwargs):
+        """Row by row, as :class:`TinyUNet`: a row's output never depends on its batch."""
+        rows = [slice(i, i + 1) for i in range(x.shape[0])]
+        return torch.cat([self.row(x[r], timesteps[r], context[r], None if guidance is None else guidance[r]) for r in rows])
+
+    @staticmethod
+    def embedding(values: torch.Tensor, width: int = 16) -> torch.Tensor:
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(width // 2, dtype=torch.float32, device=values.device) / (width // 2))
+        angles = values.float()[..., None] * freqs
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+    def row(self, x, timesteps, context, guidance):
+        dtype = self.patch_in.weight.dtype
+        x, context = x.to(dtype), context.to(dtype)
+        _, channels, height, width = x.shape
+        p = self.patch_size
+        padded = torch.nn.functional.pad(x, (0, -width % p, 0, -height % p), mode="circular")
+        rows, cols = padded.shape[2] // p, padded.shape[3] // p
+        tokens = padded.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(1, rows * cols, channels * p * p)
+        position = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij"), -1).reshape(-1, 2).to(x.device)
+        emb = self.time_in(self.embedding(timesteps * self.time_factor).to(dtype))
+        if self.guidance_in is not None and guidance is not None:
+            emb = emb + self.guidance_in(self.embedding(guidance * 1000).to(dtype))
+        image = self.patch_in(tokens) + emb[:, None] + self.position_in(self.embedding(position, 8).reshape(1, -1, 16).to(dtype))
+        text = self.text_in(context)
+        joint = torch.cat([text, image], dim=1)
+        q, k, v = self.qkv(joint).chunk(3, dim=-1)
+        attended = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1) @ v
+        image = image + attended[:, text.shape[1] :]
+        image = image + self.mlp(image)
+        out = self.patch_out(image).reshape(1, rows, cols, channels, p, p).permute(0, 3, 1, 4, 2, 5)
+        return out.reshape(1, channels, rows * p, cols * p)[:, :, :height, :width]
+
+
+def flow_vae_maps() -> tuple[torch.Tensor, torch.Tensor]:
+    """The stand-in flow VAE's fixed maps, RGB -> 16 channels and back."""
+    generator = torch.Generator().manual_seed(16)
+    return torch.randn(FLOW_CHANNELS, 3, generator=generator) * 0.5, torch.randn(3, FLOW_CHANNELS, generator=generator) * 0.3
+
+
+def flow_encode_first_stage(image):
+    """A stand-in 16-channel VAE encoder: 8x8 average pooling and a fixed RGB -> 16 map."""
+    to_latent, _ = flow_vae_maps()
+    return torch.einsum("lc,nchw->nlhw", to_latent.to(image), torch.nn.functional.avg_pool2d(image, 8))
+
+
+def flow_decode_first_stage(z):
+    """Its decoder: a fixed 16 -> RGB map, 8x nearest upscale, in [-1, 1]."""
+    _, to_rgb = flow_vae_maps()
+    rgb = torch.einsum("cl,nlhw->nchw", to_rgb.to(z), z)
+    return torch.tanh(torch.nn.functional.interpolate(rgb, scale_factor=8, mode="nearest"))

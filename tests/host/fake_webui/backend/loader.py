@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from backend import args
-from backend.diffusion_engine.base import Flux, StableDiffusion, StableDiffusionXL
+from backend.diffusion_engine.base import Flux, StableDiffusion, StableDiffusion3, StableDiffusionXL
 
 UNET, SD1_TEXT, SDXL_TEXT = "model.diffusion_model.", "cond_stage_model.", "conditioner."
 
@@ -28,9 +28,13 @@ def forge_loader(sd, additional_state_dicts=None):
         args.dynamic_args.kontext = "kontext" in sd.lower()
     try:
         weights = load_file(sd)
+        for module in additional_state_dicts or []:  # separate text encoders and VAEs, by path
+            weights.update(load_file(module))
     except Exception as error:
         raise ValueError("Failed to recognize model type!") from error
     unet_weights = _part(weights, UNET)
+    if "patch_in.weight" in unet_weights:  # a DiT: Neo tells its flow families by their keys
+        return _flow_engine(weights, unet_weights)
     if "input.weight" not in unet_weights:
         raise ValueError("Failed to recognize model type!")
     hidden = unet_weights["input.weight"].shape[0]
@@ -48,9 +52,22 @@ def forge_loader(sd, additional_state_dicts=None):
         engine_class = StableDiffusion
     for module in (unet, encoder):
         module.eval().requires_grad_(False)
-    if "flow" in weights:  # the stand-in's mark of a flow-matching checkpoint (Neo tells them by their DiT's keys)
-        return Flux(unet, encoder, "const")
     return engine_class(unet, encoder, _prediction_type(sd, weights))
+
+
+def _flow_engine(weights, unet_weights):
+    """Flux when the DiT embeds a distilled guidance, SD3 otherwise."""
+    flux = "guidance_in.weight" in unet_weights
+    hidden = unet_weights["patch_in.weight"].shape[0]
+    unet = tiny_sd.TinyDiT(hidden=hidden, context_dim=unet_weights["text_in.weight"].shape[1], guidance_embed=flux)
+    unet.load_state_dict(unet_weights)
+    encoder = tiny_sd.FrozenCLIPEmbedder(unet_weights["text_in.weight"].shape[1])
+    if not _part(weights, SD1_TEXT):  # Neo: "Failed to load text encoder" (a DiT file shared alone needs its modules)
+        raise ValueError("the checkpoint has no text encoder: choose one in the VAE / Text Encoder list")
+    encoder.load_state_dict(_part(weights, SD1_TEXT))
+    for module in (unet, encoder):
+        module.eval().requires_grad_(False)
+    return (Flux if flux else StableDiffusion3)(unet, encoder)
 
 
 def _prediction_type(filename, weights):

@@ -57,3 +57,35 @@ class CompVisVDenoiser(CompVisDenoiser):
         c_out = -sigma * self.sigma_data / (sigma**2 + self.sigma_data**2) ** 0.5
         c_in = 1 / (sigma**2 + self.sigma_data**2) ** 0.5
         return c_skip, c_out, c_in
+
+
+class ForgeScheduleLinker(torch.nn.Module):
+    """Forge's and Neo's k-diffusion wrapper (``modules_forge/packages/k_diffusion/external.py``):
+    the active engine's predictor as k-diffusion's model; the sampler's CFG denoiser sets
+    ``inner_model`` to the engine."""
+
+    def __init__(self, predictor):
+        super().__init__()
+        self.predictor = predictor
+
+    @property
+    def sigmas(self):
+        return self.predictor.sigmas
+
+    @property
+    def log_sigmas(self):
+        return self.predictor.sigmas.log()
+
+    @property
+    def sigma_min(self):
+        return self.predictor.sigma_min
+
+    @property
+    def sigma_max(self):
+        return self.predictor.sigma_max
+
+    def sigma_to_t(self, sigma, quantize=None):
+        return self.predictor.timestep(sigma)
+
+    def t_to_sigma(self, t):
+        return self.predictor.sigma(t)

@@ -56,6 +56,7 @@ class StableDiffusionProcessing:
         s_min_uncond=0.0,
         refiner_checkpoint=None,
         denoising_strength=0.75,
+        distilled_cfg_scale=3.5,
     ):
         self.prompt, self.negative_prompt, self.seed, self.steps = prompt, negative_prompt, seed, steps
         self.cfg_scale, self.width, self.height = cfg_scale, width, height
@@ -70,12 +71,18 @@ class StableDiffusionProcessing:
         self.do_not_save_samples, self.do_not_save_grid = False, False
         self.outpath_samples, self.outpath_grids = "outputs/samples", "outputs/grids"
         self.color_corrections = None
+        if flavour.HOST != "a1111":
+            self.distilled_cfg_scale = distilled_cfg_scale
+            """Forge's and Neo's Distilled CFG Scale (Flux dev's guidance; Neo's shift for some families)."""
 
     def save_samples(self):
         return shared.opts.samples_save and not self.do_not_save_samples
 
     def latent_shape(self, width=None, height=None):
-        return (4, (height or self.height) // 8, (width or self.width) // 8)
+        """Neo: the VAE's ``latent_channels`` (16 for the flow families)."""
+        forge_objects = getattr(shared.sd_model, "forge_objects", None)
+        channels = forge_objects.vae.latent_channels if forge_objects is not None else 4
+        return (channels, (height or self.height) // 8, (width or self.width) // 8)
 
     def make_rng(self, shape):
         """The host's ``ImageRNG``: one generator per image seed, for the first noise and the
@@ -88,8 +95,11 @@ class StableDiffusionProcessing:
         total = config.total_steps(self.steps)
         self.step_multiplier = total // self.steps
         self.firstpass_steps = total
-        negatives = prompt_parser.SdConditioning(self.negative_prompts, width=self.width, height=self.height, is_negative_prompt=True)
-        prompts = prompt_parser.SdConditioning(self.prompts, width=self.width, height=self.height)
+        distilled = {"distilled_cfg_scale": self.distilled_cfg_scale} if flavour.HOST != "a1111" else {}
+        negatives = prompt_parser.SdConditioning(
+            self.negative_prompts, width=self.width, height=self.height, is_negative_prompt=True, **distilled
+        )
+        prompts = prompt_parser.SdConditioning(self.prompts, width=self.width, height=self.height, **distilled)
         self.uc = prompt_parser.get_learned_conditioning(shared.sd_model, negatives, total)
         if hasattr(shared.sd_model, "forge_objects") and self.cfg_scale == 1:
             self.uc = None  # Forge: "Skipping unconditional conditioning when CFG = 1"

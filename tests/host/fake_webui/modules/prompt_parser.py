@@ -16,8 +16,10 @@ _WEIGHT = re.compile(r"^(.*?)(?::\s*([-+]?[0-9.]+))?\s*$", re.S)
 
 
 class SdConditioning(list):
-    def __init__(self, prompts, is_negative_prompt=False, width=None, height=None, copy_from=None):
+    def __init__(self, prompts, is_negative_prompt=False, width=None, height=None, copy_from=None, distilled_cfg_scale=None):
         super().__init__(prompts)
+        self.distilled_cfg_scale = distilled_cfg_scale or getattr(copy_from, "distilled_cfg_scale", None)
+        """Forge's and Neo's: the Distilled CFG Scale the Flux engine puts in its conditioning."""
         copy_from = copy_from if copy_from is not None else prompts
         self.is_negative_prompt = is_negative_prompt or getattr(copy_from, "is_negative_prompt", False)
         self.width = width or getattr(copy_from, "width", None)
@@ -112,6 +114,8 @@ class DictWithShape(dict):
 def _stack_padded(tensors):
     if isinstance(tensors[0], dict):
         return DictWithShape({key: _stack_padded([t[key] for t in tensors]) for key in tensors[0]})
+    if tensors[0].ndim == 0:  # one number per prompt (Flux's distilled guidance)
+        return torch.stack(tensors)
     width = max(t.shape[0] for t in tensors)
     padded = [torch.cat([t, t[-1:].repeat(width - t.shape[0], 1)]) if t.shape[0] < width else t for t in tensors]
     return torch.stack(padded)

@@ -76,12 +76,24 @@ forge = False
 """The stand-in runs as Forge: models are Forge engines (``backend.loader.forge_loader``)."""
 
 
+class ModelData:
+    """Forge's ``model_data``: how the active checkpoint was loaded (``forge_loading_parameters``)."""
+
+    def __init__(self):
+        self.forge_loading_parameters = {}
+
+
+model_data = ModelData()
+
+
 def load_model(info, config_path):
     """Build the host model from a checkpoint (what ``sd_models.load_model`` does; as Forge,
     what ``forge_model_reload`` does)."""
     if forge:
         memory_management.unload_all_models()
-        model = loader.forge_loader(info.filename)
+        additional = list(getattr(shared.opts, "forge_additional_modules", []) or [])
+        model_data.forge_loading_parameters = {"checkpoint_info": info, "additional_modules": additional, "unet_storage_dtype": None}
+        model = loader.forge_loader(info.filename, additional_state_dicts=additional)
         model.sd_checkpoint_info, model.filename = info, info.filename
         shared.sd_model = model
         return model

@@ -5,7 +5,7 @@ import math
 import flavour
 import torch
 from backend.sampling import sampling_function
-from k_diffusion.external import CompVisDenoiser, CompVisVDenoiser
+from k_diffusion.external import CompVisDenoiser, CompVisVDenoiser, ForgeScheduleLinker
 
 from modules import devices, sd_samplers_cfg_denoiser, sd_samplers_common, shared
 
@@ -13,6 +13,9 @@ from modules import devices, sd_samplers_cfg_denoiser, sd_samplers_common, share
 class CFGDenoiserKDiffusion(sd_samplers_cfg_denoiser.CFGDenoiser):
     @property
     def inner_model(self):
+        if self.model_wrap is None and hasattr(shared.sd_model, "forge_objects"):  # Forge and Neo
+            self.model_wrap = ForgeScheduleLinker(shared.sd_model.forge_objects.unet.model.predictor)
+            self.model_wrap.inner_model = shared.sd_model
         if self.model_wrap is None:
             denoiser = CompVisVDenoiser if getattr(shared.sd_model, "parameterization", "eps") == "v" else CompVisDenoiser
             self.model_wrap = denoiser(shared.sd_model, quantize=shared.opts.enable_quantization)
@@ -23,6 +26,14 @@ def karras_sigmas(n, sigma_min, sigma_max, rho=7.0):
     ramp = torch.linspace(0, 1, n, device=devices.device)
     sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
     return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def normal_sigmas(n, wrap):
+    """The WebUI's Normal schedule (``sd_schedulers.normal_scheduler``): evenly spaced in the
+    model's timesteps from its largest sigma to its smallest, then zero."""
+    start, end = wrap.sigma_to_t(wrap.sigma_max.clone()), wrap.sigma_to_t(wrap.sigma_min.clone())
+    sigmas = [float(wrap.t_to_sigma(t)) for t in torch.linspace(float(start), float(end), n)]
+    return torch.FloatTensor([*sigmas, 0.0]).to(devices.device)
 
 
 def sample_euler(model, x, sigmas, extra_args, callback, noise):
@@ -104,7 +115,11 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         wrap = self.model_wrap
         scheduler = getattr(p, "hr_scheduler" if getattr(p, "is_hr_pass", False) else "scheduler", None)
         if flavour.neo() and scheduler in (None, "Automatic"):
-            p.sd_model.is_webui_legacy_model()  # Neo picks the Automatic schedule by the model's kind
+            legacy = p.sd_model.is_webui_legacy_model()  # Neo picks the Automatic schedule by the model's kind
+        else:  # Forge main's flow families: the stand-in gives them Normal too
+            legacy = not hasattr(p.sd_model, "is_webui_legacy_model") or p.sd_model.is_webui_legacy_model()
+        if not legacy:
+            return normal_sigmas(steps, wrap)  # "Normal" for the families that are not SD1 or SDXL
         if self.karras:
             return karras_sigmas(steps, float(wrap.sigma_min), float(wrap.sigma_max))
         t = torch.linspace(999, 0, steps, device=wrap.log_sigmas.device)
@@ -118,13 +133,21 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         # The host routes k-diffusion's randn_like to p.rng (TorchHijack): per-image seeded noise.
         return self.launch_sampling(steps, lambda: self.func(self.model_wrap_cfg, x, sigmas, extra, self.callback_state, p.rng.next))
 
+    def noised(self, sigma, noise, latent):
+        """The first latent: Forge's predictor noises it (a flow's ``sigma noise + (1 - sigma) x0``)."""
+        if isinstance(self.model_wrap, ForgeScheduleLinker):
+            return self.model_wrap.predictor.noise_scaling(sigma, noise, latent)
+        return latent + noise * sigma
+
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         steps = steps or p.steps
         sigmas = self.get_sigmas(p, steps)
-        return self._run(p, x * sigmas[0], sigmas, conditioning, unconditional_conditioning, image_conditioning, steps)
+        x = self.noised(sigmas[:1], x, torch.zeros_like(x))
+        return self._run(p, x, sigmas, conditioning, unconditional_conditioning, image_conditioning, steps)
 
     def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         steps = steps or p.steps
         t_enc = max(1, int(p.denoising_strength * steps))
         sigmas = self.get_sigmas(p, steps)[steps - t_enc - 1 :]
-        return self._run(p, x + noise * sigmas[0], sigmas, conditioning, unconditional_conditioning, image_conditioning, t_enc)
+        x = self.noised(sigmas[:1], noise, x)
+        return self._run(p, x, sigmas, conditioning, unconditional_conditioning, image_conditioning, t_enc)

@@ -5,6 +5,7 @@ import tiny_sd
 import torch
 
 from backend import memory_management
+from backend.modules.k_model import FlowPrediction
 from backend.patcher.unet import UnetPatcher
 
 
@@ -34,8 +35,9 @@ class CLIP:
 
 
 class VAE:
-    def __init__(self):
+    def __init__(self, latent_channels=4):
         self.patcher = Patcher(torch.nn.Identity())
+        self.latent_channels = latent_channels
 
 
 class ForgeDiffusionEngine:
@@ -45,13 +47,20 @@ class ForgeDiffusionEngine:
         """Neo: SD1 and SDXL (its Automatic schedule depends on it)."""
         return True
 
+    use_distilled_cfg_scale = False
+    latent_channels = 4
+
     def __init__(self, unet, encoder, prediction_type="epsilon"):
         self.alphas_cumprod = tiny_sd.scaled_linear_alphas_cumprod()
         self.text_encoder = encoder
-        unet_patcher = UnetPatcher.from_model(unet, self.alphas_cumprod, prediction_type)
-        self.forge_objects = ForgeObjects(unet_patcher, CLIP(encoder), VAE(), None)
+        unet_patcher = UnetPatcher.from_model(unet, self.alphas_cumprod, prediction_type, self.predictor())
+        self.forge_objects = ForgeObjects(unet_patcher, CLIP(encoder), VAE(self.latent_channels), None)
         self.forge_objects_original = self.forge_objects.shallow_copy()
         self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
+
+    def predictor(self):
+        """The family's own predictor (None: Forge's eps/v one from the schedule)."""
+        return None
 
     @torch.inference_mode()
     def get_learned_conditioning(self, prompt):
@@ -80,9 +89,44 @@ class StableDiffusionXL(ForgeDiffusionEngine):
         return tiny_sd.sdxl_conditioning(self.text_encoder, prompt)  # Forge's engine encodes itself (Neo has no sd_models_xl)
 
 
-class Flux(StableDiffusion):
-    """A flow-matching engine as Neo has them (Flux, Chroma, SD3 …): its predictor noises as
-    ``(1 - sigma) x0 + sigma noise``; in shape the stand-in's SD1 engine."""
+class FlowEngine(ForgeDiffusionEngine):
+    """Neo's rectified-flow engines in outline (Flux, SD3, Chroma, Qwen-Image …): a DiT over a
+    16-channel latent, a flow predictor ("const"), Neo's Normal schedule by default, the
+    conditioning a dict of the text tokens and a pooled vector."""
+
+    latent_channels = tiny_sd.FLOW_CHANNELS
 
     def is_webui_legacy_model(self):
         return False
+
+    def encode(self, prompt):
+        crossattn = self.text_encoder(prompt)
+        return {"crossattn": crossattn, "vector": crossattn[:, 0]}
+
+    def encode_first_stage(self, x):
+        return tiny_sd.flow_encode_first_stage(x)
+
+    def decode_first_stage(self, z):
+        return tiny_sd.flow_decode_first_stage(z)
+
+
+class StableDiffusion3(FlowEngine):
+    """SD3's shape: ``PredictionDiscreteFlow`` (shift 3, timesteps ``1000 sigma``), real CFG."""
+
+    def predictor(self):
+        return FlowPrediction(shift=3.0)
+
+
+class Flux(FlowEngine):
+    """Flux dev's shape: ``PredictionFlux`` (shift 1.15, timesteps ``sigma``), guidance-distilled:
+    the Distilled CFG Scale rides in the conditioning as ``guidance``."""
+
+    use_distilled_cfg_scale = True
+
+    def predictor(self):
+        return FlowPrediction(shift=1.15, multiplier=1.0, flux=True, timesteps=10000)
+
+    def encode(self, prompt):
+        cond = super().encode(prompt)
+        cond["guidance"] = torch.FloatTensor([getattr(prompt, "distilled_cfg_scale", 3.0) or 3.0] * len(prompt))
+        return cond

@@ -1,6 +1,9 @@
 """Forge's ``KModel``: the UNet behind a k-diffusion predictor. ``apply_model`` takes the
 noisy latent at ``sigma`` and returns the denoised x0, whatever the UNet predicts; the
-timestep the UNet sees is the nearest of the schedule's (``Prediction.timestep``)."""
+timestep the UNet sees is the predictor's (``Prediction.timestep``: the nearest of the
+schedule's; a flow predictor's ``sigma * multiplier``)."""
+
+import math
 
 import torch
 
@@ -29,6 +32,11 @@ class Prediction(torch.nn.Module):
         dists = sigma.log().to(self.log_sigmas.device) - self.log_sigmas[:, None]
         return dists.abs().argmin(dim=0).view(sigma.shape).to(sigma.device)
 
+    def sigma(self, timestep):
+        t = torch.clamp(timestep.float().to(self.log_sigmas.device), min=0, max=(len(self.sigmas) - 1))
+        low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp().to(timestep.device)
+
     def calculate_input(self, sigma, noise):
         if self.prediction_type == "const":  # flow matching: the latent as it is
             return noise
@@ -47,11 +55,33 @@ class Prediction(torch.nn.Module):
         return noise * sigma + latent_image
 
 
+class FlowPrediction(Prediction):
+    """Neo's rectified-flow predictors ("const"): a table of noise levels at the times
+    ``1/N … 1`` bent by the family's shift, SD3's (``PredictionDiscreteFlow``, ``shift t / (1 +
+    (shift - 1) t)``, timesteps ``sigma * 1000``) or Flux's (``PredictionFlux``, exponential,
+    timesteps ``sigma``)."""
+
+    def __init__(self, shift, multiplier=1000.0, flux=False, timesteps=1000):
+        torch.nn.Module.__init__(self)
+        self.prediction_type, self.sigma_data = "const", None
+        self.shift, self.multiplier, self.flux = shift, multiplier, flux
+        self.register_buffer("sigmas", self.sigma((torch.arange(1, timesteps + 1, 1) / timesteps) * multiplier))
+
+    def timestep(self, sigma):
+        return sigma * self.multiplier
+
+    def sigma(self, timestep):
+        t = timestep / self.multiplier
+        if self.flux:
+            return math.exp(self.shift) / (math.exp(self.shift) + (1 / t - 1))
+        return self.shift * t / (1 + (self.shift - 1) * t)
+
+
 class KModel(torch.nn.Module):
-    def __init__(self, model, alphas_cumprod, prediction_type="epsilon"):
+    def __init__(self, model, alphas_cumprod, prediction_type="epsilon", predictor=None):
         super().__init__()
         self.diffusion_model = model
-        self.predictor = Prediction(alphas_cumprod, prediction_type)
+        self.predictor = predictor if predictor is not None else Prediction(alphas_cumprod, prediction_type)
         self.computation_dtype = next(model.parameters()).dtype
         self.calls = []
         """Rows of each ``apply_model`` call (the stand-in's own record, for the tests)."""
@@ -62,8 +92,8 @@ class KModel(torch.nn.Module):
         xc = self.predictor.calculate_input(sigma, x)
         if c_concat is not None:
             xc = torch.cat([xc, c_concat], dim=1)
-        y = kwargs.get("y")
-        out = self.diffusion_model(xc.to(self.computation_dtype), self.predictor.timestep(t).float(), context=c_crossattn, y=y)
+        extra = {key: kwargs[key] for key in ("y", "guidance") if kwargs.get(key) is not None}
+        out = self.diffusion_model(xc.to(self.computation_dtype), self.predictor.timestep(t).float(), context=c_crossattn, **extra)
         return self.predictor.calculate_denoised(sigma, out.float(), x)
 
     def memory_required(self, input_shape):

@@ -27,8 +27,8 @@ class UnetPatcher:
         self.extra_concat_condition = None
 
     @classmethod
-    def from_model(cls, model, alphas_cumprod, prediction_type="epsilon"):
-        return cls(KModel(model, alphas_cumprod, prediction_type))
+    def from_model(cls, model, alphas_cumprod, prediction_type="epsilon", predictor=None):
+        return cls(KModel(model, alphas_cumprod, prediction_type, predictor))
 
     def clone(self):
         n = UnetPatcher(self.model, self.load_device, self.offload_device)

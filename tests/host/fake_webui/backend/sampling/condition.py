@@ -49,13 +49,10 @@ def compile_conditions(cond):
         return None
     if isinstance(cond, torch.Tensor):
         return [dict(cross_attn=cond, model_conds=dict(c_crossattn=ConditionCrossAttn(cond)))]
-    return [
-        dict(
-            cross_attn=cond["crossattn"],
-            pooled_output=cond["vector"],
-            model_conds=dict(c_crossattn=ConditionCrossAttn(cond["crossattn"]), y=Condition(cond["vector"])),
-        )
-    ]
+    model_conds = dict(c_crossattn=ConditionCrossAttn(cond["crossattn"]), y=Condition(cond["vector"]))
+    if "guidance" in cond:  # Flux's distilled guidance, one number per row
+        model_conds["guidance"] = Condition(cond["guidance"])
+    return [dict(cross_attn=cond["crossattn"], pooled_output=cond["vector"], model_conds=model_conds)]
 
 
 def compile_weighted_conditions(cond, weights):
