@@ -333,6 +333,7 @@ def _inputs(step: HostStep, sampling_pass: SamplingPass) -> StepInput:
         flow=sampling_pass.flow,
         max_rows=sampling_pass.max_rows,
         cfg_rule=sampling_pass.cfg_rule,
+        width_join=sampling_pass.width_join,
     )
 
 

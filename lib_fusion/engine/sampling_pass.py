@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from lib_fusion.engine.region_pass import ModelWindow, RegionLayout
+from lib_fusion.fusion.conds import WidthJoin
 from lib_fusion.fusion.denoise import Conditioning, CondsList, ModelFn
 from lib_fusion.fusion.guidance import CfgRule
 from lib_fusion.fusion.snb import MaskMemory
@@ -72,6 +73,8 @@ class SamplingPass:
     """The active family is a rectified flow (:attr:`lib_fusion.fusion.denoise.StepInput.flow`)."""
     cfg_rule: CfgRule = "sum"
     """How the host combines ``AND`` sub-prompts in its CFG (Forge: ``weighted_mean``)."""
+    width_join: WidthJoin = "equal"
+    """How the host batches conditionings of different token widths (Forge: ``repeat``)."""
     regions: RegionSource | None = None
     more_roles: list[Role] = field(default_factory=list)
     """SNB's further fusion checkpoints (``args.models``, in order): name, callable, conditioning."""

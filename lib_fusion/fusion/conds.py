@@ -5,9 +5,20 @@ Rows are images (or ``AND`` sub-prompts); SDXL keeps ``crossattn`` and ``vector`
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 
 Cond = torch.Tensor | dict
+
+WidthJoin = Literal["equal", "repeat"]
+"""How the host batches conditionings of different token widths: ``equal``, only those of one
+width (AUTOMATIC1111); ``repeat``, each context repeated along its tokens to the widths' least
+common multiple (Forge's ``ConditionCrossAttn``, up to :data:`MAX_REPEAT` times the shorter)."""
+
+MAX_REPEAT = 4
+"""Forge joins two widths only while their least common multiple is at most 4 times the shorter."""
 
 
 def cat_conds(conds: list[Cond]) -> Cond:
@@ -15,6 +26,27 @@ def cat_conds(conds: list[Cond]) -> Cond:
     if isinstance(conds[0], dict):
         return {key: torch.cat([c[key] for c in conds]) for key in conds[0]}
     return torch.cat(conds)
+
+
+def as_batched(conds: list[Cond], rule: WidthJoin) -> list[Cond] | None:
+    """``conds`` as the host would batch them together, each context at the batch's width, or
+    None where it runs them apart. ``repeat`` follows Forge's ``ConditionCrossAttn.can_concat``
+    (each width against the first) and ``concat`` (every context repeated to the least common
+    multiple): a DiT that attends over text and image tokens together sees the repeated
+    context, so a model run by the fusion gives the host's own result only in the same form."""
+    widths = [token_width(cond) for cond in conds]
+    if len(set(widths)) == 1:
+        return conds
+    if rule != "repeat" or any(math.lcm(widths[0], width) // min(widths[0], width) > MAX_REPEAT for width in widths):
+        return None
+    target = math.lcm(*widths)
+
+    def repeated(cond: Cond) -> Cond:
+        if isinstance(cond, dict):
+            return {**cond, "crossattn": repeated(cond["crossattn"])}
+        return cond if cond.shape[1] == target else cond.repeat(1, target // cond.shape[1], 1)
+
+    return [repeated(cond) for cond in conds]
 
 
 def runs(rows: list[int]) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from typing import Callable, Literal
 import torch
 
 from lib_fusion.fusion import flow, snb
-from lib_fusion.fusion.conds import Cond, cat_conds, pick, row_count, take_rows, token_width
+from lib_fusion.fusion.conds import Cond, WidthJoin, as_batched, cat_conds, pick, row_count, take_rows, token_width
 from lib_fusion.fusion.guidance import CfgRule, base_uncond, combine, cross_model_guidance, difference_map
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Cond, torch.Tensor], torch.Tensor]
@@ -91,6 +91,8 @@ class StepInput:
     """Rows per model call (None: all in one call, the WebUI's ``batch_cond_uncond``)."""
     cfg_rule: CfgRule = "sum"
     """The host's CFG combine (:data:`lib_fusion.fusion.guidance.CfgRule`)."""
+    width_join: WidthJoin = "equal"
+    """How the host batches conditionings of different token widths (:data:`lib_fusion.fusion.conds.WidthJoin`)."""
 
 
 def image_input(step: StepInput, image: int) -> StepInput:
@@ -124,7 +126,7 @@ def guided_prediction(model: Model, step: StepInput) -> torch.Tensor:
     CFG 1 the combine reads no uncond (Forge runs none), so its rows are not run: a
     guidance-distilled flow model at CFG 1 costs one pass per view, as it does the host."""
     if step.cfg_rule == "weighted_mean" and math.isclose(step.cfg_scale, 1.0):
-        cond_rows, _ = rows(model, step, uncond=False)
+        cond_rows, _ = rows(model, replace(step, width_join="equal"), uncond=False)  # alone, as Forge runs them there
         unused = cond_rows.new_zeros((step.x.shape[0], *cond_rows.shape[1:]))
         return combine(unused, cond_rows, model.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
     return guided(model, step)[1]
@@ -133,20 +135,28 @@ def guided_prediction(model: Model, step: StepInput) -> torch.Tensor:
 def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``model``'s outputs on its cond rows (one per ``AND`` sub-prompt, image after image)
     and on its uncond rows (one per image); a side not asked for is not run (None). Both
-    sides go in one call when their token widths match, as the WebUI batches them."""
+    sides go in one call where the host would batch them, and each side's context is in the form
+    that batch gives it even when one side runs (:func:`lib_fusion.fusion.conds.as_batched`)."""
     conditioning = model.conditioning
     batch = step.x.shape[0]
     conditioning.check(batch, model.name)
     image_of_row = [i for i, conds in enumerate(conditioning.conds_list) for _ in conds]
     order = [index for conds in conditioning.conds_list for index, _ in conds]
-    cond_text = take_rows(conditioning.cond, order) if cond else None
-    if cond and uncond and token_width(cond_text) == token_width(conditioning.uncond):
+    cond_text = take_rows(conditioning.cond, order)
+    uncond_text = conditioning.uncond
+    if cond and uncond and token_width(cond_text) == token_width(uncond_text):
         in_order = order == list(range(row_count(conditioning.cond)))
-        text = conditioning.both() if in_order else cat_conds([cond_text, conditioning.uncond])
+        text = conditioning.both() if in_order else cat_conds([cond_text, uncond_text])
         out = _run(model.fn, step, image_of_row + list(range(batch)), text, len(image_of_row))
         return out[: len(image_of_row)], out[len(image_of_row) :]
+    batched = as_batched([cond_text, uncond_text], step.width_join)
+    if batched is not None:  # each side as the model's own CFG batch holds it, whichever sides run
+        cond_text, uncond_text = batched
+        if cond and uncond:
+            out = _run(model.fn, step, image_of_row + list(range(batch)), cat_conds(batched), len(image_of_row))
+            return out[: len(image_of_row)], out[len(image_of_row) :]
     cond_out = _run(model.fn, step, image_of_row, cond_text, len(image_of_row)) if cond else None
-    uncond_out = _run(model.fn, step, list(range(batch)), conditioning.uncond, 0) if uncond else None
+    uncond_out = _run(model.fn, step, list(range(batch)), uncond_text, 0) if uncond else None
     return cond_out, uncond_out
 
 

@@ -189,6 +189,7 @@ def _run_chunk(
         flow=step.flow,
         max_rows=step.max_rows * n if step.max_rows else None,
         cfg_rule=step.cfg_rule,
+        width_join=step.width_join,
     )
     first = regions[items[0][1]].model
     if token_width(conds[0]) == token_width(unconds[0]):  # the chunk's one copy of its text rows

@@ -36,7 +36,7 @@ PER_IMAGE_STEPS = True
 
 
 def load_checkpoint(info: Any, run: FusionRun, capacity: int) -> FusionModel:
-    return forge_loading.load_fusion_model(info, capacity)
+    return forge_loading.load_fusion_model(info, run.method.needs_fusion_text_encoder(run.args), capacity)
 
 
 def sampling_residency(model: FusionModel | None) -> contextlib.AbstractContextManager[None]:
@@ -144,6 +144,7 @@ def _sampling_pass(p: Any, run: FusionRun, held: Held, unet: Any, live: dict[str
         flow=noise_form(predictor) == "flow",
         max_rows=None,
         cfg_rule="weighted_mean",
+        width_join="repeat",
         regions=regions,
         more_roles=more_roles,
         region_fns=region_fns,

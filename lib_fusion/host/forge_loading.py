@@ -18,20 +18,21 @@ from lib_fusion.host.loading import FusionModel
 from lib_fusion.host.probe import host_module
 
 
-def load_fusion_model(info: Any, capacity: int = 1) -> FusionModel:
-    """Cached engine of the fusion checkpoint; the active one is reused, never reloaded."""
+def load_fusion_model(info: Any, need_text_encoder: bool, capacity: int = 1) -> FusionModel:
+    """Cached engine of the fusion checkpoint; the active one is reused, never reloaded.
+    Without ``need_text_encoder`` its text encoders are let go once it is built."""
     if is_active_checkpoint(info):
         return FusionModel(info.title, None, None)
     loading = _active_loading()
     family = ("forge", type(shared.sd_model).__name__, tuple(loading["additional_modules"]), str(loading["unet_storage_dtype"]))
     try:
-        key = CacheKey.for_file(info.filename, family, ("unet", "text_encoder"))  # Forge's loader builds it whole
+        key = CacheKey.for_file(info.filename, family, ("unet", "text_encoder") if need_text_encoder else ("unet",))
     except OSError as error:
         raise FusionModelError(
             f"{TITLE}: fusion checkpoint {shown(info.title)} cannot be read from disk ({error.strerror or error}); "
             "it was moved or deleted: refresh the checkpoint list and choose another"
         ) from None
-    return CACHE.get(key, lambda: _build(info, loading), capacity)
+    return CACHE.get(key, lambda: _build(info, loading, need_text_encoder), capacity)
 
 
 def _active_loading() -> dict[str, Any]:
@@ -50,7 +51,7 @@ def _sd_models() -> Any:
     return host_module("modules.sd_models")
 
 
-def _build(info: Any, loading: dict[str, Any]) -> FusionModel:
+def _build(info: Any, loading: dict[str, Any], need_text_encoder: bool) -> FusionModel:
     dynamic_args = host_module("backend.args", "to load a checkpoint the way Forge does").dynamic_args
     forge_loader = host_module("backend.loader", "to load a checkpoint the way Forge does").forge_loader
     check_header(info)  # a wrong or broken file is named before Forge reads gigabytes of it
@@ -72,7 +73,25 @@ def _build(info: Any, loading: dict[str, Any]) -> FusionModel:
             "(SD1 with SD1, SDXL with SDXL)."
         )
     engine.sd_checkpoint_info = info
-    return FusionModel(info.title, engine.forge_objects.unet, engine, free=lambda: _forget(engine))
+    _let_go_of_unused_parts(engine, need_text_encoder)
+    return FusionModel(info.title, engine.forge_objects.unet, engine if need_text_encoder else None, free=lambda: _forget(engine))
+
+
+def _let_go_of_unused_parts(engine: Any, need_text_encoder: bool) -> None:
+    """Free what the fusion never runs, as soon as Forge's loader has built it whole: the VAE
+    (the active model decodes every image) and, unless a prompt is encoded by this checkpoint,
+    its text encoders, which are most of a flow family's checkpoint (Flux's T5-XXL: 9.5 GB in
+    fp16). Their weights go to torch's meta device: the modules keep their shapes, hold no
+    memory, and are never called (a later need of the encoder loads the file again)."""
+    import torch
+
+    objects = engine.forge_objects
+    unused = [getattr(objects.vae, "first_stage_model", None)]
+    if not need_text_encoder:
+        unused.append(getattr(objects.clip, "cond_stage_model", None))
+    for module in unused:
+        if isinstance(module, torch.nn.Module):
+            module.to("meta")
 
 
 def _fields(dynamic_args: Any) -> dict[str, Any]:

@@ -302,7 +302,7 @@ def _check_every_pass_has_an_uncond_branch(args: FusionArgs, passes: list[PassPl
                 f"{TITLE}: SNB picks each pixel by the checkpoints' classifier-free-guidance responses, and at CFG scale 1 "
                 f"({planned.name}) this flow-matching checkpoint runs no unconditional branch (guidance-distilled models such "
                 "as Flux dev, Flux schnell or Z-Image Turbo are made to run so); use Regions (a checkpoint per region needs no "
-                "CFG), guidance or mask 'mean', or raise the CFG scale where the model allows it (Chroma, SD3.5, Qwen-Image)"
+                "CFG), guidance or mask 'mean', or raise the CFG scale where the model allows it (Chroma, Lumina 2, Qwen-Image)"
             )
 
 

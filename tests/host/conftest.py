@@ -95,7 +95,8 @@ def v_webui(request, tmp_path):
 
 FLOW = [("forge", "flux"), ("neo", "flux"), ("neo", "sd3")]
 """The rectified-flow families as the Forge family runs them: Flux dev's shape on Forge main and
-Neo, SD3's on Neo (``standin.FLOW_FAMILIES``)."""
+Neo, SD3's (the discrete-flow predictor of Lumina 2, Z-Image, Qwen-Image) on Neo
+(``standin.FLOW_FAMILIES``)."""
 
 
 @pytest.fixture(params=FLOW, ids="-".join)

@@ -106,9 +106,11 @@ def test_cache_reuses_the_fusion_model_and_reloads_on_change(webui):
     webui.generate(fusion())
     assert CACHE.loads == loads
     webui.generate(fusion(text_encoder="own"))
-    # AUTOMATIC1111 reads the UNet alone until a fusion text encoder is needed; Forge's loader
-    # builds the whole checkpoint at once, so nothing is loaded again.
-    assert CACHE.loads == loads + (0 if webui.forge_family else 1)
+    # The UNet alone is held until a fusion text encoder is needed (AUTOMATIC1111 reads no more;
+    # Forge's loader builds the whole checkpoint and the fusion lets go of the encoder).
+    assert CACHE.loads == loads + 1
+    webui.generate(fusion())
+    assert CACHE.loads == loads + 1  # the build with the encoder serves a generation without
 
 
 def test_active_weights_and_hooks_unchanged_after_generations(webui):

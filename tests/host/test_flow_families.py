@@ -247,3 +247,40 @@ def test_regions_at_cfg_scale_1_run_no_unconditional_rows(flow_webui):
     fused = flow_webui.latents({**regions, "window": 0, "bootstrapping": 0}, steps=3, cfg_scale=1.0, batch_size=2)
     assert active.calls == [2, 2, 2]  # the background's view, one row per image, each step
     assert torch.equal(fused, plain)
+
+
+LONG_NEGATIVE = " ".join(f"word{index}" for index in range(80))
+"""A negative prompt of two 75-token chunks (154 context rows) beside a prompt of one (77)."""
+
+
+@pytest.mark.parametrize("method", [{"mask": "hard"}, {"method": "guidance", "guidance_weight": 2.5}, IDENTITY_METHODS[-1]], ids=str)
+def test_a_prompt_and_negative_of_different_widths_are_batched_as_forge_batches_them(flow_webui, method):
+    """Forge runs a prompt and a negative prompt of different token widths in one batch, each
+    context repeated to their least common multiple; a DiT attends over the text tokens and the
+    image's together, so the repetition changes its output. The fusion batches them the same
+    way, and a byte copy still gives the plain image."""
+    byte_copy(flow_webui, "twin")
+    kind = {"steps": 3, "batch_size": 2, "negative_prompt": LONG_NEGATIVE, "cfg_scale": CFG, "width": 128}
+    plain = flow_webui.latents(None, extension=False, **kind)
+    assert torch.equal(flow_webui.latents({"enabled": True, "model": "twin", "fusion_selection": "0,1,1", **method}, **kind), plain)
+
+
+@pytest.mark.parametrize("strength", [None, 0.3, 0.8])
+def test_the_accordions_schedule_label_foresees_the_flow_steps(flow_webui, strength):
+    """The accordion's line and the check before loading read the family's own time too: the
+    timesteps they foresee are the ones the generation steps through, txt2img and img2img."""
+    from lib_fusion import host
+    from lib_fusion.ui import schedule_words
+
+    predicted = host.step_timesteps("Euler", "Automatic", 10, strength)
+    args = {"enabled": True, "model": "expert", "prompt": FUSION_PROMPT, "fusion_selection": "0,1,1"}
+    if strength is None:
+        p = flow_webui.processing(args, steps=10, cfg_scale=CFG)
+    else:
+        init = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(3))
+        p = flow_webui.processing(args, img2img=True, init_latent=init, denoising_strength=strength, steps=10, cfg_scale=CFG)
+    processing.process_images(p)
+    seen = p.model_fusion_run.stats.timesteps
+    assert predicted == pytest.approx(seen, abs=1e-3) and seen[0] <= 1000.0
+    line = schedule_words.describe(600, 2, predicted, "Euler", strength)
+    assert ("a generation would be refused" in line) == (max(seen) <= 600)

@@ -160,3 +160,19 @@ def test_before_forge_loads_its_model_the_routes_and_the_ui_wait_for_it(forge_we
     assert "first generation" in answer["checkpoints"][0]["reason"]
     offered, left_out = host.fusable_titles()
     assert offered == host.checkpoint_titles() and left_out == []
+
+
+@pytest.mark.parametrize("text_encoder", ["solo", "own"])
+def test_the_fusion_engine_lets_go_of_the_parts_it_never_runs(forge_webui, text_encoder):
+    """Forge's loader builds a checkpoint whole; the fusion frees its VAE at once and its text
+    encoder unless a prompt is encoded by it (a flow family's T5 is most of the checkpoint)."""
+    from backend import loader
+
+    fusion = {"enabled": True, "model": "expert", "prompt": "a cartoon lion", "text_encoder": text_encoder, "fusion_selection": "0,1,1"}
+    forge_webui.generate(fusion, steps=2)
+    engine = loader.built[-1]()
+    assert engine is not shared.sd_model and CACHE.value.unet is engine.forge_objects.unet
+    assert engine.forge_objects.vae.first_stage_model.weight.is_meta
+    encoder_weights = list(engine.forge_objects.clip.cond_stage_model.parameters())
+    assert all(weight.is_meta for weight in encoder_weights) == (text_encoder == "solo")
+    assert (CACHE.value.text_encoder is None) == (text_encoder == "solo")

@@ -68,7 +68,8 @@ V_CONFIG = {
 
 FLOW_FAMILIES = ("sd3", "flux")
 """Neo's rectified-flow families in the stand-in's shapes (``backend/diffusion_engine/base.py``):
-SD3's (real CFG) and Flux dev's (guidance-distilled), each a :class:`tiny_sd.TinyDiT`."""
+SD3's (real CFG; the discrete-flow predictor Lumina 2, Z-Image and Qwen-Image share on Neo) and
+Flux dev's (guidance-distilled), each a :class:`tiny_sd.TinyDiT`."""
 
 
 def write_checkpoint(

@@ -2,6 +2,7 @@
 (Forge reads the file itself; a state dict fails since its PR #2224)."""
 
 import os
+import weakref
 
 import flavour
 import tiny_sd
@@ -13,14 +14,22 @@ from backend import args
 from backend.diffusion_engine.base import Flux, StableDiffusion, StableDiffusion3, StableDiffusionXL
 
 UNET, SD1_TEXT, SDXL_TEXT = "model.diffusion_model.", "cond_stage_model.", "conditioner."
+built = []
+"""Weak references to every engine built (the stand-in's own record, for the tests)."""
 
 
 def _part(weights, prefix):
     return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
 
 
-@torch.inference_mode()
 def forge_loader(sd, additional_state_dicts=None):
+    engine = _forge_loader(sd, additional_state_dicts)
+    built.append(weakref.ref(engine))
+    return engine
+
+
+@torch.inference_mode()
+def _forge_loader(sd, additional_state_dicts=None):
     if not isinstance(sd, str):
         raise TypeError("expected str, bytes or os.PathLike object, not dict")
     if flavour.neo():  # Neo's loader resets the dynamic args and sets flags from the file's name

@@ -36,7 +36,9 @@ class CLIP:
 
 class VAE:
     def __init__(self, latent_channels=4):
-        self.patcher = Patcher(torch.nn.Identity())
+        self.first_stage_model = torch.nn.Conv2d(latent_channels, 3, 1)
+        """The VAE's weights (the stand-in decodes with fixed maps: ``tiny_sd``)."""
+        self.patcher = Patcher(self.first_stage_model)
         self.latent_channels = latent_channels
 
 
