@@ -136,15 +136,21 @@ def test_snb_follows_the_official_step_in_flow_units_step_by_step(flow_webui, se
     sigmas = [float(s[0]) for s in seen.sigma] + [0.0]
     xs = [x[-batch:] for x in seen.x] + [out]
     fused_steps = 0
-    for i in range(steps):
+    for i in range(steps):  # each step from the host's own x_t: a difference cannot carry over
         x, sigma = xs[i], torch.full((batch,), sigmas[i])
         t = 1000 * share_of_time(sigmas[i])
         fused = t > v1 if mode == 2 else not t > v1
+        near_tie = torch.zeros_like(x, dtype=torch.bool)
         with torch.no_grad():
             if fused:
-                v = official_snb_velocity(dit_a, dit_b, x, sigma, cond_a["crossattn"], cond_b["crossattn"], uncond["crossattn"], guidance)[
-                    0
-                ]
+                text = (cond_a["crossattn"], cond_b["crossattn"], uncond["crossattn"])
+                v, l_a, l_b = official_snb_velocity(dit_a, dit_b, x, sigma, *text, guidance)
+                # Measured in x0 units and scaled, the saliency rounds otherwise than in velocity
+                # units here: only a pixel whose two softmax values tie to within that rounding
+                # may pick the other model (the Euler step is per pixel, so it stays there). An
+                # exact tie (sigma 1: no response at all) goes to A on both sides.
+                near = (l_a - l_b).abs() <= 1e-5 * torch.maximum(l_a, l_b)
+                near_tie = (near & (l_a != l_b)).expand_as(x)
             else:
                 k_a, u_a = (
                     velocity(dit_a, x, sigma, cond_a["crossattn"], guidance),
@@ -153,7 +159,9 @@ def test_snb_follows_the_official_step_in_flow_units_step_by_step(flow_webui, se
                 v = u_a + (k_a - u_a) * CFG
         fused_steps += fused
         expected = x + v * (sigmas[i + 1] - sigmas[i])  # Euler: x0 = x - sigma v, d = (x - x0) / sigma = v
-        assert (xs[i + 1] - expected).abs().max() <= 1e-4 * expected.abs().max(), f"x_t departs from the restatement at step {i}"
+        assert near_tie.float().mean() < 0.01
+        difference = (xs[i + 1] - expected).abs()[~near_tie]
+        assert difference.max() <= 1e-4 * expected.abs().max(), f"x_t departs from the restatement at step {i}"
     assert 0 < fused_steps < steps
 
 
