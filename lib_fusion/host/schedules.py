@@ -70,8 +70,8 @@ def forge_timesteps(predictor: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     (``predictor.timestep``: the nearest of the 1000, what the UNet sees), a rectified flow's
     share of its own time (:func:`lib_fusion.fusion.flow.ddpm_timestep`; its ``timestep`` is
     the DiT's input, ``1000 sigma`` or ``sigma``, on no shared axis). Asked once per pass."""
-    if noise_form(predictor) == "flow":
-        return functools.partial(ddpm_timestep, predictor.sigmas)
+    if noise_form(predictor) == "flow":  # the table read to the host once, not every step
+        return functools.partial(ddpm_timestep, predictor.sigmas.detach().to("cpu", torch.float64))
     return predictor.timestep
 
 
