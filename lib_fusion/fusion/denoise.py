@@ -121,22 +121,33 @@ def guided(model: Model, step: StepInput) -> tuple[torch.Tensor, torch.Tensor]:
     return uncond_out, combine(uncond_out, cond_rows, model.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
 
 
+def reads_uncond(step: StepInput) -> bool:
+    """Whether the host's CFG at this step reads the uncond rows: Forge's at scale 1 runs none
+    and reads none (its positive runs alone)."""
+    return not (step.cfg_rule == "weighted_mean" and math.isclose(step.cfg_scale, 1.0))
+
+
 def guided_prediction(model: Model, step: StepInput) -> torch.Tensor:
-    """``model``'s guided prediction alone (a solo step, a region's view). Under Forge's rule at
-    CFG 1 the combine reads no uncond (Forge runs none), so its rows are not run: a
-    guidance-distilled flow model at CFG 1 costs one pass per view, as it does the host."""
-    if step.cfg_rule == "weighted_mean" and math.isclose(step.cfg_scale, 1.0):
-        cond_rows, _ = rows(model, replace(step, width_join="equal"), uncond=False)  # alone, as Forge runs them there
-        unused = cond_rows.new_zeros((step.x.shape[0], *cond_rows.shape[1:]))
-        return combine(unused, cond_rows, model.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
+    """``model``'s guided prediction alone (a solo step, a region's view). Where the host's CFG
+    reads no uncond its rows are not run: a guidance-distilled flow model at CFG 1 costs one
+    pass per view, as it does the host."""
+    if not reads_uncond(step):
+        cond_rows, _ = rows(model, step, uncond=False)
+        return combine(_no_uncond(cond_rows, step), cond_rows, model.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
     return guided(model, step)[1]
+
+
+def _no_uncond(cond_rows: torch.Tensor, step: StepInput) -> torch.Tensor:
+    """What stands for the uncond rows in a combine that reads none (:func:`reads_uncond`)."""
+    return cond_rows.new_zeros((step.x.shape[0], *cond_rows.shape[1:]))
 
 
 def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``model``'s outputs on its cond rows (one per ``AND`` sub-prompt, image after image)
     and on its uncond rows (one per image); a side not asked for is not run (None). Both
     sides go in one call where the host would batch them, and each side's context is in the form
-    that batch gives it even when one side runs (:func:`lib_fusion.fusion.conds.as_batched`)."""
+    that batch gives it even when one side runs (:func:`lib_fusion.fusion.conds.as_batched`);
+    where the host's CFG reads no uncond, the sides run apart, as its positive runs alone."""
     conditioning = model.conditioning
     batch = step.x.shape[0]
     conditioning.check(batch, model.name)
@@ -144,12 +155,13 @@ def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) 
     order = [index for conds in conditioning.conds_list for index, _ in conds]
     cond_text = take_rows(conditioning.cond, order)
     uncond_text = conditioning.uncond
-    if cond and uncond and token_width(cond_text) == token_width(uncond_text):
+    alone = not reads_uncond(step)  # Forge at CFG 1 runs the positive alone, unrepeated
+    if cond and uncond and not alone and token_width(cond_text) == token_width(uncond_text):
         in_order = order == list(range(row_count(conditioning.cond)))
         text = conditioning.both() if in_order else cat_conds([cond_text, uncond_text])
         out = _run(model.fn, step, image_of_row + list(range(batch)), text, len(image_of_row))
         return out[: len(image_of_row)], out[len(image_of_row) :]
-    batched = as_batched([cond_text, uncond_text], step.width_join)
+    batched = None if alone else as_batched([cond_text, uncond_text], step.width_join)
     if batched is not None:  # each side as the model's own CFG batch holds it, whichever sides run
         cond_text, uncond_text = batched
         if cond and uncond:
@@ -219,8 +231,9 @@ def snb_many_step(models: list[Model], step: StepInput, options: SnbOptions, fac
 def guidance_step(model_a: Model, model_b: Model, step: StepInput, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-model guidance (:func:`lib_fusion.fusion.guidance.cross_model_guidance`): A on all its
     rows, B on its cond rows only. Returns the prediction and ``|D_A(c) - D_B(c)|`` (previews)."""
-    cond_a, uncond_a = rows(model_a, step)
+    cond_a, uncond_a = rows(model_a, step, uncond=reads_uncond(step))
     cond_b, _ = rows(model_b, step, uncond=False)
+    uncond_a = _no_uncond(cond_a, step) if uncond_a is None else uncond_a
     guided_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, step.cfg_scale, step.cfg_rule)
     positive_a = combine(uncond_a, cond_a, model_a.conditioning.conds_list, 1.0, step.cfg_rule)
     positive_b = combine(uncond_a, cond_b, model_b.conditioning.conds_list, 1.0, step.cfg_rule)

@@ -1,7 +1,7 @@
 """Rectified flow in the terms the papers use: a flow model's prediction in DDPM eps units, and
 its step's place on the DDPM timestep axis of ``fusion_selection`` (``docs/flow.md``).
 
-The flow-matching families (Flux, SD3, Chroma, Wan, Qwen-Image, Lumina …) noise a clean latent
+The flow-matching families (Flux, Chroma, Lumina, Z-Image, Qwen-Image …) noise a clean latent
 as ``x_t = (1 - sigma) x0 + sigma eps`` with sigma in [0, 1], where the Stable Diffusion
 families (in k-diffusion's sigma space) noise as ``x_t = x0 + sigma eps``. Forge's sampling
 hands every family's prediction over as x0, so a change ``d_x0`` of the prediction at one
@@ -32,8 +32,8 @@ def ddpm_timestep(sigma_table: torch.Tensor, sigma: torch.Tensor) -> torch.Tenso
     A flow family walks its time ``u`` from 1 (noise) to 0 (image) at the noise level
     ``S(u)``: the identity bent by the family's shift (SD3's ``shift u / (1 + (shift - 1) u)``,
     Flux's exponential one). Its predictor keeps ``S`` as a table, ``sigma_table[k] = S((k + 1) /
-    N)``, and the family's schedules step evenly through ``u`` (Simple through the table's own
-    entries). DDPM's ``t / 1000`` is the same share on the Stable Diffusion axis, where DDIM steps
+    N)``, and Neo's Normal and Simple schedules step evenly through ``u`` (Simple through the
+    table's own entries). DDPM's ``t / 1000`` is the same share on the Stable Diffusion axis, where DDIM steps
     evenly in ``t``: so ``v1 = 600`` leaves the first 40 % of the denoising to one model on both.
     ``u`` is read back between the two entries around ``sigma`` (linear in sigma, from ``S(0) =
     0``): exact on the table's entries, and off by far less than a timestep between them.

@@ -149,9 +149,21 @@ def model_window() -> ModelWindow:
     model = shared.sd_model
     legacy = getattr(model, "is_webui_legacy_model", None)
     native = 128 if getattr(model, "is_sdxl", False) or (callable(legacy) and not legacy()) else 64
-    patch = getattr(active_unet(), "patch_size", 1)
-    patch = patch[-1] if isinstance(patch, (tuple, list)) else patch  # Wan's (1, 2, 2): frames, rows, columns
-    return ModelWindow(native, int(patch) if isinstance(patch, int) and patch >= 1 else 1)
+    return ModelWindow(native, _patch_size(active_unet()))
+
+
+def _patch_size(unet: Any) -> int:
+    """The latent pixels a DiT reads as one token along a side, by the names Neo's families give
+    it (``patch_size``; Anima's ``patch_spatial``; Krea's ``patch``; Nunchaku's Flux in its
+    ``config``); 1 for a UNet."""
+    config = getattr(unet, "config", None)
+    candidates = [getattr(unet, name, None) for name in ("patch_size", "patch_spatial", "patch")]
+    candidates.append(config.get("patch_size") if isinstance(config, dict) else None)
+    for patch in candidates:
+        patch = patch[-1] if isinstance(patch, (tuple, list)) and patch else patch  # Wan's (1, 2, 2): frames, rows, columns
+        if isinstance(patch, int) and not isinstance(patch, bool) and patch >= 1:
+            return patch
+    return 1
 
 
 def active_config() -> Any:

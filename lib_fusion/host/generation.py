@@ -4,6 +4,7 @@ the infotext, wrap ``p.sample``; at the end add the outputs and let go of the mo
 
 from __future__ import annotations
 
+import math
 from types import MappingProxyType
 from typing import Any
 
@@ -297,7 +298,7 @@ def _check_every_pass_has_an_uncond_branch(args: FusionArgs, passes: list[PassPl
     if not method_of(args).reads_guidance_response(args) or not active_is_flow():
         return
     for planned in passes:
-        if planned.cfg_scale == 1:
+        if math.isclose(planned.cfg_scale, 1.0):
             raise FusionArgumentError(
                 f"{TITLE}: SNB picks each pixel by the checkpoints' classifier-free-guidance responses, and at CFG scale 1 "
                 f"({planned.name}) this flow-matching checkpoint runs no unconditional branch (guidance-distilled models such "

@@ -113,7 +113,7 @@ def unsupported_model(predictor: Any) -> str | None:
     """Why the active checkpoint's family cannot be fused, or None. The fusion reads the
     predictions of the families whose noisy latent is ``x0 + sigma * noise`` (SD1, SD2, SDXL:
     eps, v and EDM alike) or ``(1 - sigma) x0 + sigma * noise`` (the rectified flows Forge Neo
-    runs: Flux, SD3, Chroma, Wan, Qwen-Image, Lumina …), as Forge's ``predictor.noise_scaling``
+    runs: Flux, Chroma, Lumina, Z-Image, Qwen-Image …), as Forge's ``predictor.noise_scaling``
     computes them (:func:`noise_form`). ``predictor`` None: the host's model brings a sampler
     denoiser of its own (AUTOMATIC1111's SD3), which the fusion does not drive."""
     if predictor is not None and noise_form(predictor) is not None:

@@ -292,3 +292,24 @@ def test_the_accordions_schedule_label_foresees_the_flow_steps(flow_webui, stren
     assert predicted == pytest.approx(seen, abs=1e-3) and seen[0] <= 1000.0
     line = schedule_words.describe(600, 2, predicted, "Euler", strength)
     assert ("a generation would be refused" in line) == (max(seen) <= 600)
+
+
+@pytest.mark.parametrize("method", [{"mask": "mean"}, {"method": "guidance", "guidance_weight": 2.5}, IDENTITY_METHODS[-1]], ids=str)
+def test_at_cfg_scale_1_the_positive_runs_alone_as_forge_runs_it(flow_webui, method):
+    """At CFG 1 Forge runs the positive alone, its context not repeated beside a negative of
+    another width: the methods that fuse there run it so, and a byte copy gives the plain image."""
+    byte_copy(flow_webui, "twin")
+    kind = {"steps": 3, "batch_size": 2, "negative_prompt": LONG_NEGATIVE, "cfg_scale": 1.0, "width": 128}
+    plain = flow_webui.latents(None, extension=False, **kind)
+    assert torch.equal(flow_webui.latents({"enabled": True, "model": "twin", "fusion_selection": "0,1,1", **method}, **kind), plain)
+
+
+@pytest.mark.parametrize("name", ["patch_spatial", "patch"])
+def test_a_dit_that_names_its_patch_otherwise_is_held_to_it_too(flow_webui, monkeypatch, name):
+    """Anima calls it ``patch_spatial``, Krea ``patch``."""
+    dit = shared.sd_model.forge_objects.unet.model.diffusion_model
+    monkeypatch.delattr(type(dit), "patch_size")
+    monkeypatch.setattr(dit, name, 2, raising=False)
+    regions = {"enabled": True, "method": "regions", "model": "expert", "regions": [{"box": [0, 0, 0.5, 1]}], "window": 9, "stride": 4}
+    with pytest.raises(Exception, match="window 9 is not a multiple of the active model's patch size 2"):
+        flow_webui.generate(regions, steps=2, cfg_scale=CFG)

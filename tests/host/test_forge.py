@@ -135,12 +135,13 @@ def test_fused_steps_run_no_unet_pass_of_forges_own(forge_webui):
 
 def test_cfg_one_still_measures_saliency_against_the_uncond(forge_webui):
     """Forge encodes no negative prompt at CFG 1 (nor in a hires pass at its API's default
-    hires CFG 1): the fused steps encode it themselves and run the uncond rows."""
+    hires CFG 1): the fused steps encode it themselves and run the uncond rows, apart from the
+    positive, which Forge runs alone there."""
     plain = forge_webui.latents(None, extension=False, steps=4, cfg_scale=1.0)
     p = forge_webui.processing(snb(fusion_selection="0,1,1"), steps=4, cfg_scale=1.0)
     fused = torch.stack(processing.process_images(p).latents)
     assert not torch.equal(fused, plain) and torch.isfinite(fused).all()
-    assert shared.sd_model.forge_objects.unet.model.calls[-1] == 2  # cond and uncond of the one image
+    assert shared.sd_model.forge_objects.unet.model.calls[-2:] == [1, 1]  # cond, then uncond, of the one image
 
 
 class Placeholder:
