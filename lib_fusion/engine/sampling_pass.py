@@ -99,10 +99,10 @@ class RegionSource:
     """What the host prepared for the Regions method in one pass."""
 
     conditionings: list[dict[str, ConditioningFn]]
-    background: dict[str, ConditioningFn]
-    """The main prompt for each checkpoint regions name, by title (a background of its own)."""
     """Per foreground region (in the arguments' order): its conditioning for each model
     (:data:`ACTIVE`, :data:`FUSION`), encoded on first use."""
+    background: dict[str, ConditioningFn]
+    """The main prompt for each checkpoint regions name, by title (a background of its own)."""
     window: ModelWindow
     noise_to: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     colours: Callable[[], torch.Tensor]

@@ -156,16 +156,14 @@ def rows(model: Model, step: StepInput, cond: bool = True, uncond: bool = True) 
     cond_text = take_rows(conditioning.cond, order)
     uncond_text = conditioning.uncond
     alone = not reads_uncond(step)  # Forge at CFG 1 runs the positive alone, unrepeated
-    if cond and uncond and not alone and token_width(cond_text) == token_width(uncond_text):
-        in_order = order == list(range(row_count(conditioning.cond)))
-        text = conditioning.both() if in_order else cat_conds([cond_text, uncond_text])
-        out = _run(model.fn, step, image_of_row + list(range(batch)), text, len(image_of_row))
-        return out[: len(image_of_row)], out[len(image_of_row) :]
     batched = None if alone else as_batched([cond_text, uncond_text], step.width_join)
     if batched is not None:  # each side as the model's own CFG batch holds it, whichever sides run
+        same_width = token_width(cond_text) == token_width(uncond_text)
         cond_text, uncond_text = batched
         if cond and uncond:
-            out = _run(model.fn, step, image_of_row + list(range(batch)), cat_conds(batched), len(image_of_row))
+            in_order = order == list(range(row_count(conditioning.cond)))
+            text = conditioning.both() if same_width and in_order else cat_conds(batched)  # both(): joined once per conditioning
+            out = _run(model.fn, step, image_of_row + list(range(batch)), text, len(image_of_row))
             return out[: len(image_of_row)], out[len(image_of_row) :]
     cond_out = _run(model.fn, step, image_of_row, cond_text, len(image_of_row)) if cond else None
     uncond_out = _run(model.fn, step, list(range(batch)), uncond_text, 0) if uncond else None

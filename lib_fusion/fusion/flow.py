@@ -33,8 +33,9 @@ def ddpm_timestep(sigma_table: torch.Tensor, sigma: torch.Tensor) -> torch.Tenso
     ``S(u)``: the identity bent by the family's shift (SD3's ``shift u / (1 + (shift - 1) u)``,
     Flux's exponential one). Its predictor keeps ``S`` as a table, ``sigma_table[k] = S((k + 1) /
     N)``, and Neo's Normal and Simple schedules step evenly through ``u`` (Simple through the
-    table's own entries). DDPM's ``t / 1000`` is the same share on the Stable Diffusion axis, where DDIM steps
-    evenly in ``t``: so ``v1 = 600`` leaves the first 40 % of the denoising to one model on both.
+    table's own entries). DDPM's ``t / 1000`` is the same share on the Stable Diffusion axis,
+    where DDIM steps evenly in ``t``: so ``v1 = 600`` leaves the first 40 % of the denoising to
+    one model on both.
     ``u`` is read back between the two entries around ``sigma`` (linear in sigma, from ``S(0) =
     0``): exact on the table's entries, and off by far less than a timestep between them.
     """

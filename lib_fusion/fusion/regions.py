@@ -194,7 +194,7 @@ def _run_chunk(
     first = regions[items[0][1]].model
     if token_width(conds[0]) == token_width(unconds[0]):  # the chunk's one copy of its text rows
         conditioning = Conditioning.from_joined(conds_list, cat_conds([*conds, *unconds]), offset)
-    else:  # a prompt longer than its negative (or the reverse): two calls, as the WebUI makes
+    else:  # a prompt longer than its negative (or the reverse): batched as the host batches them (denoise.rows)
         conditioning = Conditioning(conds_list, cat_conds(conds), cat_conds(unconds))
     model = Model(first.name, first.fn, conditioning)
     return list(guided_prediction(model, chunk_step).split(batch))
